@@ -1,0 +1,77 @@
+"""``python -m electra_lightning``: LightningCLI for fit/validate plus tokenizer and export."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from electra_lightning.callbacks import TokenThroughput
+from electra_lightning.data import ElectraDataModule
+from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
+
+USAGE = """usage: python -m electra_lightning COMMAND [options]
+
+commands:
+  fit | validate | test | predict   LightningCLI (--config configs/X.yaml; --help for options)
+  tokenizer                        train a WordPiece tokenizer on local text files
+  export                           write a checkpoint as Hugging Face generator/discriminator dirs
+  predict fill-mask|detect         use exported models (generator fills [MASK]; RTD view)
+"""
+
+
+class ElectraCLI(LightningCLI):
+    """LightningCLI with the sequence length, vocabulary and pad id set once and linked."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("data.max_seq_length", "model.max_seq_length")
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.pad_token_id", "model.pad_token_id", apply_on="instantiate")
+        parser.set_defaults(
+            {
+                "model.optimizer": {
+                    "class_path": "torch.optim.AdamW",
+                    "init_args": {**ADAMW_DEFAULTS, "betas": list(ADAMW_DEFAULTS["betas"])},
+                }
+            }
+        )
+        parser.add_lightning_class_args(TokenThroughput, "throughput")
+
+
+def run_lightning_cli(args: list[str] | None) -> None:
+    ElectraCLI(
+        ElectraPretraining,
+        ElectraDataModule,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"max_steps": 1000},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "tokenizer":
+            from electra_lightning.tokenizer import main as tokenizer_main
+
+            tokenizer_main(rest)
+        elif command == "export":
+            from electra_lightning.export import main as export_main
+
+            export_main(rest)
+        elif command == "predict":
+            from electra_lightning.predict import main as predict_main
+
+            predict_main(rest)
+        else:
+            run_lightning_cli(None if from_shell else argv)
+    except (ValueError, FileNotFoundError) as err:
+        # User errors: one line naming the field or file, no traceback.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

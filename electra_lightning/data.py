@@ -1,0 +1,630 @@
+"""Streaming pretraining data: read documents, shard them, tokenize, pack, mask at batch time.
+
+The pipeline for one shard (one DDP rank × DataLoader worker):
+
+    files ──read──▶ documents (lists of sentences) ──keep every k-th──▶ tokenize
+          ──pack──▶ fixed-length [CLS] A [SEP] B [SEP] examples ──batch──▶ mask ──▶ model
+
+Documents are assigned round-robin to ``ranks × workers`` shards, so every document is read by
+exactly one shard. Nothing holds more than a tokenization chunk and one batch in memory; long lines
+are read in bounded pieces.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from electra_lightning.masking import MaskingConfig, mask_tokens
+
+TEXT_SUFFIXES = (".txt", ".text", ".raw")
+JSONL_SUFFIXES = (".jsonl", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
+HUB_PREFIX = "hub:"
+MAX_LINE_CHARS = 1 << 20  # a longer line is read (and tokenized) in pieces of this size
+MAX_DOC_SENTENCES = 256  # a longer document is cut, so one huge file still spreads over shards
+TOKENIZE_CHUNK_DOCS = 64
+TOKENIZER_CHECKPOINT_KEY = "electra_tokenizer_files"  # the tokenizer travels inside checkpoints
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: where the text comes from
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
+    """Expand files, directories and globs into a sorted list of files (or hub specs).
+
+    Raises a one-line ``ValueError`` naming ``field_name`` for a path that does not exist, a
+    directory or glob with no matching files, an empty file or a binary file.
+    """
+    entries = [spec] if isinstance(spec, str) else list(spec)
+    if not entries:
+        raise ValueError(f"{field_name} is empty: give at least one file, directory or glob")
+    sources: list[str] = []
+    for entry in entries:
+        entry = os.path.expanduser(str(entry))
+        if entry.startswith(HUB_PREFIX):
+            sources.append(entry)
+            continue
+        if any(ch in entry for ch in "*?["):
+            matches = sorted(p for p in glob.glob(entry, recursive=True) if _is_corpus_file(p))
+            if not matches:
+                raise ValueError(
+                    f"{field_name}: glob '{entry}' matches no {'/'.join(SUFFIXES)} files"
+                )
+            sources.extend(matches)
+        elif os.path.isdir(entry):
+            matches = sorted(
+                str(p) for p in Path(entry).rglob("*") if p.is_file() and _is_corpus_file(str(p))
+            )
+            if not matches:
+                raise ValueError(
+                    f"{field_name}: directory '{entry}' has no {'/'.join(SUFFIXES)} files"
+                )
+            sources.extend(matches)
+        elif os.path.isfile(entry):
+            if not entry.endswith(SUFFIXES):
+                raise ValueError(
+                    f"{field_name}: '{entry}' is not a {'/'.join(SUFFIXES)} file; "
+                    "rename it or convert it"
+                )
+            sources.append(entry)
+        else:
+            raise ValueError(
+                f"{field_name}: '{entry}' does not exist (give a file, directory, glob or "
+                f"'{HUB_PREFIX}name[:config][@split]')"
+            )
+    for path in sources:
+        if not path.startswith(HUB_PREFIX):
+            _check_file(path, field_name)
+    return sources
+
+
+def _is_corpus_file(path: str) -> bool:
+    return os.path.isfile(path) and path.endswith(SUFFIXES)
+
+
+def _check_file(path: str, field_name: str) -> None:
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{field_name}: corpus file '{path}' is empty; remove it or add text")
+    if path.endswith(PARQUET_SUFFIXES):
+        return
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if b"\x00" in head:
+        raise ValueError(
+            f"{field_name}: '{path}' looks binary (NUL bytes), not UTF-8 text; remove it"
+        )
+
+
+def _read_text_documents(path: str) -> Iterator[list[str]]:
+    """Documents of a text file: a blank line ends a document; each line is a sentence.
+
+    Lines longer than ``MAX_LINE_CHARS`` arrive as several pieces (bounded memory); bytes that are
+    not UTF-8 are decoded as U+FFFD.
+    """
+    doc: list[str] = []
+    with open(path, encoding="utf-8", errors="replace", newline=None) as f:
+        while True:
+            line = f.readline(MAX_LINE_CHARS)
+            if not line:
+                break
+            line = line.strip()
+            if line:
+                doc.append(line)
+                if len(doc) >= MAX_DOC_SENTENCES:
+                    yield doc
+                    doc = []
+            elif doc:
+                yield doc
+                doc = []
+    if doc:
+        yield doc
+
+
+def _split_record(text: object, where: str, text_field: str) -> list[str]:
+    if not isinstance(text, str):
+        raise ValueError(
+            f"{where}: field '{text_field}' is missing or not a string "
+            f"(set data.text_field to the column that holds the text)"
+        )
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _chunk_sentences(sentences: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(sentences), MAX_DOC_SENTENCES):
+        yield sentences[start : start + MAX_DOC_SENTENCES]
+
+
+def _read_jsonl_documents(path: str, text_field: str) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: broken JSON line ({err.msg}); fix or remove it") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
+            sentences = _split_record(record.get(text_field), f"{path}:{lineno}", text_field)
+            yield from _chunk_sentences(sentences)
+
+
+def _read_parquet_documents(path: str, text_field: str) -> Iterator[list[str]]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if text_field not in parquet.schema_arrow.names:
+        raise ValueError(
+            f"{path}: parquet file has no column '{text_field}' (columns: "
+            f"{', '.join(parquet.schema_arrow.names)}); set data.text_field"
+        )
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
+        for text in batch.column(0).to_pylist():
+            yield from _chunk_sentences(_split_record(text, path, text_field))
+
+
+def _read_hub_documents(spec: str, text_field: str) -> Iterator[list[str]]:
+    """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network)."""
+    from datasets import load_dataset
+
+    name = spec[len(HUB_PREFIX) :]
+    name, _, split = name.partition("@")
+    name, _, config = name.partition(":")
+    stream = load_dataset(name, config or None, split=split or "train", streaming=True)
+    for record in stream:
+        yield from _chunk_sentences(_split_record(record.get(text_field), spec, text_field))
+
+
+def read_documents(source: str, text_field: str = "text") -> Iterator[list[str]]:
+    """Documents (lists of sentences) of one source, in order."""
+    if source.startswith(HUB_PREFIX):
+        return _read_hub_documents(source, text_field)
+    if source.endswith(JSONL_SUFFIXES):
+        return _read_jsonl_documents(source, text_field)
+    if source.endswith(PARQUET_SUFFIXES):
+        return _read_parquet_documents(source, text_field)
+    return _read_text_documents(source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing: sentences → fixed-length [CLS] A [SEP] B [SEP] examples
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    input_ids: np.ndarray  # [L] int32, padded with pad id only at the very end of a stream
+    token_type_ids: np.ndarray  # [L] int8
+    length: int  # real tokens (the rest is padding)
+
+
+@dataclass
+class ExamplePacker:
+    """Packs tokenized sentences into examples the way official ``build_pretraining_dataset.py`` does.
+
+    Segment A takes whole sentences up to about half the example (with 50% chance one more that
+    overflows it, as official); segment B fills the example to exactly ``max_seq_length``. A
+    document boundary ends segment A. With ``single_segment_prob`` (official: 0.1) an example has
+    one segment of the whole length, like a classification input.
+
+    Unlike the official builder, tokens that do not fit are carried into the next example instead
+    of being dropped, and examples are never short: padding appears only in the example that
+    :meth:`flush` returns at the end of the stream.
+    """
+
+    max_seq_length: int
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    single_segment_prob: float = 0.1
+    seed: int = 0
+    pending: list[tuple[list[int], bool]] = field(default_factory=list)  # (tokens, ends_document)
+    pending_tokens: int = 0
+
+    def __post_init__(self):
+        if self.max_seq_length < 8:
+            raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length} (data.max_seq_length)")
+        self.rng = random.Random(self.seed)
+        self._choose_layout()
+
+    def _choose_layout(self) -> None:
+        self.single = self.rng.random() < self.single_segment_prob
+        self.budget = self.max_seq_length - (2 if self.single else 3)
+
+    def add_document(self, sentences: Iterable[list[int]]) -> Iterator[Example]:
+        sentences = [s for s in sentences if s]
+        for i, tokens in enumerate(sentences):
+            self.pending.append((tokens, i == len(sentences) - 1))
+            self.pending_tokens += len(tokens)
+            while self.pending_tokens >= self.budget:
+                yield self._create_example()
+
+    def flush(self) -> Iterator[Example]:
+        """End of stream: emit what is left (the only padded examples)."""
+        while self.pending_tokens > 0:
+            yield self._create_example()
+
+    def _take(self, n: int) -> list[int]:
+        """Remove the first ``n`` tokens from ``pending``."""
+        out: list[int] = []
+        while n > 0 and self.pending:
+            tokens, ends_doc = self.pending[0]
+            if len(tokens) <= n:
+                out.extend(tokens)
+                self.pending.pop(0)
+                n -= len(tokens)
+            else:
+                out.extend(tokens[:n])
+                self.pending[0] = (tokens[n:], ends_doc)
+                n = 0
+        self.pending_tokens -= len(out)
+        return out
+
+    def _create_example(self) -> Example:
+        budget = min(self.budget, self.pending_tokens)
+        if self.single:
+            first, second = self._take(budget), []
+        else:
+            target_a = self.budget // 2
+            len_a = 0
+            for i, (tokens, ends_doc) in enumerate(self.pending):
+                if i == 0 or len_a + len(tokens) < target_a:
+                    len_a += len(tokens)
+                elif len_a < target_a and self.rng.random() < 0.5:
+                    len_a += len(tokens)  # official: half the time A takes the overflowing sentence
+                    break
+                else:
+                    break
+                if ends_doc or len_a >= target_a:
+                    break
+            # A leaves at least one token for B when there is more than one token to place.
+            len_a = min(len_a, budget - 1) if budget > 1 else budget
+            first = self._take(len_a)
+            second = self._take(budget - len_a)
+        self._choose_layout()
+        return self._assemble(first, second)
+
+    def _assemble(self, first: list[int], second: list[int]) -> Example:
+        ids = [self.cls_id, *first, self.sep_id]
+        types = [0] * len(ids)
+        if second:
+            ids += [*second, self.sep_id]
+            types += [1] * (len(second) + 1)
+        length = len(ids)
+        pad = self.max_seq_length - length
+        input_ids = np.asarray(ids + [self.pad_id] * pad, dtype=np.int32)
+        token_type_ids = np.asarray(types + [0] * pad, dtype=np.int8)
+        return Example(input_ids, token_type_ids, length)
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset: one shard's stream of masked batches
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What the pipeline needs to know about the tokenizer (picklable for workers)."""
+
+    path: str
+    vocab_size: int
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    mask_id: int
+    special_ids: tuple[int, ...]
+
+
+def load_tokenizer_info(path: str) -> TokenizerInfo:
+    """Load a tokenizer directory and check it has the special tokens ELECTRA needs."""
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"data.tokenizer: '{path}' is not a directory; train one with "
+            "`python -m electra_lightning tokenizer --files ... --output_dir DIR`"
+        )
+    if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        raise ValueError(
+            f"data.tokenizer: '{path}' has no tokenizer.json (a fast tokenizer is required); "
+            "save it with save_pretrained() from a fast tokenizer"
+        )
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    missing = [
+        name
+        for name in ("cls_token", "sep_token", "pad_token", "mask_token")
+        if getattr(tok, name, None) is None or getattr(tok, f"{name}_id", None) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"data.tokenizer: '{path}' defines no {', '.join(missing)} "
+            "(ELECTRA needs [CLS], [SEP], [PAD] and [MASK])"
+        )
+    return TokenizerInfo(
+        path=str(path),
+        vocab_size=len(tok),
+        cls_id=tok.cls_token_id,
+        sep_id=tok.sep_token_id,
+        pad_id=tok.pad_token_id,
+        mask_id=tok.mask_token_id,
+        special_ids=tuple(sorted(set(tok.all_special_ids))),
+    )
+
+
+def shard_identity(rank: int = 0, world_size: int = 1) -> tuple[int, int]:
+    """(shard index, number of shards) for this process and DataLoader worker."""
+    info = get_worker_info()
+    workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+    return rank * workers + worker, world_size * workers
+
+
+def _seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class PretrainingStream(IterableDataset):
+    """Masked batches from one shard of the corpus, endless (train) or one pass (validation).
+
+    Train: epoch after epoch over the corpus; the same example is masked afresh in every epoch.
+    Validation (``endless=False``): one pass, masked with a fixed seed, identical every time.
+    """
+
+    def __init__(
+        self,
+        sources: list[str],
+        tokenizer: TokenizerInfo,
+        max_seq_length: int,
+        batch_size: int,
+        masking: MaskingConfig,
+        single_segment_prob: float = 0.1,
+        text_field: str = "text",
+        seed: int = 0,
+        endless: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__()
+        self.sources = sources
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+        self.masking = masking
+        self.single_segment_prob = single_segment_prob
+        self.text_field = text_field
+        self.seed = seed
+        self.endless = endless
+        self.rank = rank
+        self.world_size = world_size
+
+    # -- stages ----------------------------------------------------------------------------------
+
+    def shard_documents(self, shard: int, num_shards: int) -> Iterator[list[str]]:
+        """This shard's documents for one pass: global document ``i`` goes to shard ``i % n``."""
+        index = 0
+        for source in self.sources:
+            for doc in read_documents(source, self.text_field):
+                if index % num_shards == shard:
+                    yield doc
+                index += 1
+
+    def examples(self, shard: int, num_shards: int, epoch: int) -> Iterator[Example]:
+        """Packed examples of one pass over this shard (the packer's tail flushed at the end)."""
+        from tokenizers import Tokenizer
+
+        encoder = Tokenizer.from_file(os.path.join(self.tokenizer.path, "tokenizer.json"))
+        packer = ExamplePacker(
+            self.max_seq_length,
+            self.tokenizer.cls_id,
+            self.tokenizer.sep_id,
+            self.tokenizer.pad_id,
+            self.single_segment_prob,
+            seed=_seed_for(self.seed, shard, 1),  # same examples every epoch; masks differ
+        )
+        chunk: list[list[str]] = []
+        for doc in self.shard_documents(shard, num_shards):
+            chunk.append(doc)
+            if len(chunk) >= TOKENIZE_CHUNK_DOCS:
+                yield from self._pack_chunk(encoder, packer, chunk)
+                chunk = []
+        if chunk:
+            yield from self._pack_chunk(encoder, packer, chunk)
+        yield from packer.flush()
+
+    @staticmethod
+    def _pack_chunk(encoder, packer: ExamplePacker, docs: list[list[str]]) -> Iterator[Example]:
+        flat = [sentence for doc in docs for sentence in doc]
+        encoded = encoder.encode_batch(flat, add_special_tokens=False)
+        start = 0
+        for doc in docs:
+            ids = [enc.ids for enc in encoded[start : start + len(doc)]]
+            start += len(doc)
+            yield from packer.add_document(ids)
+
+    def collate(self, examples: list[Example], generator: torch.Generator) -> dict:
+        """Stack examples and draw a fresh mask."""
+        input_ids = torch.from_numpy(np.stack([e.input_ids for e in examples])).long()
+        token_type_ids = torch.from_numpy(np.stack([e.token_type_ids for e in examples])).long()
+        lengths = torch.tensor([e.length for e in examples])
+        attention_mask = (torch.arange(self.max_seq_length) < lengths[:, None]).long()
+        special = torch.isin(input_ids, torch.tensor(self.tokenizer.special_ids)) | (attention_mask == 0)
+        masked = mask_tokens(
+            input_ids,
+            special,
+            self.masking,
+            self.tokenizer.mask_id,
+            self.tokenizer.vocab_size,
+            generator=generator,
+            random_token_ids=self._random_pool(),
+        )
+        return {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            **masked,
+        }
+
+    def _random_pool(self) -> torch.Tensor | None:
+        if self.masking.random_token_prob == 0:
+            return None
+        keep = torch.ones(self.tokenizer.vocab_size, dtype=torch.bool)
+        keep[list(self.tokenizer.special_ids)] = False
+        return keep.nonzero().squeeze(-1)
+
+    def __iter__(self) -> Iterator[dict]:
+        shard, num_shards = shard_identity(self.rank, self.world_size)
+        epoch = 0
+        while True:
+            batch_index = 0
+            examples: list[Example] = []
+            for example in self.examples(shard, num_shards, epoch):
+                examples.append(example)
+                if len(examples) == self.batch_size:
+                    yield self._make_batch(examples, epoch, shard, batch_index)
+                    batch_index += 1
+                    examples = []
+            if examples and not self.endless:
+                yield self._make_batch(examples, epoch, shard, batch_index)
+            if not self.endless:
+                return
+            if batch_index == 0:
+                raise ValueError(
+                    f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
+                    f"{self.batch_size}; use more text, fewer workers/devices or a smaller batch"
+                )
+            epoch += 1
+
+    def _make_batch(self, examples: list[Example], epoch: int, shard: int, index: int) -> dict:
+        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch, shard, index, 2))
+        return self.collate(examples, generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# The LightningDataModule
+# ---------------------------------------------------------------------------------------------
+
+
+class ElectraDataModule(L.LightningDataModule):
+    """Streams a text corpus, packs it and masks it dynamically for ELECTRA pretraining.
+
+    Args:
+        train_files: Text (.txt, blank line = document break), JSONL or parquet files, directories,
+            globs, or ``hub:name[:config][@split]`` for a Hugging Face Hub dataset (online).
+        val_files: Held-out text in the same forms; validation is masked with a fixed seed.
+        tokenizer: A local Hugging Face fast-tokenizer directory (see ``electra_lightning tokenizer``).
+        max_seq_length: Tokens per example, [CLS]/[SEP] included.
+        batch_size: Examples per device and step.
+        mask_prob: Fraction of non-special tokens the generator predicts (official: 0.15; Large 0.25).
+        mask_token_prob: Of the predicted tokens, the fraction replaced by [MASK] (official: 0.85).
+        random_token_prob: Of the predicted tokens, the fraction replaced by a random token
+            (official: 0; BERT's 80/10/10 is mask_token_prob=0.8, random_token_prob=0.1).
+        max_predictions_per_seq: Cap on predicted tokens per example; default
+            ``int((mask_prob + 0.005) * max_seq_length)`` as official.
+        single_segment_prob: Fraction of examples with one segment instead of A/B (official: 0.1).
+        text_field: Column/field holding the text in JSONL, parquet and hub data.
+        num_workers: DataLoader worker processes per device (each reads its own shard).
+        seed: Seeds packing and masking; the stream is a function of it.
+    """
+
+    def __init__(
+        self,
+        train_files: str | list[str],
+        tokenizer: str,
+        val_files: str | list[str] | None = None,
+        max_seq_length: int = 128,
+        batch_size: int = 128,
+        mask_prob: float = 0.15,
+        mask_token_prob: float = 0.85,
+        random_token_prob: float = 0.0,
+        max_predictions_per_seq: int | None = None,
+        single_segment_prob: float = 0.1,
+        text_field: str = "text",
+        num_workers: int = 2,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if max_seq_length < 8:
+            raise ValueError(f"data.max_seq_length must be >= 8, got {max_seq_length}")
+        if not 0 <= single_segment_prob <= 1:
+            raise ValueError(f"data.single_segment_prob must be in [0, 1], got {single_segment_prob}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.masking = MaskingConfig(
+            mask_prob, mask_token_prob, random_token_prob, max_predictions_per_seq
+        )
+        self.tokenizer_info = load_tokenizer_info(tokenizer)
+        self.train_sources = resolve_sources(train_files, "data.train_files")
+        self.val_sources = resolve_sources(val_files, "data.val_files") if val_files else []
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer_info.vocab_size
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer_info.pad_id
+
+    def tokenizer_files(self) -> dict[str, str]:
+        """The tokenizer directory's text files, to store in checkpoints (for export)."""
+        files = {}
+        for name in sorted(os.listdir(self.tokenizer_info.path)):
+            path = os.path.join(self.tokenizer_info.path, name)
+            if os.path.isfile(path) and name.endswith((".json", ".txt")):
+                with open(path, encoding="utf-8") as f:
+                    files[name] = f.read()
+        return files
+
+    def _stream(self, sources: list[str], endless: bool) -> PretrainingStream:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        hp = self.hparams
+        return PretrainingStream(
+            sources,
+            self.tokenizer_info,
+            hp.max_seq_length,
+            hp.batch_size,
+            self.masking,
+            hp.single_segment_prob,
+            hp.text_field,
+            seed=hp.seed,
+            endless=endless,
+            rank=rank,
+            world_size=world,
+        )
+
+    def _loader(self, dataset: PretrainingStream) -> DataLoader:
+        workers = self.hparams.num_workers
+        if workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if workers else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._stream(self.train_sources, endless=True))
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_sources:
+            return []
+        return self._loader(self._stream(self.val_sources, endless=False))

@@ -1,0 +1,73 @@
+"""Export a pretraining checkpoint as plain Hugging Face model directories.
+
+``DIR/discriminator`` (``ElectraForPreTraining``; the encoder to fine-tune), ``DIR/generator``
+(``ElectraForMaskedLM``) and the tokenizer in both and in ``DIR/tokenizer`` — loadable by
+transformers alone, without this project.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from jsonargparse import CLI
+
+from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
+from electra_lightning.module import ElectraPretraining
+
+
+def load_checkpoint(path: str) -> dict:
+    """Load a Lightning checkpoint with ``weights_only=True`` and a clear error if it is bad."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--ckpt_path: checkpoint '{path}' does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or unsafe pickles all land here
+        raise ValueError(
+            f"--ckpt_path: cannot load checkpoint '{path}' safely ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]})"
+        ) from None
+
+
+def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    module = ElectraPretraining(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+def write_tokenizer(files: dict[str, str], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(output_dir, name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def export(ckpt_path: str, output_dir: str) -> str:
+    """Write ``output_dir/{discriminator,generator,tokenizer}`` from a pretraining checkpoint.
+
+    Args:
+        ckpt_path: A checkpoint written by ``fit`` (e.g. ``.../checkpoints/last.ckpt``).
+        output_dir: Where to write the Hugging Face directories.
+    """
+    checkpoint = load_checkpoint(ckpt_path)
+    module = module_from_checkpoint(checkpoint)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--output_dir: cannot create '{output_dir}' ({err.strerror})") from None
+    tokenizer_files = checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}
+    for name, model in (("discriminator", module.discriminator), ("generator", module.generator)):
+        target = os.path.join(output_dir, name)
+        model.save_pretrained(target)
+        write_tokenizer(tokenizer_files, target)
+    if tokenizer_files:
+        write_tokenizer(tokenizer_files, os.path.join(output_dir, "tokenizer"))
+    else:
+        print("warning: the checkpoint carries no tokenizer; copy yours next to the models")
+    print(f"exported discriminator and generator to {output_dir}")
+    return output_dir
+
+
+def main(argv: list[str]) -> None:
+    CLI(export, args=argv, as_positional=False)

@@ -1,0 +1,241 @@
+"""The ELECTRA networks: generator + discriminator with shared embeddings, and one training step.
+
+Free of Lightning. ``ElectraPair.forward`` runs the whole ELECTRA step (generator MLM at the
+masked positions, sampling, replaced token detection) so that a sharding wrapper (FSDP2) can
+treat it as one root module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+
+from electra_lightning.masking import gather_positions, sample_from_logits, scatter_update
+
+EmbeddingSharing = Literal["shared", "none"]
+
+
+def discriminator_config(
+    vocab_size: int,
+    hidden_size: int = 256,
+    num_layers: int = 12,
+    num_heads: int = 4,
+    intermediate_size: int = 1024,
+    embedding_size: int = 128,
+    max_position_embeddings: int = 512,
+    pad_token_id: int = 0,
+    dropout: float = 0.1,
+) -> ElectraConfig:
+    """An ``ElectraConfig`` for the discriminator (the encoder users fine-tune later)."""
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"hidden_size {hidden_size} is not divisible by num_heads {num_heads} (model.num_heads)"
+        )
+    return ElectraConfig(
+        vocab_size=vocab_size,
+        embedding_size=embedding_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        pad_token_id=pad_token_id,
+        attn_implementation="sdpa",
+    )
+
+
+def generator_config(
+    disc: ElectraConfig, generator_size: float = 0.25, generator_layers: float = 1.0
+) -> ElectraConfig:
+    """The generator's config, sized like the official ``get_generator_config``.
+
+    hidden = round(generator_size × discriminator hidden), FFN = 4 × hidden,
+    heads = max(1, hidden // 64), layers = round(generator_layers × discriminator layers).
+    Where the official formula gives a hidden size the heads do not divide (0.33 × 768 = 253),
+    hidden is rounded to the nearest multiple of the 64-wide heads (256, the paper's 1/3).
+    """
+    if not 0 < generator_size <= 1:
+        raise ValueError(f"generator_size must be in (0, 1], got {generator_size} (model.generator_size)")
+    if not 0 < generator_layers <= 1:
+        raise ValueError(
+            f"generator_layers must be in (0, 1], got {generator_layers} (model.generator_layers)"
+        )
+    hidden = int(round(disc.hidden_size * generator_size))
+    heads = max(1, hidden // 64)
+    if hidden % heads:
+        hidden = 64 * max(1, int(round(hidden / 64)))
+        heads = hidden // 64
+    gen = ElectraConfig(**disc.to_dict())
+    gen.hidden_size = hidden
+    gen.intermediate_size = 4 * hidden
+    gen.num_attention_heads = heads
+    gen.num_hidden_layers = max(1, int(round(disc.num_hidden_layers * generator_layers)))
+    gen._attn_implementation = "sdpa"
+    return gen
+
+
+@dataclass
+class ElectraStepOutput:
+    """Losses (fp32 scalars) and detached counts for metrics from one ELECTRA step."""
+
+    loss: torch.Tensor
+    gen_loss: torch.Tensor
+    disc_loss: torch.Tensor
+    gen_logits: torch.Tensor  # [B, N, V] at the masked positions
+    disc_logits: torch.Tensor  # [B, L]
+    disc_labels: torch.Tensor  # [B, L] 1 = replaced
+    sampled_ids: torch.Tensor  # [B, N]
+
+
+class ElectraPair(nn.Module):
+    """Generator (``ElectraForMaskedLM``) and discriminator (``ElectraForPreTraining``).
+
+    ``embedding_sharing="shared"`` (official): one embedding module (word, position, token type,
+    LayerNorm) for both; each keeps its own ``embeddings_project``. The generator's output
+    layer is tied to the word embeddings and keeps its own bias unless ``tie_generator_head``
+    is False.
+    """
+
+    def __init__(
+        self,
+        disc_config: ElectraConfig,
+        gen_config: ElectraConfig,
+        embedding_sharing: EmbeddingSharing = "shared",
+        tie_generator_head: bool = True,
+        gen_weight: float = 1.0,
+        disc_weight: float = 50.0,
+        temperature: float = 1.0,
+    ):
+        super().__init__()
+        if embedding_sharing not in ("shared", "none"):
+            raise ValueError(
+                f"embedding_sharing must be 'shared' or 'none', got {embedding_sharing!r} "
+                "(model.embedding_sharing)"
+            )
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature} (model.temperature)")
+        gen_config.tie_word_embeddings = tie_generator_head
+        self.discriminator = ElectraForPreTraining(disc_config)
+        self.generator = ElectraForMaskedLM(gen_config)
+        if embedding_sharing == "shared":
+            self.generator.electra.embeddings = self.discriminator.electra.embeddings
+        if tie_generator_head:
+            # Re-tie: the head must follow the (now shared) word-embedding table.
+            self.generator.tie_weights()
+        self.embedding_sharing = embedding_sharing
+        self.gen_weight = gen_weight
+        self.disc_weight = disc_weight
+        self.temperature = temperature
+
+    def generator_logits(self, generator_input_ids, attention_mask, token_type_ids, masked_positions):
+        """MLM logits ``[B, N, V]`` evaluated only at ``masked_positions``."""
+        hidden = self.generator.electra(
+            input_ids=generator_input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+        ).last_hidden_state
+        hidden = gather_positions(hidden, masked_positions)
+        return self.generator.generator_lm_head(self.generator.generator_predictions(hidden))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        generator_input_ids: torch.Tensor,
+        masked_positions: torch.Tensor,
+        masked_weights: torch.Tensor,
+        masked_ids: torch.Tensor,
+        sampled_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> ElectraStepOutput:
+        """One ELECTRA step. ``sampled_ids`` overrides the generator's samples (tests)."""
+        gen_logits = self.generator_logits(
+            generator_input_ids, attention_mask, token_type_ids, masked_positions
+        )
+        weights = masked_weights.float()
+        n_masked = weights.sum().clamp(min=1.0)
+        token_ce = F.cross_entropy(
+            gen_logits.float().flatten(0, 1), masked_ids.flatten(), reduction="none"
+        ).view_as(weights)
+        gen_loss = (token_ce * weights).sum() / n_masked
+
+        if sampled_ids is None:
+            sampled_ids = sample_from_logits(gen_logits, self.temperature)
+        sampled_ids = sampled_ids.detach()
+        disc_input_ids = scatter_update(input_ids, sampled_ids, masked_positions, masked_weights)
+        disc_labels = (disc_input_ids != input_ids).long()  # a correct guess counts as original
+
+        disc_logits = self.discriminator(
+            input_ids=disc_input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+        ).logits
+        token_weights = (
+            torch.ones_like(disc_logits, dtype=torch.float32)
+            if attention_mask is None
+            else attention_mask.float()
+        )
+        bce = F.binary_cross_entropy_with_logits(
+            disc_logits.float(), disc_labels.float(), reduction="none"
+        )
+        disc_loss = (bce * token_weights).sum() / token_weights.sum().clamp(min=1.0)
+        loss = self.gen_weight * gen_loss + self.disc_weight * disc_loss
+        return ElectraStepOutput(
+            loss=loss,
+            gen_loss=gen_loss,
+            disc_loss=disc_loss,
+            gen_logits=gen_logits,
+            disc_logits=disc_logits,
+            disc_labels=disc_labels,
+            sampled_ids=sampled_ids,
+        )
+
+
+def build_electra_pair(
+    vocab_size: int,
+    max_seq_length: int,
+    hidden_size: int = 256,
+    num_layers: int = 12,
+    num_heads: int = 4,
+    intermediate_size: int = 1024,
+    embedding_size: int = 128,
+    max_position_embeddings: int = 512,
+    generator_size: float = 0.25,
+    generator_layers: float = 1.0,
+    pad_token_id: int = 0,
+    dropout: float = 0.1,
+    embedding_sharing: EmbeddingSharing = "shared",
+    tie_generator_head: bool = True,
+    gen_weight: float = 1.0,
+    disc_weight: float = 50.0,
+    temperature: float = 1.0,
+) -> ElectraPair:
+    """Build generator + discriminator from sizes (no downloads)."""
+    if max_seq_length > max_position_embeddings:
+        raise ValueError(
+            f"data.max_seq_length {max_seq_length} exceeds model.max_position_embeddings "
+            f"{max_position_embeddings}; lower the sequence length or raise the position embeddings"
+        )
+    disc = discriminator_config(
+        vocab_size,
+        hidden_size,
+        num_layers,
+        num_heads,
+        intermediate_size,
+        embedding_size,
+        max_position_embeddings,
+        pad_token_id,
+        dropout,
+    )
+    gen = generator_config(disc, generator_size, generator_layers)
+    return ElectraPair(
+        disc, gen, embedding_sharing, tie_generator_head, gen_weight, disc_weight, temperature
+    )

@@ -1,0 +1,264 @@
+"""``ElectraPretraining``: the LightningModule that trains generator + discriminator together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
+
+from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
+from electra_lightning.model import ElectraPair, ElectraStepOutput, EmbeddingSharing, build_electra_pair
+
+# Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
+ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
+
+
+def official_lr_lambda(warmup_steps: int, total_steps: int):
+    """Official schedule: linear decay to 0 at ``total_steps``, times a linear warmup factor.
+
+    ``lr(step) = lr · (1 − step/total) · min(1, step/warmup)`` (google-research/electra
+    ``model/optimization.py``: polynomial_decay(power=1) then ``*= min(1, step/warmup)``).
+    """
+
+    def factor(step: int) -> float:
+        decay = max(0.0, 1.0 - step / max(1, total_steps))
+        warm = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+        return decay * warm
+
+    return factor
+
+
+def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Two AdamW groups: weight decay for weight matrices, none for LayerNorm and biases."""
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ElectraPretraining(L.LightningModule):
+    """ELECTRA pretraining: generator MLM + weighted replaced token detection, one optimizer.
+
+    Args:
+        vocab_size: Linked from the data module's tokenizer.
+        max_seq_length: Linked from ``data.max_seq_length``; must fit the position embeddings.
+        hidden_size: Discriminator hidden size (Small 256, Base 768, Large 1024).
+        num_layers: Discriminator layers.
+        num_heads: Discriminator attention heads.
+        intermediate_size: Discriminator feed-forward size.
+        embedding_size: Size of the shared embedding table (Small 128).
+        max_position_embeddings: Position-embedding table size.
+        generator_size: Generator hidden size as a fraction of the discriminator's (official 0.25).
+        generator_layers: Generator depth as a fraction of the discriminator's (official 1.0).
+        embedding_sharing: ``shared`` (official: one embedding module) or ``none``.
+        tie_generator_head: Tie the generator's output layer to the word embeddings.
+        gen_weight: Weight of the generator's MLM loss (official 1.0).
+        disc_weight: Weight of the discriminator's RTD loss (official 50.0).
+        temperature: Sampling temperature for the generator's replacements.
+        dropout: Hidden and attention dropout.
+        pad_token_id: Linked from the tokenizer.
+        warmup_steps: Linear warmup steps of the default schedule (official 10000).
+        optimizer: Optimizer over the two parameter groups; default AdamW(5e-4, (0.9, 0.999),
+            1e-6, weight decay 0.01 except LayerNorm/bias).
+        lr_scheduler: Scheduler; default the official linear warmup + linear decay to 0 at
+            ``trainer.max_steps``, stepped every optimizer step.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        max_seq_length: int = 128,
+        hidden_size: int = 256,
+        num_layers: int = 12,
+        num_heads: int = 4,
+        intermediate_size: int = 1024,
+        embedding_size: int = 128,
+        max_position_embeddings: int = 512,
+        generator_size: float = 0.25,
+        generator_layers: float = 1.0,
+        embedding_sharing: EmbeddingSharing = "shared",
+        tie_generator_head: bool = True,
+        gen_weight: float = 1.0,
+        disc_weight: float = 50.0,
+        temperature: float = 1.0,
+        dropout: float = 0.1,
+        pad_token_id: int = 0,
+        warmup_steps: int = 10000,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.electra: ElectraPair = build_electra_pair(
+            vocab_size=vocab_size,
+            max_seq_length=max_seq_length,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+            embedding_size=embedding_size,
+            max_position_embeddings=max_position_embeddings,
+            generator_size=generator_size,
+            generator_layers=generator_layers,
+            pad_token_id=pad_token_id,
+            dropout=dropout,
+            embedding_sharing=embedding_sharing,
+            tie_generator_head=tie_generator_head,
+            gen_weight=gen_weight,
+            disc_weight=disc_weight,
+            temperature=temperature,
+        )
+        self.val_metrics = torch.nn.ModuleDict(
+            {
+                "loss": MeanMetric(),
+                "gen_loss": MeanMetric(),
+                "disc_loss": MeanMetric(),
+                "gen_acc": MeanMetric(),
+                "replaced_frac": MeanMetric(),
+                "disc_acc": BinaryAccuracy(),
+                "disc_precision": BinaryPrecision(),
+                "disc_recall": BinaryRecall(),
+                "disc_f1": BinaryF1Score(),
+            }
+        )
+
+    @property
+    def generator(self):
+        return self.electra.generator
+
+    @property
+    def discriminator(self):
+        return self.electra.discriminator
+
+    def forward(self, batch: dict) -> ElectraStepOutput:
+        return self.electra(**batch)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        vocab = getattr(datamodule, "vocab_size", None)
+        if vocab is not None and vocab != self.hparams.vocab_size:
+            raise ValueError(
+                f"tokenizer vocab size {vocab} (data.tokenizer) differs from the model's "
+                f"vocab_size {self.hparams.vocab_size}; use the tokenizer the model was built with"
+            )
+        seq = getattr(getattr(datamodule, "hparams", None), "max_seq_length", None)
+        if seq is not None and seq > self.hparams.max_position_embeddings:
+            raise ValueError(
+                f"data.max_seq_length {seq} exceeds model.max_position_embeddings "
+                f"{self.hparams.max_position_embeddings}"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "tokenizer_files"):
+            checkpoint[TOKENIZER_CHECKPOINT_KEY] = datamodule.tokenizer_files()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self(batch)
+        stats = self._statistics(batch, out)
+        batch_size = batch["input_ids"].size(0)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
+        for name, value in stats.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        return out.loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self(batch)
+        stats = self._statistics(batch, out)
+        m = self.val_metrics
+        n_masked = batch["masked_weights"].sum()
+        n_tokens = self._token_weights(batch).sum()
+        m["loss"].update(out.loss)
+        m["gen_loss"].update(out.gen_loss, n_masked)
+        m["disc_loss"].update(out.disc_loss, n_tokens)
+        m["gen_acc"].update(stats["gen_acc"], n_masked)
+        m["replaced_frac"].update(stats["replaced_frac"], n_tokens)
+        keep = self._token_weights(batch).bool()
+        preds = (out.disc_logits.detach() > 0)[keep]
+        target = out.disc_labels[keep]
+        for name in ("disc_acc", "disc_precision", "disc_recall", "disc_f1"):
+            m[name].update(preds, target)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_metrics.items():
+            if metric.update_count:
+                self.log(f"val/{name}", metric.compute(), prog_bar=name == "loss", sync_dist=False)
+            metric.reset()
+
+    @staticmethod
+    def _token_weights(batch: dict) -> torch.Tensor:
+        mask = batch.get("attention_mask")
+        return torch.ones_like(batch["input_ids"]) if mask is None else mask
+
+    @torch.no_grad()
+    def _statistics(self, batch: dict, out: ElectraStepOutput) -> dict[str, torch.Tensor]:
+        """Accuracy and replaced-class precision/recall/F1 without host syncs."""
+        weights = batch["masked_weights"].float()
+        gen_correct = (out.gen_logits.argmax(-1) == batch["masked_ids"]).float()
+        tokens = self._token_weights(batch).float()
+        n_tokens = tokens.sum().clamp(min=1)
+        preds = (out.disc_logits > 0).float() * tokens
+        labels = out.disc_labels.float() * tokens
+        tp = (preds * labels).sum()
+        precision = tp / preds.sum().clamp(min=1)
+        recall = tp / labels.sum().clamp(min=1)
+        return {
+            "gen_loss": out.gen_loss.detach(),
+            "disc_loss": out.disc_loss.detach(),
+            "gen_acc": (gen_correct * weights).sum() / weights.sum().clamp(min=1),
+            "disc_acc": (((preds == labels).float() * tokens).sum()) / n_tokens,
+            "disc_precision": precision,
+            "disc_recall": recall,
+            "disc_f1": 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+            "replaced_frac": labels.sum() / n_tokens,
+        }
+
+    # -- optimization ------------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        groups = param_groups(self.electra)
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.AdamW(groups, **ADAMW_DEFAULTS)
+        else:
+            optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
+        else:
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else None
+            if total is None:
+                raise ValueError(
+                    "trainer.max_steps must be set: the learning-rate schedule decays to 0 there"
+                )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, official_lr_lambda(self.hparams.warmup_steps, total)
+            )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def num_parameters(self) -> dict[str, int]:
+        """Unique parameters of the generator, the discriminator and both together."""
+
+        def count(module) -> int:
+            return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+
+        return {
+            "generator": count(self.generator),
+            "discriminator": count(self.discriminator),
+            "total": count(self.electra),
+        }
+

@@ -1,0 +1,104 @@
+"""Use exported models: the generator fills in [MASK], the discriminator flags replaced tokens.
+
+Works on any ELECTRA checkpoint in Hugging Face format (ours after ``export``, or others).
+
+    python -m electra_lightning predict fill-mask --model DIR/generator --text "the [MASK] sat"
+    python -m electra_lightning predict detect --model DIR/discriminator --text "the cat ate the sky"
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+from jsonargparse import CLI
+
+
+def _load(model_dir: str, cls_name: str):
+    import transformers
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        model = getattr(transformers, cls_name).from_pretrained(model_dir)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--model: cannot load '{model_dir}' as {cls_name} ({err})") from None
+    return tokenizer, model.eval()
+
+
+@dataclass
+class TokenScore:
+    token: str
+    score: float
+
+
+def fill_mask(model: str, text: str, top_k: int = 5) -> list[list[TokenScore]]:
+    """Top-k predictions of the generator for every [MASK] in ``text``."""
+    tokenizer, net = _load(model, "ElectraForMaskedLM")
+    if tokenizer.mask_token not in text:
+        raise ValueError(f"--text must contain {tokenizer.mask_token}")
+    enc = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = net(**enc).logits[0]
+    positions = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten()
+    results = []
+    for pos in positions:
+        probs = logits[pos].softmax(-1)
+        top = probs.topk(top_k)
+        results.append(
+            [
+                TokenScore(tokenizer.convert_ids_to_tokens(int(i)), float(p))
+                for p, i in zip(top.values, top.indices)
+            ]
+        )
+    return results
+
+
+def detect(model: str, text: str) -> list[TokenScore]:
+    """Per-token probability that the discriminator thinks the token was replaced."""
+    tokenizer, net = _load(model, "ElectraForPreTraining")
+    enc = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        probs = net(**enc).logits[0].sigmoid()
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    special = set(tokenizer.all_special_tokens)
+    return [TokenScore(t, float(p)) for t, p in zip(tokens, probs) if t not in special]
+
+
+def format_detection(scores: list[TokenScore], color: bool | None = None) -> str:
+    """Tokens with their replaced-probability; red (or ``*``) where above 0.5."""
+    color = sys.stdout.isatty() if color is None else color
+    parts = []
+    for s in scores:
+        if s.score > 0.5:
+            parts.append(f"\033[1;31m{s.token}\033[0m" if color else f"*{s.token}*")
+        else:
+            parts.append(s.token)
+    table = "\n".join(f"  {s.token:<15} {s.score:.3f}" for s in scores)
+    return " ".join(parts) + "\n" + table
+
+
+def _fill_mask_cli(model: str, text: str, top_k: int = 5) -> None:
+    """Print the generator's top-k tokens for each [MASK].
+
+    Args:
+        model: An exported generator directory (``ElectraForMaskedLM``).
+        text: A sentence with one or more [MASK] tokens.
+        top_k: How many candidates to print per mask.
+    """
+    for i, candidates in enumerate(fill_mask(model, text, top_k)):
+        print(f"[MASK] #{i + 1}: " + ", ".join(f"{c.token} ({c.score:.3f})" for c in candidates))
+
+
+def _detect_cli(model: str, text: str) -> None:
+    """Print each token's probability of having been replaced, marking those above 0.5.
+
+    Args:
+        model: An exported discriminator directory (``ElectraForPreTraining``).
+        text: A sentence, e.g. with a word swapped for another.
+    """
+    print(format_detection(detect(model, text)))
+
+
+def main(argv: list[str]) -> None:
+    CLI({"fill-mask": _fill_mask_cli, "detect": _detect_cli}, args=argv, as_positional=False)

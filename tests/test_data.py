@@ -1,0 +1,240 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from electra_lightning import data as data_mod
+from electra_lightning.data import (
+    ElectraDataModule,
+    ExamplePacker,
+    PretrainingStream,
+    read_documents,
+    resolve_sources,
+)
+from electra_lightning.masking import MaskingConfig
+
+from .conftest import shared_data
+
+CLS, SEP, PAD = 2, 3, 0
+
+
+def content(example):
+    ids = example.input_ids[: example.length].tolist()
+    return [t for t in ids if t not in (CLS, SEP)]
+
+
+def check_layout(example, max_len):
+    ids = example.input_ids.tolist()
+    types = example.token_type_ids.tolist()
+    n = example.length
+    assert len(ids) == max_len == len(types)
+    assert ids[0] == CLS and ids[n - 1] == SEP
+    assert all(t == PAD for t in ids[n:])
+    seps = [i for i, t in enumerate(ids[:n]) if t == SEP]
+    assert len(seps) in (1, 2)
+    if len(seps) == 2:  # [CLS] A [SEP] B [SEP]
+        a_end = seps[0]
+        assert all(t == 0 for t in types[: a_end + 1])
+        assert all(t == 1 for t in types[a_end + 1 : n])
+        assert a_end >= 2 and n - a_end >= 3  # both segments non-empty
+    else:
+        assert all(t == 0 for t in types)
+
+
+def synthetic_documents(n_docs=40, seed=0):
+    rng = np.random.default_rng(seed)
+    token = 10
+    docs = []
+    for _ in range(n_docs):
+        doc = []
+        for _ in range(rng.integers(1, 12)):
+            length = int(rng.integers(1, 40))
+            doc.append(list(range(token, token + length)))
+            token += length
+        docs.append(doc)
+    return docs
+
+
+@pytest.mark.parametrize("max_len,single", [(32, 0.1), (64, 0.0), (16, 1.0)])
+def test_packing_is_full_length_and_lossless(max_len, single):
+    docs = synthetic_documents()
+    packer = ExamplePacker(max_len, CLS, SEP, PAD, single_segment_prob=single, seed=1)
+    examples = []
+    for doc in docs:
+        examples.extend(packer.add_document(doc))
+    tail = list(packer.flush())
+    assert len(tail) <= 1
+    for ex in examples:
+        check_layout(ex, max_len)
+        assert ex.length == max_len, "padding before the end of the stream"
+    for ex in tail:
+        check_layout(ex, max_len)
+    packed = [t for ex in examples + tail for t in content(ex)]
+    expected = [t for doc in docs for sentence in doc for t in sentence]
+    assert packed == expected  # nothing dropped, nothing repeated, order kept
+
+
+def test_document_boundary_ends_segment_a():
+    # two short documents: the first ends segment A, the second starts segment B
+    packer = ExamplePacker(32, CLS, SEP, PAD, single_segment_prob=0.0, seed=0)
+    out = list(packer.add_document([[10, 11, 12]]))
+    out += list(packer.add_document([[20 + i for i in range(40)]]))
+    ids = out[0].input_ids.tolist()
+    assert ids[:5] == [CLS, 10, 11, 12, SEP]
+    assert ids[5] == 20
+
+
+def test_packing_rejects_short_sequences():
+    with pytest.raises(ValueError, match="max_seq_length"):
+        ExamplePacker(4, CLS, SEP, PAD)
+
+
+def make_stream(corpus_dir, tokenizer_info, **kwargs):
+    args = dict(
+        sources=[str(corpus_dir / "train.txt")],
+        tokenizer=tokenizer_info,
+        max_seq_length=64,
+        batch_size=8,
+        masking=MaskingConfig(),
+        endless=False,
+    )
+    args.update(kwargs)
+    return PretrainingStream(**args)
+
+
+def example_keys(stream, shard, num_shards, epoch=0):
+    return [tuple(ex.input_ids[: ex.length].tolist()) for ex in stream.examples(shard, num_shards, epoch)]
+
+
+def test_documents_sharded_disjoint_and_complete(corpus_dir, tokenizer_info):
+    stream = make_stream(corpus_dir, tokenizer_info)
+    everything = [tuple(map(tuple, [d])) for d in stream.shard_documents(0, 1)]
+    shards = [[tuple(map(tuple, [d])) for d in stream.shard_documents(s, 4)] for s in range(4)]
+    flat = [d for shard in shards for d in shard]
+    assert len(flat) == len(everything)
+    assert sorted(flat) == sorted(everything)
+    assert all(len(s) > 0 for s in shards)
+
+
+def test_two_ranks_two_workers_read_every_document_once(corpus_dir, tokenizer_info):
+    """2 DDP ranks × 2 DataLoader workers: the batches' tokens together are the corpus's tokens."""
+    reference = make_stream(corpus_dir, tokenizer_info)
+    all_tokens = np.zeros(tokenizer_info.vocab_size, dtype=np.int64)
+    for ex in reference.examples(0, 1, 0):
+        np.add.at(all_tokens, ex.input_ids[: ex.length], 1)
+    seen = np.zeros_like(all_tokens)
+    examples = 0
+    for rank in range(2):
+        stream = make_stream(corpus_dir, tokenizer_info, rank=rank, world_size=2)
+        for batch in DataLoader(stream, batch_size=None, num_workers=2):
+            real = batch["attention_mask"].bool()
+            np.add.at(seen, batch["input_ids"][real].numpy(), 1)
+            examples += batch["input_ids"].size(0)
+    special = list(tokenizer_info.special_ids)
+    all_tokens[special] = seen[special] = 0  # [CLS]/[SEP] counts depend on packing boundaries
+    assert np.array_equal(seen, all_tokens)
+    assert examples > 20
+
+
+def test_batches_are_masked_and_fresh_each_epoch(corpus_dir, tokenizer_info):
+    stream = make_stream(corpus_dir, tokenizer_info, endless=True)
+    it = iter(stream)
+    first = next(it)
+    assert first["input_ids"].shape == (8, 64)
+    assert set(first) >= {"generator_input_ids", "masked_positions", "masked_weights", "masked_ids"}
+    special = torch.isin(first["input_ids"], torch.tensor(tokenizer_info.special_ids))
+    assert not special.gather(1, first["masked_positions"])[first["masked_weights"]].any()
+    # same example, next epoch: a new mask
+    one_pass = make_stream(corpus_dir, tokenizer_info)
+    n_batches = sum(1 for b in one_pass if b["input_ids"].size(0) == 8)  # full batches only
+    for _ in range(n_batches - 1):
+        batch = next(it)
+    again = next(it)
+    assert torch.equal(again["input_ids"], first["input_ids"])
+    assert not torch.equal(again["masked_positions"], first["masked_positions"])
+    # validation (endless=False) is identical every pass
+    val = make_stream(corpus_dir, tokenizer_info)
+    a, b = next(iter(val)), next(iter(val))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    del batch
+
+
+def test_readers(tmp_path):
+    txt = tmp_path / "a.txt"
+    txt.write_text("one\ntwo\n\n\nthree\n")
+    assert list(read_documents(str(txt))) == [["one", "two"], ["three"]]
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text(json.dumps({"text": "x y\nz"}) + "\n" + json.dumps({"text": "w"}) + "\n")
+    assert list(read_documents(str(jsonl))) == [["x y", "z"], ["w"]]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["p q", "r"]}), tmp_path / "c.parquet")
+    assert list(read_documents(str(tmp_path / "c.parquet"), "body")) == [["p q"], ["r"]]
+    with pytest.raises(ValueError, match="no column 'text'"):
+        list(read_documents(str(tmp_path / "c.parquet")))
+    bad = tmp_path / "d.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": "no"}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: field 'text'"):
+        list(read_documents(str(bad)))
+    broken = tmp_path / "e.jsonl"
+    broken.write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(ValueError, match=r"e.jsonl:2: broken JSON"):
+        list(read_documents(str(broken)))
+
+
+def test_long_line_is_read_in_bounded_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_mod, "MAX_LINE_CHARS", 1000)
+    path = tmp_path / "long.txt"
+    path.write_text("word " * 5000)  # 25k characters, no newline
+    docs = list(read_documents(str(path)))
+    pieces = [s for d in docs for s in d]
+    assert max(len(s) for s in pieces) <= 1000
+    assert sum(len(s.split()) for s in pieces) >= 4990
+
+
+def test_resolve_sources_errors(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02abc")
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "ok.txt").write_text("hello\n")
+    with pytest.raises(ValueError, match="data.train_files: '.*missing.txt' does not exist"):
+        resolve_sources(str(tmp_path / "missing.txt"), "data.train_files")
+    with pytest.raises(ValueError, match="empty.txt' is empty"):
+        resolve_sources(str(tmp_path / "empty.txt"), "data.train_files")
+    with pytest.raises(ValueError, match="looks binary"):
+        resolve_sources(str(tmp_path / "bin.txt"), "data.train_files")
+    with pytest.raises(ValueError, match="directory .* has no"):
+        resolve_sources(str(tmp_path / "nothing"), "data.val_files")
+    with pytest.raises(ValueError, match="glob .* matches no"):
+        resolve_sources(str(tmp_path / "*.jsonl"), "data.train_files")
+    assert resolve_sources(str(tmp_path / "ok*.txt"), "x") == [str(tmp_path / "ok.txt")]
+
+
+def test_datamodule_errors(tmp_path, corpus_dir, tokenizer_dir):
+    train = str(corpus_dir / "train.txt")
+    with pytest.raises(ValueError, match="data.tokenizer"):
+        ElectraDataModule(train_files=train, tokenizer=str(tmp_path / "nope"))
+    (tmp_path / "tok").mkdir()
+    with pytest.raises(ValueError, match="data.tokenizer: .* no tokenizer.json"):
+        ElectraDataModule(train_files=train, tokenizer=str(tmp_path / "tok"))
+    with pytest.raises(ValueError, match="data.batch_size"):
+        ElectraDataModule(train_files=train, tokenizer=str(tokenizer_dir), batch_size=0)
+    with pytest.raises(ValueError, match="data.max_seq_length"):
+        ElectraDataModule(train_files=train, tokenizer=str(tokenizer_dir), max_seq_length=4)
+    with pytest.raises(ValueError, match="mask_prob"):
+        ElectraDataModule(train_files=train, tokenizer=str(tokenizer_dir), mask_prob=1.5)
+    dm = ElectraDataModule(train_files=train, tokenizer=str(tokenizer_dir))
+    assert dm.vocab_size == 2000 and dm.pad_token_id == 0
+
+
+def test_real_text_packs_full_examples(tokenizer_info):
+    corpus = shared_data("nltk_english_text", "inaugural")
+    stream = make_stream(corpus, tokenizer_info, sources=resolve_sources(str(corpus), "x"), max_seq_length=128)
+    examples = list(stream.examples(0, 1, 0))
+    assert len(examples) > 100
+    assert all(ex.length == 128 for ex in examples[:-1])
+    pairs = sum(ex.token_type_ids.any() for ex in examples)
+    assert 0.8 < pairs / len(examples) < 0.97  # ~10% single-segment examples

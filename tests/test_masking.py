@@ -1,0 +1,125 @@
+import math
+
+import pytest
+import torch
+
+from electra_lightning.masking import (
+    MaskingConfig,
+    gather_positions,
+    mask_tokens,
+    sample_from_logits,
+    scatter_update,
+)
+
+MASK_ID, VOCAB = 4, 100
+SPECIALS = [0, 1, 2, 3, 4]
+
+
+def make_batch(batch=64, seq=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (batch, seq), generator=g)
+    lengths = torch.randint(seq // 2, seq + 1, (batch,), generator=g)
+    ids[:, 0] = 2  # [CLS]
+    ids[torch.arange(batch), lengths - 1] = 3  # [SEP]
+    pad = torch.arange(seq) >= lengths[:, None]
+    ids[pad] = 0
+    special = torch.isin(ids, torch.tensor(SPECIALS))
+    return ids, special
+
+
+def test_rate_and_never_special():
+    cfg = MaskingConfig(mask_prob=0.15)
+    selected = candidates = 0
+    for seed in range(20):
+        ids, special = make_batch(seed=seed)
+        out = mask_tokens(ids, special, cfg, MASK_ID, VOCAB, torch.Generator().manual_seed(seed))
+        pos, w = out["masked_positions"], out["masked_weights"]
+        assert not special.gather(1, pos)[w].any(), "special/pad token selected"
+        # positions are distinct within a sequence
+        for b in range(ids.size(0)):
+            chosen = pos[b][w[b]]
+            assert chosen.unique().numel() == chosen.numel()
+        assert (w.sum(1) <= cfg.max_predictions(ids.size(1))).all()
+        selected += int(w.sum())
+        candidates += int((~special).sum())
+    assert abs(selected / candidates - 0.15) < 0.01
+
+
+def test_official_cap():
+    cfg = MaskingConfig(mask_prob=0.15)
+    assert cfg.max_predictions(128) == 19  # int((0.15 + 0.005) * 128), official
+    assert MaskingConfig(mask_prob=0.25).max_predictions(512) == 130
+
+
+@pytest.mark.parametrize("mask_p,random_p", [(0.85, 0.0), (0.8, 0.1)])
+def test_replacement_split(mask_p, random_p):
+    cfg = MaskingConfig(0.15, mask_p, random_p)
+    masked = randomised = kept = 0
+    for seed in range(30):
+        ids, special = make_batch(seed=seed)
+        out = mask_tokens(ids, special, cfg, MASK_ID, VOCAB, torch.Generator().manual_seed(seed))
+        pos, w = out["masked_positions"], out["masked_weights"]
+        new = out["generator_input_ids"].gather(1, pos)[w]
+        orig = out["masked_ids"][w]
+        assert torch.equal(orig, ids.gather(1, pos)[w])
+        masked += int((new == MASK_ID).sum())
+        kept += int((new == orig).sum())
+        randomised += int(((new != MASK_ID) & (new != orig)).sum())
+        # outside the chosen positions nothing changes
+        untouched = torch.ones_like(ids, dtype=torch.bool).scatter(1, pos, ~w)
+        assert torch.equal(out["generator_input_ids"][untouched], ids[untouched])
+    total = masked + kept + randomised
+    assert abs(masked / total - mask_p) < 0.02
+    # a random token can equal the original (1/95), so "kept" absorbs a little of "random"
+    assert abs(randomised / total - random_p) < 0.02
+    assert abs(kept / total - (1 - mask_p - random_p)) < 0.02
+
+
+def test_seeded_reproducible_and_fresh():
+    cfg = MaskingConfig()
+    ids, special = make_batch()
+    a = mask_tokens(ids, special, cfg, MASK_ID, VOCAB, torch.Generator().manual_seed(1))
+    b = mask_tokens(ids, special, cfg, MASK_ID, VOCAB, torch.Generator().manual_seed(1))
+    c = mask_tokens(ids, special, cfg, MASK_ID, VOCAB, torch.Generator().manual_seed(2))
+    for key in a:
+        assert torch.equal(a[key], b[key])
+    assert not torch.equal(a["masked_positions"], c["masked_positions"])
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"mask_prob": 0.0}, {"mask_prob": 1.5}, {"mask_prob": -0.1}, {"mask_token_prob": 0.9, "random_token_prob": 0.2}]
+)
+def test_config_validation(kwargs):
+    with pytest.raises(ValueError, match="mask"):
+        MaskingConfig(**kwargs)
+
+
+def test_sampling_matches_softmax_and_has_no_grad():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]], requires_grad=True).expand(20000, 4)
+    samples = sample_from_logits(logits, generator=torch.Generator().manual_seed(0))
+    assert not samples.requires_grad
+    freq = torch.bincount(samples.flatten(), minlength=4).float() / samples.numel()
+    expected = torch.softmax(logits[0].detach(), -1)
+    assert torch.allclose(freq, expected, atol=0.01), (freq, expected)
+    hot = sample_from_logits(logits, temperature=0.05, generator=torch.Generator().manual_seed(0))
+    assert (hot == 0).float().mean() > 0.99
+
+
+def test_sampling_bf16_logits_are_sampled_in_fp32():
+    logits = torch.randn(8, 5, 50).bfloat16()
+    samples = sample_from_logits(logits, generator=torch.Generator().manual_seed(0))
+    assert samples.dtype == torch.long and samples.shape == (8, 5)
+    assert math.isfinite(float(samples.float().mean()))
+
+
+def test_scatter_and_gather():
+    seq = torch.arange(10).view(1, 10)
+    pos = torch.tensor([[3, 0, 0]])
+    w = torch.tensor([[True, False, False]])
+    out = scatter_update(seq, torch.tensor([[99, 77, 77]]), pos, w)
+    assert out.tolist() == [[0, 1, 2, 99, 4, 5, 6, 7, 8, 9]]
+    # an unused slot pointing at a used position does not disturb it
+    out = scatter_update(seq, torch.tensor([[99, 77]]), torch.tensor([[3, 3]]), torch.tensor([[True, False]]))
+    assert out[0, 3] == 99
+    hidden = torch.arange(20.0).view(1, 10, 2)
+    assert gather_positions(hidden, torch.tensor([[3, 1]])).tolist() == [[[6.0, 7.0], [2.0, 3.0]]]

@@ -1,0 +1,157 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from electra_lightning.masking import MaskingConfig, mask_tokens
+from electra_lightning.model import build_electra_pair, discriminator_config, generator_config
+
+VOCAB, SEQ = 300, 32
+
+
+def tiny_pair(**kwargs):
+    args = dict(
+        vocab_size=VOCAB,
+        max_seq_length=SEQ,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=128,
+        embedding_size=16,
+        max_position_embeddings=SEQ,
+        generator_size=0.5,
+    )
+    args.update(kwargs)
+    torch.manual_seed(0)
+    return build_electra_pair(**args)
+
+
+def tiny_batch(batch=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (batch, SEQ), generator=g)
+    ids[:, 0], ids[:, SEQ // 2], ids[:, -5] = 2, 3, 3
+    attention = torch.ones(batch, SEQ, dtype=torch.long)
+    attention[0, -4:] = 0  # one padded example
+    ids[0, -4:] = 0
+    types = (torch.arange(SEQ) > SEQ // 2).long().expand(batch, SEQ).clone()
+    special = torch.isin(ids, torch.tensor([0, 1, 2, 3, 4]))
+    masked = mask_tokens(ids, special, MaskingConfig(0.25), 4, VOCAB, g)
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": attention, **masked}
+
+
+@pytest.mark.parametrize(
+    "hidden,layers,size,expect_hidden,expect_heads,expect_layers",
+    [(256, 12, 0.25, 64, 1, 12), (768, 12, 0.33, 256, 4, 12), (1024, 24, 0.25, 256, 4, 24)],
+)
+def test_generator_sizing(hidden, layers, size, expect_hidden, expect_heads, expect_layers):
+    disc = discriminator_config(30522, hidden, layers, hidden // 64, 4 * hidden, 128)
+    gen = generator_config(disc, size)
+    assert (gen.hidden_size, gen.num_attention_heads, gen.num_hidden_layers) == (
+        expect_hidden,
+        expect_heads,
+        expect_layers,
+    )
+    assert gen.intermediate_size == 4 * gen.hidden_size
+    assert gen.embedding_size == disc.embedding_size
+    assert generator_config(disc, size, generator_layers=0.5).num_hidden_layers == layers // 2
+
+
+def test_embeddings_shared_and_head_tied():
+    pair = tiny_pair()
+    gen, disc = pair.generator, pair.discriminator
+    assert gen.electra.embeddings is disc.electra.embeddings
+    table = disc.electra.embeddings.word_embeddings.weight
+    assert gen.generator_lm_head.weight is table
+    # each network keeps its own projection from the embedding size
+    assert gen.electra.embeddings_project is not disc.electra.embeddings_project
+    # the head has its own bias
+    assert gen.generator_lm_head.bias is not None
+    # one tensor: an update to the table is seen by both networks
+    with torch.no_grad():
+        table[7].fill_(1.5)
+    assert torch.equal(gen.get_output_embeddings().weight[7], torch.full((16,), 1.5))
+    names = {n for n, _ in pair.named_parameters()}
+    assert not any(n.startswith("generator.electra.embeddings.") for n in names)
+
+
+def test_untied_options():
+    pair = tiny_pair(embedding_sharing="none", tie_generator_head=False)
+    gen, disc = pair.generator, pair.discriminator
+    assert gen.electra.embeddings is not disc.electra.embeddings
+    assert gen.generator_lm_head.weight is not gen.electra.embeddings.word_embeddings.weight
+    with pytest.raises(ValueError, match="embedding_sharing"):
+        tiny_pair(embedding_sharing="bogus")
+
+
+def test_sequence_length_above_positions_is_rejected():
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        tiny_pair(max_seq_length=SEQ + 1)
+
+
+def reference_losses(pair, batch, sampled):
+    """A straightforward ELECTRA loss: full-sequence MLM logits, python loops, HF forward passes."""
+    gen_logits = pair.generator(
+        input_ids=batch["generator_input_ids"],
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch["token_type_ids"],
+    ).logits
+    disc_input = batch["input_ids"].clone()
+    ce_terms = []
+    for b in range(disc_input.size(0)):
+        for n in range(batch["masked_positions"].size(1)):
+            if batch["masked_weights"][b, n]:
+                p = batch["masked_positions"][b, n]
+                ce_terms.append(F.cross_entropy(gen_logits[b, p][None], batch["input_ids"][b, p][None]))
+                disc_input[b, p] = sampled[b, n]
+    mlm = torch.stack(ce_terms).mean()
+    labels = (disc_input != batch["input_ids"]).float()
+    disc_logits = pair.discriminator(
+        input_ids=disc_input,
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch["token_type_ids"],
+    ).logits
+    real = batch["attention_mask"].bool()
+    rtd = F.binary_cross_entropy_with_logits(disc_logits[real], labels[real])
+    return mlm, rtd, labels
+
+
+def test_loss_equals_reference():
+    pair = tiny_pair().eval()
+    batch = tiny_batch()
+    g = torch.Generator().manual_seed(3)
+    sampled = torch.randint(5, VOCAB, batch["masked_ids"].shape, generator=g)
+    sampled[0, 0] = batch["masked_ids"][0, 0]  # a correct guess counts as original
+    with torch.no_grad():
+        out = pair(**batch, sampled_ids=sampled)
+        mlm, rtd, labels = reference_losses(pair, batch, sampled)
+    assert torch.allclose(out.gen_loss, mlm, atol=1e-6, rtol=0)
+    assert torch.allclose(out.disc_loss, rtd, atol=1e-6, rtol=0)
+    assert torch.allclose(out.loss, 1.0 * mlm + 50.0 * rtd, atol=1e-5, rtol=0)
+    assert torch.equal(out.disc_labels.float(), labels)
+    p0 = batch["masked_positions"][0, 0]
+    assert out.disc_labels[0, p0] == 0
+
+
+def test_no_rtd_gradient_reaches_the_generator():
+    batch = tiny_batch()
+    sampled = torch.randint(5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for weight in (0.0, 50.0):
+        pair = tiny_pair(disc_weight=weight).eval()
+        pair(**batch, sampled_ids=sampled).loss.backward()
+        grads[weight] = {
+            n: p.grad.clone()
+            for n, p in pair.generator.named_parameters()
+            if not n.startswith(("electra.embeddings.", "generator_lm_head.weight"))
+        }
+    assert grads[0.0].keys() == grads[50.0].keys() and len(grads[0.0]) > 10
+    for name in grads[0.0]:
+        assert torch.equal(grads[0.0][name], grads[50.0][name]), name
+
+
+def test_samples_come_from_the_generator_without_gradient():
+    pair = tiny_pair()
+    out = pair(**tiny_batch())
+    assert not out.sampled_ids.requires_grad
+    assert out.loss.requires_grad and torch.isfinite(out.loss)
+    # generator head only at the masked positions: [B, N, V]
+    assert out.gen_logits.shape == (*tiny_batch()["masked_positions"].shape, VOCAB)
