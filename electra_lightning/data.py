@@ -156,7 +156,9 @@ def _read_jsonl_documents(path: str, text_field: str) -> Iterator[list[str]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: broken JSON line ({err.msg}); fix or remove it") from None
+                raise ValueError(
+                    f"{path}:{lineno}: broken JSON line ({err.msg}); fix or remove it"
+                ) from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
             sentences = _split_record(record.get(text_field), f"{path}:{lineno}", text_field)
@@ -237,7 +239,9 @@ class ExamplePacker:
 
     def __post_init__(self):
         if self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length} (data.max_seq_length)")
+            raise ValueError(
+                f"max_seq_length must be >= 8, got {self.max_seq_length} (data.max_seq_length)"
+            )
         self.rng = random.Random(self.seed)
         self._choose_layout()
 
@@ -460,7 +464,9 @@ class PretrainingStream(IterableDataset):
         token_type_ids = torch.from_numpy(np.stack([e.token_type_ids for e in examples])).long()
         lengths = torch.tensor([e.length for e in examples])
         attention_mask = (torch.arange(self.max_seq_length) < lengths[:, None]).long()
-        special = torch.isin(input_ids, torch.tensor(self.tokenizer.special_ids)) | (attention_mask == 0)
+        special = torch.isin(input_ids, torch.tensor(self.tokenizer.special_ids)) | (
+            attention_mask == 0
+        )
         masked = mask_tokens(
             input_ids,
             special,
@@ -562,7 +568,9 @@ class ElectraDataModule(L.LightningDataModule):
         if max_seq_length < 8:
             raise ValueError(f"data.max_seq_length must be >= 8, got {max_seq_length}")
         if not 0 <= single_segment_prob <= 1:
-            raise ValueError(f"data.single_segment_prob must be in [0, 1], got {single_segment_prob}")
+            raise ValueError(
+                f"data.single_segment_prob must be in [0, 1], got {single_segment_prob}"
+            )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.masking = MaskingConfig(

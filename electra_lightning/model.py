@@ -62,7 +62,9 @@ def generator_config(
     hidden is rounded to the nearest multiple of the 64-wide heads (256, the paper's 1/3).
     """
     if not 0 < generator_size <= 1:
-        raise ValueError(f"generator_size must be in (0, 1], got {generator_size} (model.generator_size)")
+        raise ValueError(
+            f"generator_size must be in (0, 1], got {generator_size} (model.generator_size)"
+        )
     if not 0 < generator_layers <= 1:
         raise ValueError(
             f"generator_layers must be in (0, 1], got {generator_layers} (model.generator_layers)"
@@ -134,7 +136,9 @@ class ElectraPair(nn.Module):
         self.disc_weight = disc_weight
         self.temperature = temperature
 
-    def generator_logits(self, generator_input_ids, attention_mask, token_type_ids, masked_positions):
+    def generator_logits(
+        self, generator_input_ids, attention_mask, token_type_ids, masked_positions
+    ):
         """MLM logits ``[B, N, V]`` evaluated only at ``masked_positions``."""
         hidden = self.generator.electra(
             input_ids=generator_input_ids,

@@ -11,7 +11,12 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
 from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
-from electra_lightning.model import ElectraPair, ElectraStepOutput, EmbeddingSharing, build_electra_pair
+from electra_lightning.model import (
+    ElectraPair,
+    ElectraStepOutput,
+    EmbeddingSharing,
+    build_electra_pair,
+)
 
 # Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
 ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
@@ -248,7 +253,10 @@ class ElectraPretraining(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, official_lr_lambda(self.hparams.warmup_steps, total)
             )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def num_parameters(self) -> dict[str, int]:
         """Unique parameters of the generator, the discriminator and both together."""
@@ -261,4 +269,3 @@ class ElectraPretraining(L.LightningModule):
             "discriminator": count(self.discriminator),
             "total": count(self.electra),
         }
-

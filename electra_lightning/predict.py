@@ -48,7 +48,7 @@ def fill_mask(model: str, text: str, top_k: int = 5) -> list[list[TokenScore]]:
         results.append(
             [
                 TokenScore(tokenizer.convert_ids_to_tokens(int(i)), float(p))
-                for p, i in zip(top.values, top.indices)
+                for p, i in zip(top.values, top.indices, strict=True)
             ]
         )
     return results
@@ -62,7 +62,7 @@ def detect(model: str, text: str) -> list[TokenScore]:
         probs = net(**enc).logits[0].sigmoid()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     special = set(tokenizer.all_special_tokens)
-    return [TokenScore(t, float(p)) for t, p in zip(tokens, probs) if t not in special]
+    return [TokenScore(t, float(p)) for t, p in zip(tokens, probs, strict=True) if t not in special]
 
 
 def format_detection(scores: list[TokenScore], color: bool | None = None) -> str:

@@ -29,7 +29,15 @@ def train_tokenizer(
         min_frequency: Minimum pair frequency for a merge.
         text_field: Field holding the text in JSONL/parquet.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < len(SPECIAL_TOKENS) + 1:

@@ -23,13 +23,16 @@ def run_cli(*args, cwd, check=True):
         timeout=600,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
 def tiny_args(corpus_dir, tokenizer_dir, steps=30):
     return [
-        "--config", str(REPO / "configs" / "tiny.yaml"),
+        "--config",
+        str(REPO / "configs" / "tiny.yaml"),
         f"--data.train_files={corpus_dir / 'train.txt'}",
         f"--data.val_files={corpus_dir / 'val.txt'}",
         f"--data.tokenizer={tokenizer_dir}",
@@ -53,13 +56,26 @@ def test_fit_lowers_generator_loss_and_exports(tmp_path, corpus_dir, tokenizer_d
     assert len(gen) >= 5
     assert gen[-1] < gen[0] - 0.5, gen
     assert any(r.get("val/disc_f1") for r in metrics)
-    for name in ("train/disc_loss", "train/gen_acc", "train/disc_acc", "train/disc_precision",
-                 "train/disc_recall", "train/disc_f1", "train/replaced_frac", "train/lr",
-                 "train/tokens_per_sec", "val/loss", "val/gen_loss", "val/disc_loss"):
+    for name in (
+        "train/disc_loss",
+        "train/gen_acc",
+        "train/disc_acc",
+        "train/disc_precision",
+        "train/disc_recall",
+        "train/disc_f1",
+        "train/replaced_frac",
+        "train/lr",
+        "train/tokens_per_sec",
+        "val/loss",
+        "val/gen_loss",
+        "val/disc_loss",
+    ):
         assert name in metrics[0], name
 
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
-    out = run_cli("validate", *tiny_args(corpus_dir, tokenizer_dir), f"--ckpt_path={ckpt}", cwd=tmp_path)
+    out = run_cli(
+        "validate", *tiny_args(corpus_dir, tokenizer_dir), f"--ckpt_path={ckpt}", cwd=tmp_path
+    )
     assert "val/disc_f1" in out.stdout
 
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
@@ -67,14 +83,14 @@ def test_fit_lowers_generator_loss_and_exports(tmp_path, corpus_dir, tokenizer_d
     code = f"""
 import torch, sys
 from transformers import AutoTokenizer, ElectraForPreTraining, ElectraForMaskedLM
-tok = AutoTokenizer.from_pretrained("{tmp_path / 'hf' / 'discriminator'}")
-disc = ElectraForPreTraining.from_pretrained("{tmp_path / 'hf' / 'discriminator'}").eval()
-gen = ElectraForMaskedLM.from_pretrained("{tmp_path / 'hf' / 'generator'}").eval()
+tok = AutoTokenizer.from_pretrained("{tmp_path / "hf" / "discriminator"}")
+disc = ElectraForPreTraining.from_pretrained("{tmp_path / "hf" / "discriminator"}").eval()
+gen = ElectraForMaskedLM.from_pretrained("{tmp_path / "hf" / "generator"}").eval()
 for p in [*disc.parameters(), *gen.parameters()]:  # fresh aligned memory, as after torch.load
     p.data = p.data.clone()
 enc = tok("the function returns a list of the arguments.", return_tensors="pt")
 with torch.no_grad():
-    torch.save({{"disc": disc(**enc).logits, "gen": gen(**enc).logits, "ids": enc["input_ids"]}}, "{tmp_path / 'hf_out.pt'}")
+    torch.save({{"disc": disc(**enc).logits, "gen": gen(**enc).logits, "ids": enc["input_ids"]}}, "{tmp_path / "hf_out.pt"}")
 assert "electra_lightning" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
@@ -104,17 +120,33 @@ def test_demo_commands_fill_mask_and_detect(tmp_path, corpus_dir, tokenizer_dir)
     run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=5), cwd=tmp_path)
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
-    out = run_cli("predict", "fill-mask", "--model", str(tmp_path / "hf/generator"),
-                  "--text", "the [MASK] returns a value.", cwd=tmp_path).stdout
+    out = run_cli(
+        "predict",
+        "fill-mask",
+        "--model",
+        str(tmp_path / "hf/generator"),
+        "--text",
+        "the [MASK] returns a value.",
+        cwd=tmp_path,
+    ).stdout
     assert out.startswith("[MASK] #1:") and out.count("(") == 5
-    out = run_cli("predict", "detect", "--model", str(tmp_path / "hf/discriminator"),
-                  "--text", "the function returns a value.", cwd=tmp_path).stdout
+    out = run_cli(
+        "predict",
+        "detect",
+        "--model",
+        str(tmp_path / "hf/discriminator"),
+        "--text",
+        "the function returns a value.",
+        cwd=tmp_path,
+    ).stdout
     assert "function" in out and "0." in out
 
 
 def test_bad_input_gives_one_clear_line(tmp_path, corpus_dir, tokenizer_dir):
     args = tiny_args(corpus_dir, tokenizer_dir, steps=1)
-    proc = run_cli("fit", *args, f"--data.train_files={tmp_path / 'missing.txt'}", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "fit", *args, f"--data.train_files={tmp_path / 'missing.txt'}", cwd=tmp_path, check=False
+    )
     assert proc.returncode != 0
     assert "data.train_files" in proc.stderr and "missing.txt' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -10,9 +10,48 @@ from electra_lightning.cli import main
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
 TABLE = {  # Clark et al. 2020 / official configure_pretraining.py
-    "electra-small": dict(layers=12, hidden=256, ffn=1024, heads=4, emb=128, gen=0.25, seq=128, batch=128, lr=5e-4, warmup=10000, steps=1_000_000, mask=0.15),
-    "electra-base": dict(layers=12, hidden=768, ffn=3072, heads=12, emb=768, gen=0.33, seq=512, batch=256, lr=2e-4, warmup=10000, steps=766_000, mask=0.15),
-    "electra-large": dict(layers=24, hidden=1024, ffn=4096, heads=16, emb=1024, gen=0.25, seq=512, batch=2048, lr=2e-4, warmup=10000, steps=400_000, mask=0.25),
+    "electra-small": dict(
+        layers=12,
+        hidden=256,
+        ffn=1024,
+        heads=4,
+        emb=128,
+        gen=0.25,
+        seq=128,
+        batch=128,
+        lr=5e-4,
+        warmup=10000,
+        steps=1_000_000,
+        mask=0.15,
+    ),
+    "electra-base": dict(
+        layers=12,
+        hidden=768,
+        ffn=3072,
+        heads=12,
+        emb=768,
+        gen=0.33,
+        seq=512,
+        batch=256,
+        lr=2e-4,
+        warmup=10000,
+        steps=766_000,
+        mask=0.15,
+    ),
+    "electra-large": dict(
+        layers=24,
+        hidden=1024,
+        ffn=4096,
+        heads=16,
+        emb=1024,
+        gen=0.25,
+        seq=512,
+        batch=2048,
+        lr=2e-4,
+        warmup=10000,
+        steps=400_000,
+        mask=0.25,
+    ),
 }
 
 
@@ -49,6 +88,11 @@ def test_size_configs_build_the_official_generators():
     from electra_lightning.model import discriminator_config, generator_config
 
     for name, want in TABLE.items():
-        disc = discriminator_config(30522, want["hidden"], want["layers"], want["heads"], want["ffn"], want["emb"])
+        disc = discriminator_config(
+            30522, want["hidden"], want["layers"], want["heads"], want["ffn"], want["emb"]
+        )
         gen = generator_config(disc, want["gen"])
-        assert gen.hidden_size == {"electra-small": 64, "electra-base": 256, "electra-large": 256}[name]
+        assert (
+            gen.hidden_size
+            == {"electra-small": 64, "electra-base": 256, "electra-large": 256}[name]
+        )

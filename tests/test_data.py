@@ -105,7 +105,10 @@ def make_stream(corpus_dir, tokenizer_info, **kwargs):
 
 
 def example_keys(stream, shard, num_shards, epoch=0):
-    return [tuple(ex.input_ids[: ex.length].tolist()) for ex in stream.examples(shard, num_shards, epoch)]
+    return [
+        tuple(ex.input_ids[: ex.length].tolist())
+        for ex in stream.examples(shard, num_shards, epoch)
+    ]
 
 
 def test_documents_sharded_disjoint_and_complete(corpus_dir, tokenizer_info):
@@ -232,7 +235,9 @@ def test_datamodule_errors(tmp_path, corpus_dir, tokenizer_dir):
 
 def test_real_text_packs_full_examples(tokenizer_info):
     corpus = shared_data("nltk_english_text", "inaugural")
-    stream = make_stream(corpus, tokenizer_info, sources=resolve_sources(str(corpus), "x"), max_seq_length=128)
+    stream = make_stream(
+        corpus, tokenizer_info, sources=resolve_sources(str(corpus), "x"), max_seq_length=128
+    )
     examples = list(stream.examples(0, 1, 0))
     assert len(examples) > 100
     assert all(ex.length == 128 for ex in examples[:-1])

@@ -87,7 +87,13 @@ def test_seeded_reproducible_and_fresh():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"mask_prob": 0.0}, {"mask_prob": 1.5}, {"mask_prob": -0.1}, {"mask_token_prob": 0.9, "random_token_prob": 0.2}]
+    "kwargs",
+    [
+        {"mask_prob": 0.0},
+        {"mask_prob": 1.5},
+        {"mask_prob": -0.1},
+        {"mask_token_prob": 0.9, "random_token_prob": 0.2},
+    ],
 )
 def test_config_validation(kwargs):
     with pytest.raises(ValueError, match="mask"):
@@ -119,7 +125,9 @@ def test_scatter_and_gather():
     out = scatter_update(seq, torch.tensor([[99, 77, 77]]), pos, w)
     assert out.tolist() == [[0, 1, 2, 99, 4, 5, 6, 7, 8, 9]]
     # an unused slot pointing at a used position does not disturb it
-    out = scatter_update(seq, torch.tensor([[99, 77]]), torch.tensor([[3, 3]]), torch.tensor([[True, False]]))
+    out = scatter_update(
+        seq, torch.tensor([[99, 77]]), torch.tensor([[3, 3]]), torch.tensor([[True, False]])
+    )
     assert out[0, 3] == 99
     hidden = torch.arange(20.0).view(1, 10, 2)
     assert gather_positions(hidden, torch.tensor([[3, 1]])).tolist() == [[[6.0, 7.0], [2.0, 3.0]]]

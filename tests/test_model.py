@@ -100,7 +100,9 @@ def reference_losses(pair, batch, sampled):
         for n in range(batch["masked_positions"].size(1)):
             if batch["masked_weights"][b, n]:
                 p = batch["masked_positions"][b, n]
-                ce_terms.append(F.cross_entropy(gen_logits[b, p][None], batch["input_ids"][b, p][None]))
+                ce_terms.append(
+                    F.cross_entropy(gen_logits[b, p][None], batch["input_ids"][b, p][None])
+                )
                 disc_input[b, p] = sampled[b, n]
     mlm = torch.stack(ce_terms).mean()
     labels = (disc_input != batch["input_ids"]).float()
@@ -133,7 +135,9 @@ def test_loss_equals_reference():
 
 def test_no_rtd_gradient_reaches_the_generator():
     batch = tiny_batch()
-    sampled = torch.randint(5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(1))
+    sampled = torch.randint(
+        5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(1)
+    )
     grads = {}
     for weight in (0.0, 50.0):
         pair = tiny_pair(disc_weight=weight).eval()
