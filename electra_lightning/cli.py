@@ -7,6 +7,7 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 
 from electra_lightning.callbacks import TokenThroughput
+from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
 
@@ -37,6 +38,12 @@ class ElectraCLI(LightningCLI):
         )
         parser.add_lightning_class_args(TokenThroughput, "throughput")
 
+    def _parse_ckpt_path(self):
+        """Keep the config's model settings on ``--ckpt_path`` (LightningCLI would silently replace
+        them with the checkpoint's). ``ElectraPretraining.on_load_checkpoint`` refuses a checkpoint
+        whose architecture or tokenizer differs, and the checkpoint is loaded once, safely, by
+        ``SafeCheckpointIO``."""
+
 
 def run_lightning_cli(args: list[str] | None) -> None:
     ElectraCLI(
@@ -44,7 +51,7 @@ def run_lightning_cli(args: list[str] | None) -> None:
         ElectraDataModule,
         args=args,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"max_steps": 1000},
+        trainer_defaults={"max_steps": 1000, "plugins": [SafeCheckpointIO()]},
     )
 
 
@@ -71,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_lightning_cli(None if from_shell else argv)
     except (ValueError, FileNotFoundError) as err:
-        # User errors: one line naming the field or file, no traceback.
-        print(f"error: {err}", file=sys.stderr)
+        # User errors: one line naming the field or file, no traceback. An error raised in a
+        # DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
+        message = str(err).strip()
+        if "Original Traceback" in message:
+            message = message.splitlines()[-1].split(": ", 1)[-1]
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import random
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,11 @@ SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
 HUB_PREFIX = "hub:"
 MAX_LINE_CHARS = 1 << 20  # a longer line is read (and tokenized) in pieces of this size
 MAX_DOC_SENTENCES = 256  # a longer document is cut, so one huge file still spreads over shards
+MAX_DOC_CHARS = 4 * MAX_LINE_CHARS  # ... and so is a document this large (bounded memory)
 TOKENIZE_CHUNK_DOCS = 64
 TOKENIZER_CHECKPOINT_KEY = "electra_tokenizer_files"  # the tokenizer travels inside checkpoints
+DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
+DATA_STATE_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,26 +116,35 @@ def _check_file(path: str, field_name: str) -> None:
 def _read_text_documents(path: str) -> Iterator[list[str]]:
     """Documents of a text file: a blank line ends a document; each line is a sentence.
 
-    Lines longer than ``MAX_LINE_CHARS`` arrive as several pieces (bounded memory); bytes that are
-    not UTF-8 are decoded as U+FFFD.
+    Lines longer than ``MAX_LINE_CHARS`` arrive as several pieces (bounded memory). Bytes that are
+    not UTF-8 are decoded as U+FFFD and counted; a warning names the file and the count.
     """
     doc: list[str] = []
+    doc_chars = replaced = 0
     with open(path, encoding="utf-8", errors="replace", newline=None) as f:
         while True:
             line = f.readline(MAX_LINE_CHARS)
             if not line:
                 break
+            if "\ufffd" in line:
+                replaced += line.count("\ufffd")
             line = line.strip()
             if line:
                 doc.append(line)
-                if len(doc) >= MAX_DOC_SENTENCES:
+                doc_chars += len(line)
+                if len(doc) >= MAX_DOC_SENTENCES or doc_chars >= MAX_DOC_CHARS:
                     yield doc
-                    doc = []
+                    doc, doc_chars = [], 0
             elif doc:
                 yield doc
-                doc = []
+                doc, doc_chars = [], 0
     if doc:
         yield doc
+    if replaced:
+        warnings.warn(
+            f"{path}: {replaced} invalid UTF-8 byte sequences were replaced by U+FFFD",
+            stacklevel=2,
+        )
 
 
 def _split_record(text: object, where: str, text_field: str) -> list[str]:
@@ -249,13 +262,41 @@ class ExamplePacker:
         self.single = self.rng.random() < self.single_segment_prob
         self.budget = self.max_seq_length - (2 if self.single else 3)
 
-    def add_document(self, sentences: Iterable[list[int]]) -> Iterator[Example]:
-        sentences = [s for s in sentences if s]
-        for i, tokens in enumerate(sentences):
-            self.pending.append((tokens, i == len(sentences) - 1))
+    def add_sentence(self, tokens: list[int], ends_document: bool) -> Iterator[Example]:
+        """Queue one tokenized sentence; yield every example that is now complete."""
+        if tokens:
+            self.pending.append((list(tokens), ends_document))
             self.pending_tokens += len(tokens)
-            while self.pending_tokens >= self.budget:
-                yield self._create_example()
+        elif ends_document and self.pending:
+            self.pending[-1] = (self.pending[-1][0], True)
+        yield from self.drain()
+
+    def add_document(self, sentences: Iterable[list[int]]) -> Iterator[Example]:
+        sentences = list(sentences)
+        for i, tokens in enumerate(sentences):
+            yield from self.add_sentence(tokens, i == len(sentences) - 1)
+
+    def drain(self) -> Iterator[Example]:
+        """Yield full examples while enough tokens are queued."""
+        while self.pending_tokens >= self.budget:
+            yield self._create_example()
+
+    def state_dict(self) -> dict:
+        """Carry-over tokens, layout and RNG: enough to continue the packing exactly."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "pending": [[tokens, ends] for tokens, ends in self.pending],
+            "single": self.single,
+            "rng": [version, list(internal), gauss],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [(list(tokens), bool(ends)) for tokens, ends in state["pending"]]
+        self.pending_tokens = sum(len(tokens) for tokens, _ in self.pending)
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.single = bool(state["single"])
+        self.budget = self.max_seq_length - (2 if self.single else 3)
 
     def flush(self) -> Iterator[Example]:
         """End of stream: emit what is left (the only padded examples)."""
@@ -384,6 +425,10 @@ class PretrainingStream(IterableDataset):
     """Masked batches from one shard of the corpus, endless (train) or one pass (validation).
 
     Train: epoch after epoch over the corpus; the same example is masked afresh in every epoch.
+    Every train batch carries ``batch[DATA_POSITION_KEY]``, its shard's position just after it
+    (epoch, document, sentence, the packer's carry-over and RNG); given back as
+    ``resume_positions`` the shard continues exactly there. Masks are a pure function of
+    (seed, epoch, shard, batch index), so they need no state.
     Validation (``endless=False``): one pass, masked with a fixed seed, identical every time.
     """
 
@@ -400,8 +445,10 @@ class PretrainingStream(IterableDataset):
         endless: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        resume_positions: dict[int, dict] | None = None,
     ):
         super().__init__()
+        self.resume_positions = resume_positions or {}
         self.sources = sources
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
@@ -416,21 +463,49 @@ class PretrainingStream(IterableDataset):
 
     # -- stages ----------------------------------------------------------------------------------
 
-    def shard_documents(self, shard: int, num_shards: int) -> Iterator[list[str]]:
-        """This shard's documents for one pass: global document ``i`` goes to shard ``i % n``."""
-        index = 0
+    def shard_documents(
+        self, shard: int, num_shards: int, start: int = 0
+    ) -> Iterator[tuple[int, list[str]]]:
+        """(shard-local index, document) for one pass; global document ``i`` goes to shard ``i % n``.
+
+        Documents before ``start`` are read but not returned (resuming skips them untokenized).
+        """
+        index = local = 0
         for source in self.sources:
             for doc in read_documents(source, self.text_field):
                 if index % num_shards == shard:
-                    yield doc
+                    if local >= start:
+                        yield local, doc
+                    local += 1
                 index += 1
 
-    def examples(self, shard: int, num_shards: int, epoch: int) -> Iterator[Example]:
-        """Packed examples of one pass over this shard (the packer's tail flushed at the end)."""
+    def tokenized_documents(
+        self, shard: int, num_shards: int, start: int = 0
+    ) -> Iterator[tuple[int, list[list[int]]]]:
+        """This shard's documents from ``start`` on, tokenized in chunks (one Rust call each)."""
         from tokenizers import Tokenizer
 
         encoder = Tokenizer.from_file(os.path.join(self.tokenizer.path, "tokenizer.json"))
-        packer = ExamplePacker(
+        chunk: list[tuple[int, list[str]]] = []
+
+        def encode(chunk):
+            flat = [sentence for _, doc in chunk for sentence in doc]
+            encoded = encoder.encode_batch(flat, add_special_tokens=False)
+            offset = 0
+            for index, doc in chunk:
+                yield index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
+                offset += len(doc)
+
+        for item in self.shard_documents(shard, num_shards, start):
+            chunk.append(item)
+            if len(chunk) >= TOKENIZE_CHUNK_DOCS:
+                yield from encode(chunk)
+                chunk = []
+        if chunk:
+            yield from encode(chunk)
+
+    def new_packer(self, shard: int) -> ExamplePacker:
+        return ExamplePacker(
             self.max_seq_length,
             self.tokenizer.cls_id,
             self.tokenizer.sep_id,
@@ -438,25 +513,34 @@ class PretrainingStream(IterableDataset):
             self.single_segment_prob,
             seed=_seed_for(self.seed, shard, 1),  # same examples every epoch; masks differ
         )
-        chunk: list[list[str]] = []
-        for doc in self.shard_documents(shard, num_shards):
-            chunk.append(doc)
-            if len(chunk) >= TOKENIZE_CHUNK_DOCS:
-                yield from self._pack_chunk(encoder, packer, chunk)
-                chunk = []
-        if chunk:
-            yield from self._pack_chunk(encoder, packer, chunk)
-        yield from packer.flush()
+
+    def examples(
+        self, shard: int, num_shards: int, position: dict | None = None
+    ) -> Iterator[tuple[Example, dict]]:
+        """One pass of packed examples, each with the position just after it.
+
+        ``position`` (from an earlier pass) continues mid-pass: documents before it are skipped,
+        the packer's carry-over and RNG are restored. The tail is flushed at the end of the pass.
+        """
+        packer = self.new_packer(shard)
+        start_doc, start_sentence = 0, 0
+        if position is not None:
+            packer.load_state_dict(position["packer"])
+            start_doc, start_sentence = position["document"], position["sentence"]
+            for example in packer.drain():
+                yield example, self._position(packer, start_doc, start_sentence)
+        for index, sentences in self.tokenized_documents(shard, num_shards, start_doc):
+            first = start_sentence if index == start_doc else 0
+            for i in range(first, len(sentences)):
+                for example in packer.add_sentence(sentences[i], i == len(sentences) - 1):
+                    yield example, self._position(packer, index, i + 1)
+        end = {"document": -1, "sentence": 0, "packer": None}
+        for example in packer.flush():
+            yield example, end
 
     @staticmethod
-    def _pack_chunk(encoder, packer: ExamplePacker, docs: list[list[str]]) -> Iterator[Example]:
-        flat = [sentence for doc in docs for sentence in doc]
-        encoded = encoder.encode_batch(flat, add_special_tokens=False)
-        start = 0
-        for doc in docs:
-            ids = [enc.ids for enc in encoded[start : start + len(doc)]]
-            start += len(doc)
-            yield from packer.add_document(ids)
+    def _position(packer: ExamplePacker, document: int, sentence: int) -> dict:
+        return {"document": document, "sentence": sentence, "packer": packer.state_dict()}
 
     def collate(self, examples: list[Example], generator: torch.Generator) -> dict:
         """Stack examples and draw a fresh mask."""
@@ -492,16 +576,37 @@ class PretrainingStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         shard, num_shards = shard_identity(self.rank, self.world_size)
-        epoch = 0
+        resume = self.resume_positions.get(shard)
+        if resume is not None and resume["num_shards"] != num_shards:
+            raise ValueError(
+                f"the checkpoint's data position was saved with {resume['num_shards']} shards "
+                f"(devices × num_nodes × data.num_workers), this run has {num_shards}; resume with "
+                "the same layout or set data.resume_position=false to restart the stream"
+            )
+        epoch = resume["epoch"] if resume else 0
         while True:
-            batch_index = 0
+            batch_index = resume["batch"] if resume else 0
+            position = resume["within_epoch"] if resume else None
+            resume = None
             examples: list[Example] = []
-            for example in self.examples(shard, num_shards, epoch):
+            for example, after in self.examples(shard, num_shards, position):
                 examples.append(example)
                 if len(examples) == self.batch_size:
-                    yield self._make_batch(examples, epoch, shard, batch_index)
+                    batch = self._make_batch(examples, epoch, shard, batch_index)
                     batch_index += 1
                     examples = []
+                    if self.endless:
+                        done = (
+                            after["document"] < 0
+                        )  # the pass's last examples: next is a new epoch
+                        batch[DATA_POSITION_KEY] = {
+                            "shard": shard,
+                            "num_shards": num_shards,
+                            "epoch": epoch + 1 if done else epoch,
+                            "batch": 0 if done else batch_index,
+                            "within_epoch": None if done else after,
+                        }
+                    yield batch
             if examples and not self.endless:
                 yield self._make_batch(examples, epoch, shard, batch_index)
             if not self.endless:
@@ -543,6 +648,8 @@ class ElectraDataModule(L.LightningDataModule):
         text_field: Column/field holding the text in JSONL, parquet and hub data.
         num_workers: DataLoader worker processes per device (each reads its own shard).
         seed: Seeds packing and masking; the stream is a function of it.
+        resume_position: On ``--ckpt_path``, continue the stream where the checkpoint left it
+            (every shard's document, carry-over and RNG). False restarts the stream.
     """
 
     def __init__(
@@ -560,9 +667,11 @@ class ElectraDataModule(L.LightningDataModule):
         text_field: str = "text",
         num_workers: int = 2,
         seed: int = 0,
+        resume_position: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.positions: dict[int, dict] = {}  # shard → position after its last trained batch
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_seq_length < 8:
@@ -598,6 +707,56 @@ class ElectraDataModule(L.LightningDataModule):
                     files[name] = f.read()
         return files
 
+    # -- data position: saved in checkpoints, restored on resume --------------------------------
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Record the position of the batch about to be trained on (train batches only)."""
+        position = batch.pop(DATA_POSITION_KEY, None)
+        if position is not None:
+            self.positions[position["shard"]] = position
+        return batch
+
+    def _fingerprint(self) -> dict:
+        hp = self.hparams
+        return {
+            "sources": list(self.train_sources),
+            "max_seq_length": hp.max_seq_length,
+            "batch_size": hp.batch_size,
+            "single_segment_prob": hp.single_segment_prob,
+            "seed": hp.seed,
+            "vocab_size": self.vocab_size,
+        }
+
+    def state_dict(self) -> dict:
+        positions = dict(self.positions)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, positions)
+            positions = {k: v for part in gathered for k, v in part.items()}
+        return {
+            "version": DATA_STATE_VERSION,
+            "fingerprint": self._fingerprint(),
+            "positions": positions,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self.hparams.resume_position:
+            return
+        version = state.get("version")
+        if version != DATA_STATE_VERSION:
+            raise ValueError(
+                f"the checkpoint's data position has format version {version}, this code reads "
+                f"{DATA_STATE_VERSION}; set data.resume_position=false to restart the stream"
+            )
+        saved, now = state["fingerprint"], self._fingerprint()
+        changed = [k for k in now if saved.get(k) != now[k]]
+        if changed:
+            raise ValueError(
+                f"the data settings differ from the checkpoint's ({', '.join(changed)}), so its "
+                "stream position does not apply; restore them or set data.resume_position=false"
+            )
+        self.positions = {int(k): v for k, v in state["positions"].items()}
+
     def _stream(self, sources: list[str], endless: bool) -> PretrainingStream:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -614,6 +773,7 @@ class ElectraDataModule(L.LightningDataModule):
             endless=endless,
             rank=rank,
             world_size=world,
+            resume_positions=self.positions if endless else None,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:
@@ -627,6 +787,9 @@ class ElectraDataModule(L.LightningDataModule):
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
+            # its own generator: creating workers must not draw from the global RNG, or a
+            # resumed run's dropout/sampling would diverge from an uninterrupted one
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

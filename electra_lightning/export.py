@@ -9,24 +9,11 @@ from __future__ import annotations
 
 import os
 
-import torch
 from jsonargparse import CLI
 
+from electra_lightning.checkpoint import load_checkpoint
 from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
 from electra_lightning.module import ElectraPretraining
-
-
-def load_checkpoint(path: str) -> dict:
-    """Load a Lightning checkpoint with ``weights_only=True`` and a clear error if it is bad."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--ckpt_path: checkpoint '{path}' does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated or unsafe pickles all land here
-        raise ValueError(
-            f"--ckpt_path: cannot load checkpoint '{path}' safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]})"
-        ) from None
 
 
 def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:

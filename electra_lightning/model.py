@@ -158,9 +158,14 @@ class ElectraPair(nn.Module):
         masked_weights: torch.Tensor,
         masked_ids: torch.Tensor,
         sampled_ids: torch.Tensor | None = None,
+        sampling_generator: torch.Generator | None = None,
         **_: object,
     ) -> ElectraStepOutput:
-        """One ELECTRA step. ``sampled_ids`` overrides the generator's samples (tests)."""
+        """One ELECTRA step.
+
+        ``sampling_generator`` draws the replacements (default: the global RNG);
+        ``sampled_ids`` overrides them (tests).
+        """
         gen_logits = self.generator_logits(
             generator_input_ids, attention_mask, token_type_ids, masked_positions
         )
@@ -172,7 +177,7 @@ class ElectraPair(nn.Module):
         gen_loss = (token_ce * weights).sum() / n_masked
 
         if sampled_ids is None:
-            sampled_ids = sample_from_logits(gen_logits, self.temperature)
+            sampled_ids = sample_from_logits(gen_logits, self.temperature, sampling_generator)
         sampled_ids = sampled_ids.detach()
         disc_input_ids = scatter_update(input_ids, sampled_ids, masked_positions, masked_weights)
         disc_labels = (disc_input_ids != input_ids).long()  # a correct guess counts as original

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import random
+from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
@@ -74,6 +77,9 @@ class ElectraPretraining(L.LightningModule):
         dropout: Hidden and attention dropout.
         pad_token_id: Linked from the tokenizer.
         warmup_steps: Linear warmup steps of the default schedule (official 10000).
+        on_nonfinite: On a NaN/inf loss: ``stop`` (save ``rescue-step=N.ckpt`` with the last
+            finite weights and exit with an error) or ``skip`` the batch.
+        max_nonfinite_skips: With ``skip``: stop after this many skipped batches.
         optimizer: Optimizer over the two parameter groups; default AdamW(5e-4, (0.9, 0.999),
             1e-6, weight decay 0.01 except LayerNorm/bias).
         lr_scheduler: Scheduler; default the official linear warmup + linear decay to 0 at
@@ -100,6 +106,8 @@ class ElectraPretraining(L.LightningModule):
         dropout: float = 0.1,
         pad_token_id: int = 0,
         warmup_steps: int = 10000,
+        on_nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 10,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
@@ -107,6 +115,8 @@ class ElectraPretraining(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
+        self.nonfinite_skips = 0
+        self._rng_to_restore: dict | None = None
         self.electra: ElectraPair = build_electra_pair(
             vocab_size=vocab_size,
             max_seq_length=max_seq_length,
@@ -154,6 +164,9 @@ class ElectraPretraining(L.LightningModule):
     # -- steps -------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            for callback in self.trainer.checkpoint_callbacks:
+                _check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
         datamodule = getattr(self.trainer, "datamodule", None)
         vocab = getattr(datamodule, "vocab_size", None)
         if vocab is not None and vocab != self.hparams.vocab_size:
@@ -168,13 +181,65 @@ class ElectraPretraining(L.LightningModule):
                 f"{self.hparams.max_position_embeddings}"
             )
 
+    ARCHITECTURE = (
+        "vocab_size",
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "intermediate_size",
+        "embedding_size",
+        "max_position_embeddings",
+        "generator_size",
+        "generator_layers",
+        "embedding_sharing",
+        "tie_generator_head",
+    )
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if hasattr(datamodule, "tokenizer_files"):
             checkpoint[TOKENIZER_CHECKPOINT_KEY] = datamodule.tokenizer_files()
+        checkpoint["rng_states"] = _gather_rng_states()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        changed = [
+            f"model.{k}: checkpoint {saved[k]!r}, now {self.hparams[k]!r}"
+            for k in self.ARCHITECTURE
+            if k in saved and saved[k] != self.hparams[k]
+        ]
+        if changed:
+            raise ValueError(
+                "the model differs from the checkpoint's (" + "; ".join(changed) + "); resume "
+                "with the checkpoint's config"
+            )
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        saved_tokenizer = checkpoint.get(TOKENIZER_CHECKPOINT_KEY)
+        if saved_tokenizer and hasattr(datamodule, "tokenizer_files"):
+            ours = datamodule.tokenizer_files()
+            if ours.get("tokenizer.json") != saved_tokenizer.get("tokenizer.json"):
+                raise ValueError(
+                    f"data.tokenizer '{datamodule.hparams.tokenizer}' is not the tokenizer this "
+                    "checkpoint was trained with; use that one (export writes it out)"
+                )
+        states = checkpoint.get("rng_states")
+        if states:
+            rank = self._trainer.global_rank if self._trainer else 0
+            self._rng_to_restore = states[rank] if rank < len(states) else None
+
+    def on_train_start(self) -> None:
+        # Restored here, after the sanity check, right before the first resumed step.
+        if self._rng_to_restore is not None:
+            _set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         out = self(batch)
+        finite = self.trainer.strategy.reduce_boolean_decision(
+            bool(torch.isfinite(out.loss)), all=True
+        )
+        if not finite:
+            return self._on_nonfinite_loss(out)
         stats = self._statistics(batch, out)
         batch_size = batch["input_ids"].size(0)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
@@ -183,8 +248,35 @@ class ElectraPretraining(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
         return out.loss
 
+    @torch.no_grad()
+    def _on_nonfinite_loss(self, out: ElectraStepOutput) -> None:
+        step = self.global_step
+        detail = f"gen_loss={out.gen_loss.item():.4g}, disc_loss={out.disc_loss.item():.4g}"
+        if (
+            self.hparams.on_nonfinite == "skip"
+            and self.nonfinite_skips < self.hparams.max_nonfinite_skips
+        ):
+            self.nonfinite_skips += 1
+            print(
+                f"warning: non-finite loss at step {step} ({detail}); skipped the batch "
+                f"({self.nonfinite_skips}/{self.hparams.max_nonfinite_skips})"
+            )
+            return None
+        callback = self.trainer.checkpoint_callback
+        directory = getattr(callback, "dirpath", None) or self.trainer.default_root_dir
+        path = os.path.join(directory, f"rescue-step={step}.ckpt")
+        self.trainer.save_checkpoint(path)  # weights are still those of the last finite step
+        raise ValueError(
+            f"non-finite loss at step {step} ({detail}); saved the last finite state to {path}. "
+            "Lower the learning rate or check the data, then resume with --ckpt_path "
+            "(or set model.on_nonfinite=skip)"
+        )
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        out = self(batch)
+        # Replacements from a fixed-seed generator: validation is reproducible and leaves the
+        # global RNG (dropout, training samples) untouched, so it cannot perturb a resumed run.
+        generator = torch.Generator(device=self.device).manual_seed(1_000_003 + batch_idx)
+        out = self.electra(**batch, sampling_generator=generator)
         stats = self._statistics(batch, out)
         m = self.val_metrics
         n_masked = batch["masked_weights"].sum()
@@ -269,3 +361,58 @@ class ElectraPretraining(L.LightningModule):
             "discriminator": count(self.discriminator),
             "total": count(self.electra),
         }
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _gather_rng_states() -> list[dict]:
+    """Every rank's RNG states (the checkpoint is written by rank 0 only)."""
+    state = _rng_state()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list = [None] * torch.distributed.get_world_size()
+        tensors = [k for k in ("torch", "cuda") if k in state]
+        torch.distributed.all_gather_object(
+            gathered, {**state, **{k: state[k].tolist() for k in tensors}}
+        )
+        return [
+            {**s, **{k: torch.tensor(s[k], dtype=torch.uint8) for k in tensors}} for s in gathered
+        ]
+    return [state]
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _check_writable(directory: str | None, field: str) -> None:
+    """Fail before training, not at the first checkpoint, when ``directory`` is not writable."""
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(
+            f"{field}: cannot write to '{directory}' ({err.strerror or err}); choose a writable "
+            "directory"
+        ) from None

@@ -113,8 +113,8 @@ def example_keys(stream, shard, num_shards, epoch=0):
 
 def test_documents_sharded_disjoint_and_complete(corpus_dir, tokenizer_info):
     stream = make_stream(corpus_dir, tokenizer_info)
-    everything = [tuple(map(tuple, [d])) for d in stream.shard_documents(0, 1)]
-    shards = [[tuple(map(tuple, [d])) for d in stream.shard_documents(s, 4)] for s in range(4)]
+    everything = [tuple(d) for _, d in stream.shard_documents(0, 1)]
+    shards = [[tuple(d) for _, d in stream.shard_documents(s, 4)] for s in range(4)]
     flat = [d for shard in shards for d in shard]
     assert len(flat) == len(everything)
     assert sorted(flat) == sorted(everything)
@@ -125,7 +125,7 @@ def test_two_ranks_two_workers_read_every_document_once(corpus_dir, tokenizer_in
     """2 DDP ranks × 2 DataLoader workers: the batches' tokens together are the corpus's tokens."""
     reference = make_stream(corpus_dir, tokenizer_info)
     all_tokens = np.zeros(tokenizer_info.vocab_size, dtype=np.int64)
-    for ex in reference.examples(0, 1, 0):
+    for ex, _ in reference.examples(0, 1):
         np.add.at(all_tokens, ex.input_ids[: ex.length], 1)
     seen = np.zeros_like(all_tokens)
     examples = 0
@@ -238,8 +238,76 @@ def test_real_text_packs_full_examples(tokenizer_info):
     stream = make_stream(
         corpus, tokenizer_info, sources=resolve_sources(str(corpus), "x"), max_seq_length=128
     )
-    examples = list(stream.examples(0, 1, 0))
+    examples = [ex for ex, _ in stream.examples(0, 1)]
     assert len(examples) > 100
     assert all(ex.length == 128 for ex in examples[:-1])
     pairs = sum(ex.token_type_ids.any() for ex in examples)
     assert 0.8 < pairs / len(examples) < 0.97  # ~10% single-segment examples
+
+
+def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info):
+    """Restart a shard from the position a batch carried: the following batches are identical,
+    across an epoch boundary too."""
+    from electra_lightning.data import DATA_POSITION_KEY
+
+    stream = make_stream(
+        corpus_dir, tokenizer_info, endless=True, batch_size=16, max_seq_length=128
+    )
+    one_pass = sum(
+        1 for _ in make_stream(corpus_dir, tokenizer_info, batch_size=16, max_seq_length=128)
+    )
+    it = iter(stream)
+    reference = [next(it) for _ in range(one_pass + 3)]
+    for cut in (0, 7, one_pass - 2, one_pass - 1):
+        position = reference[cut][DATA_POSITION_KEY]
+        resumed = make_stream(
+            corpus_dir,
+            tokenizer_info,
+            endless=True,
+            batch_size=16,
+            max_seq_length=128,
+            resume_positions={0: position},
+        )
+        rit = iter(resumed)
+        for expected in reference[cut + 1 : cut + 4]:
+            got = next(rit)
+            for key in (
+                "input_ids",
+                "token_type_ids",
+                "attention_mask",
+                "masked_positions",
+                "generator_input_ids",
+            ):
+                assert torch.equal(got[key], expected[key]), (cut, key)
+            assert got[DATA_POSITION_KEY]["epoch"] == expected[DATA_POSITION_KEY]["epoch"]
+
+
+def test_datamodule_position_state(corpus_dir, tokenizer_dir):
+    dm = ElectraDataModule(
+        train_files=str(corpus_dir / "train.txt"),
+        tokenizer=str(tokenizer_dir),
+        batch_size=4,
+        num_workers=0,
+    )
+    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_before_batch_transfer(batch, 0)
+    assert "data_position" not in batch and 0 in dm.positions
+    state = dm.state_dict()
+    other = ElectraDataModule(
+        train_files=str(corpus_dir / "train.txt"),
+        tokenizer=str(tokenizer_dir),
+        batch_size=4,
+        num_workers=0,
+    )
+    other.load_state_dict(state)
+    assert other.positions.keys() == {0}
+    with pytest.raises(ValueError, match="format version"):
+        other.load_state_dict({**state, "version": 99})
+    changed = ElectraDataModule(
+        train_files=str(corpus_dir / "train.txt"),
+        tokenizer=str(tokenizer_dir),
+        batch_size=8,
+        num_workers=0,
+    )
+    with pytest.raises(ValueError, match="batch_size.*resume_position=false"):
+        changed.load_state_dict(state)

@@ -1,0 +1,227 @@
+"""Guards and the bad-input catalogue: one clear line, non-zero exit, earlier checkpoints untouched."""
+
+import tracemalloc
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from electra_lightning import ElectraDataModule, ElectraPretraining
+from electra_lightning.checkpoint import SafeCheckpointIO, load_checkpoint
+from electra_lightning.data import read_documents
+
+from .test_cli import run_cli, tiny_args
+
+
+class PoisonLoss(L.Callback):
+    """Makes the RTD weight NaN from a given step on: the loss turns non-finite, weights do not."""
+
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        pl_module.electra.disc_weight = (
+            float("nan") if trainer.global_step >= self.at_step else 50.0
+        )
+
+
+def tiny_run(tmp_path, corpus_dir, tokenizer_dir, steps, callbacks=(), **model):
+    dm = ElectraDataModule(
+        train_files=str(corpus_dir / "train.txt"),
+        tokenizer=str(tokenizer_dir),
+        max_seq_length=64,
+        batch_size=4,
+        num_workers=0,
+    )
+    module = ElectraPretraining(
+        vocab_size=dm.vocab_size,
+        max_seq_length=64,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=1,
+        intermediate_size=64,
+        embedding_size=32,
+        max_position_embeddings=64,
+        warmup_steps=1,
+        **model,
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        plugins=[SafeCheckpointIO()],
+        callbacks=[
+            ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1),
+            *callbacks,
+        ],
+    )
+    return trainer, module, dm
+
+
+def test_nonfinite_loss_stops_with_a_rescue_checkpoint(tmp_path, corpus_dir, tokenizer_dir):
+    trainer, module, dm = tiny_run(tmp_path, corpus_dir, tokenizer_dir, 6, [PoisonLoss(3)])
+    with pytest.raises(ValueError, match=r"non-finite loss at step 3 .*rescue-step=3.ckpt"):
+        trainer.fit(module, dm)
+    rescue = load_checkpoint(str(tmp_path / "ckpt" / "rescue-step=3.ckpt"))
+    assert all(torch.isfinite(t).all() for t in rescue["state_dict"].values())
+    assert rescue["global_step"] == 3
+
+
+def test_nonfinite_loss_skip_mode(tmp_path, corpus_dir, tokenizer_dir):
+    class PoisonOnce(PoisonLoss):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            pl_module.electra.disc_weight = float("nan") if batch_idx == 2 else 50.0
+
+    trainer, module, dm = tiny_run(
+        tmp_path, corpus_dir, tokenizer_dir, 5, [PoisonOnce(0)], on_nonfinite="skip"
+    )
+    trainer.fit(module, dm)
+    assert module.nonfinite_skips == 1 and trainer.global_step == 5
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_resume_with_another_model_or_tokenizer_is_refused(tmp_path, corpus_dir, tokenizer_dir):
+    args = tiny_args(corpus_dir, tokenizer_dir, steps=2)
+    run_cli("fit", *args, cwd=tmp_path)
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    before = ckpt.read_bytes()
+    proc = run_cli(
+        "fit",
+        *args,
+        "--trainer.max_steps=4",
+        "--model.hidden_size=64",
+        "--ckpt_path=last",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert (
+        "model.hidden_size: checkpoint 128, now 64" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
+
+    from electra_lightning.tokenizer import train_tokenizer
+
+    other = tmp_path / "other-tokenizer"
+    train_tokenizer(str(corpus_dir / "val.txt"), str(other), vocab_size=2000, min_frequency=1)
+    proc = run_cli(
+        "fit",
+        *args,
+        "--trainer.max_steps=4",
+        f"--data.tokenizer={other}",
+        "--ckpt_path=last",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "is not the tokenizer this checkpoint was trained with" in proc.stderr
+    assert ckpt.read_bytes() == before  # nothing overwritten
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus_dir, tokenizer_dir):
+    """A 2-step run whose last.ckpt the bad-settings tests must leave untouched."""
+    workdir = tmp_path_factory.mktemp("trained")
+    run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2), cwd=workdir)
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("--data.mask_prob=-0.1", "mask_prob must be in (0, 1]"),
+        ("--data.mask_prob=1.5", "mask_prob must be in (0, 1]"),
+        ("--data.batch_size=0", "data.batch_size must be >= 1"),
+        ("--data.max_seq_length=4", "data.max_seq_length must be >= 8"),
+        ("--data.max_seq_length=512", "exceeds model.max_position_embeddings"),
+        ("--model.no_such_option=1", "no_such_option"),
+        (
+            "--trainer.callbacks.init_args.dirpath=/proc/version/x",
+            "ModelCheckpoint.dirpath: cannot write",
+        ),
+    ],
+)
+def test_bad_settings(trained, corpus_dir, tokenizer_dir, override, message):
+    args = tiny_args(corpus_dir, tokenizer_dir, steps=2)
+    ckpt = trained / "runs/tiny/checkpoints/last.ckpt"
+    before = ckpt.read_bytes()
+    proc = run_cli("fit", *args, override, cwd=trained, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("missing.txt", None, "does not exist"),
+        ("empty.txt", b"", "is empty"),
+        ("binary.txt", bytes(range(256)) * 10, "looks binary"),
+        ("nothing/", None, "has no .txt"),
+        ("bad.jsonl", b'{"text": "fine"}\n{"text": \n', "bad.jsonl:2: broken JSON line"),
+        ("nofield.jsonl", b'{"body": "x"}\n', "nofield.jsonl:1: field 'text' is missing"),
+        ("nocol.parquet", "parquet", "has no column 'text'"),
+    ],
+)
+def test_bad_corpus(tmp_path, corpus_dir, tokenizer_dir, name, content, message):
+    path = tmp_path / "input" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith("/"):
+        path.mkdir()
+    elif content == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"body": ["a b c"] * 10}), path)
+    elif content is not None:
+        path.write_bytes(content)
+    ckpt_dir = tmp_path / "runs/tiny/checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "last.ckpt").write_bytes(b"previous")
+    args = tiny_args(corpus_dir, tokenizer_dir, steps=2)
+    proc = run_cli(
+        "fit",
+        *args,
+        f"--data.train_files={path}",
+        "--trainer.limit_val_batches=0",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert (ckpt_dir / "last.ckpt").read_bytes() == b"previous"
+
+
+def test_non_utf8_is_replaced_and_counted(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9 ol\xe9\n".encode("latin-1") + b"plain\n")
+    with pytest.warns(UserWarning, match="latin1.txt: 2 invalid UTF-8"):
+        docs = list(read_documents(str(path)))
+    assert docs == [["caf\ufffd ol\ufffd", "plain"]]
+
+
+@pytest.mark.slow
+def test_a_100mb_line_streams_in_bounded_memory(tmp_path):
+    path = tmp_path / "one-line.txt"
+    chunk = ("lorem ipsum dolor sit amet " * 4000).encode()  # ~108 kB
+    with open(path, "wb") as f:
+        for _ in range(100 * 2**20 // len(chunk) + 1):
+            f.write(chunk)
+    assert path.stat().st_size >= 100 * 2**20
+    tracemalloc.start()
+    pieces = total = 0
+    for doc in read_documents(str(path)):
+        for sentence in doc:
+            pieces += 1
+            total += len(sentence)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (
+        total >= 100 * 2**20 - pieces
+    )  # every character arrived (strip may drop a space per piece)
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
