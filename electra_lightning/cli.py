@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import TokenThroughput
 from electra_lightning.checkpoint import SafeCheckpointIO
@@ -18,7 +19,47 @@ commands:
   tokenizer                        train a WordPiece tokenizer on local text files
   export                           write a checkpoint as Hugging Face generator/discriminator dirs
   predict fill-mask|detect         use exported models (generator fills [MASK]; RTD view)
+  compare RUN_DIR...               table + PNG of W&B (offline) or CSV runs
 """
+
+
+def flatten(tree: object, prefix: str = "") -> dict:
+    """``{"model": {"hidden_size": 256}}`` → ``{"model.hidden_size": 256}`` (lists kept whole)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+class ConfigToLogger(SaveConfigCallback):
+    """Writes config.yaml and sends the full resolved config to every logger (W&B run config,
+    CSV/TensorBoard hparams), with the model size, so runs compare by hyperparameter."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        config = flatten(self.config.as_dict())
+        if hasattr(pl_module, "num_parameters"):
+            config.update({f"model/params_{k}": v for k, v in pl_module.num_parameters().items()})
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+            if type(logger).__name__ == "WandbLogger" and os.environ.get("WANDB_MODE") == "offline":
+                run_dir = logger.experiment.dir.rsplit("/files", 1)[0]
+                print(
+                    f"W&B is offline: the run is in {run_dir}; upload it with `wandb sync {run_dir}`"
+                )
+
+
+def use_wandb_offline_without_credentials() -> None:
+    """Never prompt or hang: without W&B credentials, log offline (``wandb sync`` uploads later)."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.expanduser("~/.netrc")
+    if os.path.isfile(netrc):
+        with open(netrc, encoding="utf-8", errors="replace") as f:
+            if "api.wandb.ai" in f.read():
+                return
+    os.environ["WANDB_MODE"] = "offline"
 
 
 class ElectraCLI(LightningCLI):
@@ -46,10 +87,12 @@ class ElectraCLI(LightningCLI):
 
 
 def run_lightning_cli(args: list[str] | None) -> None:
+    use_wandb_offline_without_credentials()
     ElectraCLI(
         ElectraPretraining,
         ElectraDataModule,
         args=args,
+        save_config_callback=ConfigToLogger,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"max_steps": 1000, "plugins": [SafeCheckpointIO()]},
     )
@@ -71,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             from electra_lightning.export import main as export_main
 
             export_main(rest)
+        elif command == "compare":
+            from electra_lightning.compare import main as compare_main
+
+            compare_main(rest)
         elif command == "predict":
             from electra_lightning.predict import main as predict_main
 

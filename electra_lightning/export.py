@@ -16,6 +16,23 @@ from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
 from electra_lightning.module import ElectraPretraining
 
 
+def load_any_checkpoint(path: str) -> dict:
+    """A single-file checkpoint, or a sharded (FSDP2/DCP) checkpoint directory consolidated in CPU
+    memory."""
+    if os.path.isdir(path):
+        from pathlib import Path
+
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+        try:
+            return _load_distributed_checkpoint(Path(path))
+        except Exception as err:
+            raise ValueError(
+                f"--ckpt_path: cannot read sharded checkpoint directory '{path}' ({err})"
+            ) from None
+    return load_checkpoint(path)
+
+
 def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     module = ElectraPretraining(**hparams)
@@ -34,10 +51,11 @@ def export(ckpt_path: str, output_dir: str) -> str:
     """Write ``output_dir/{discriminator,generator,tokenizer}`` from a pretraining checkpoint.
 
     Args:
-        ckpt_path: A checkpoint written by ``fit`` (e.g. ``.../checkpoints/last.ckpt``).
+        ckpt_path: A checkpoint written by ``fit`` (e.g. ``.../checkpoints/last.ckpt``), a file or a
+            sharded (FSDP2) checkpoint directory.
         output_dir: Where to write the Hugging Face directories.
     """
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_any_checkpoint(ckpt_path)
     module = module_from_checkpoint(checkpoint)
     try:
         os.makedirs(output_dir, exist_ok=True)

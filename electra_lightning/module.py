@@ -20,6 +20,7 @@ from electra_lightning.model import (
     EmbeddingSharing,
     build_electra_pair,
 )
+from electra_lightning.parallel import shard_electra
 
 # Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
 ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
@@ -161,6 +162,15 @@ class ElectraPretraining(L.LightningModule):
     def forward(self, batch: dict) -> ElectraStepOutput:
         return self.electra(**batch)
 
+    def configure_model(self) -> None:
+        """Shard with FSDP2 under ``FSDP2Strategy``/``ModelParallelStrategy`` (configs/trainer/fsdp2.yaml)."""
+        if self.device_mesh is None or getattr(self, "_sharded", False):
+            return
+        precision = str(getattr(self.trainer, "precision", ""))
+        bf16 = precision.startswith("bf16") and torch.cuda.is_available()
+        shard_electra(self.electra, self.device_mesh, bf16_params=bf16)
+        self._sharded = True
+
     # -- steps -------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
@@ -240,11 +250,15 @@ class ElectraPretraining(L.LightningModule):
         )
         if not finite:
             return self._on_nonfinite_loss(out)
-        stats = self._statistics(batch, out)
+        stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
+        if self.trainer.world_size > 1:  # mean over ranks in one collective, not one per metric
+            reduced = self.trainer.strategy.reduce(
+                torch.stack(list(stats.values())), reduce_op="mean"
+            )
+            stats = dict(zip(stats, reduced, strict=True))
         batch_size = batch["input_ids"].size(0)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
         for name, value in stats.items():
-            self.log(f"train/{name}", value, batch_size=batch_size)
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
         return out.loss
 
@@ -295,7 +309,8 @@ class ElectraPretraining(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for name, metric in self.val_metrics.items():
             if metric.update_count:
-                self.log(f"val/{name}", metric.compute(), prog_bar=name == "loss", sync_dist=False)
+                # already reduced over ranks by torchmetrics; sync_dist only averages equal values
+                self.log(f"val/{name}", metric.compute(), prog_bar=name == "loss", sync_dist=True)
             metric.reset()
 
     @staticmethod

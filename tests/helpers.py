@@ -1,0 +1,31 @@
+"""Test-only callbacks, passed on the command line with --trainer.callbacks+=..."""
+
+import hashlib
+import os
+
+import lightning as L
+import torch
+
+
+class RankAudit(L.Callback):
+    """Records a hash of every trained example and, at the end, this rank's full weights."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.samples: list[str] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        for row in batch["input_ids"]:
+            self.samples.append(hashlib.sha1(row.cpu().numpy().tobytes()).hexdigest())
+
+    def on_train_end(self, trainer, pl_module):
+        state = {}
+        for name, tensor in pl_module.state_dict().items():
+            if hasattr(tensor, "full_tensor"):  # FSDP2 DTensor shard → the whole tensor
+                tensor = tensor.full_tensor()
+            state[name] = tensor.detach().cpu().clone()
+        os.makedirs(self.out_dir, exist_ok=True)
+        torch.save(
+            {"rank": trainer.global_rank, "samples": self.samples, "state": state},
+            os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
+        )

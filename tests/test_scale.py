@@ -1,0 +1,270 @@
+"""Scale-out on CPU (gloo, loopback only): DDP, two simulated nodes, FSDP2; W&B offline; compare."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from .test_cli import REPO, run_cli, tiny_args
+
+pytestmark = pytest.mark.slow
+AUDIT = "tests.helpers.RankAudit"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dist_args(corpus_dir, tokenizer_dir, workdir, steps=8, *extra):
+    audit = json.dumps({"class_path": AUDIT, "init_args": {"out_dir": str(workdir / "audit")}})
+    return [
+        *tiny_args(corpus_dir, tokenizer_dir, steps=steps),
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32-true",
+        "--data.num_workers=1",
+        "--trainer.val_check_interval=4",
+        f"--trainer.callbacks+={audit}",
+        *extra,
+    ]
+
+
+def audits(workdir, n):
+    return [torch.load(workdir / "audit" / f"rank{r}.pt") for r in range(n)]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def env_with_path():
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def test_ddp_two_processes_train_one_model_on_disjoint_data(tmp_path, corpus_dir, tokenizer_dir):
+    args = dist_args(
+        corpus_dir,
+        tokenizer_dir,
+        tmp_path,
+        8,
+        "--config",
+        str(REPO / "configs/trainer/ddp.yaml"),
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32-true",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = audits(tmp_path, 2)
+    assert_same_weights(r0["state"], r1["state"])
+    assert len(r0["samples"]) == len(r1["samples"]) == 8 * 16
+    assert not set(r0["samples"]) & set(r1["samples"]), "ranks trained on the same examples"
+
+
+def test_two_nodes_on_loopback_train_the_same_model(tmp_path, corpus_dir, tokenizer_dir):
+    port = free_port()
+    procs = []
+    for node in range(2):
+        env = {
+            **env_with_path(),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "NODE_RANK": str(node),
+        }
+        args = dist_args(
+            corpus_dir,
+            tokenizer_dir,
+            tmp_path,
+            6,
+            "--config",
+            str(REPO / "configs/trainer/ddp.yaml"),
+            "--trainer.num_nodes=2",
+            "--trainer.devices=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.precision=32-true",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "electra_lightning", "fit", *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    r0, r1 = audits(tmp_path, 2)
+    assert_same_weights(r0["state"], r1["state"])
+    assert not set(r0["samples"]) & set(r1["samples"])
+
+
+def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(tmp_path, corpus_dir, tokenizer_dir):
+    base = [
+        "--config",
+        str(REPO / "configs/trainer/fsdp2.yaml"),
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32-true",
+    ]
+    args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 4, *base)
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    assert ckpt.is_dir(), "expected a sharded (distributed) checkpoint directory"
+    # resume the sharded checkpoint for 4 more steps
+    args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 8, *base)
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args, "--ckpt_path=last"],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = audits(tmp_path, 2)
+    assert_same_weights(r0["state"], r1["state"])
+    run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
+
+    from transformers import ElectraForPreTraining
+
+    from electra_lightning.export import load_any_checkpoint, module_from_checkpoint
+
+    checkpoint = load_any_checkpoint(str(ckpt))
+    assert checkpoint["global_step"] == 8
+    module = module_from_checkpoint(checkpoint)
+    module.load_state_dict(r0["state"])  # the full weights the ranks held at the end
+    hf = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
+    for p in [*module.parameters(), *hf.parameters()]:
+        p.data = p.data.clone()
+    ids = torch.randint(5, 2000, (2, 24))
+    with torch.no_grad():
+        assert torch.equal(module.discriminator(input_ids=ids).logits, hf(input_ids=ids).logits)
+
+
+def test_killing_a_ddp_rank_ends_the_job(tmp_path, corpus_dir, tokenizer_dir):
+    args = dist_args(
+        corpus_dir,
+        tokenizer_dir,
+        tmp_path,
+        100000,
+        "--config",
+        str(REPO / "configs/trainer/ddp.yaml"),
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32-true",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "electra_lightning", "fit", *args],
+        cwd=tmp_path,
+        env=env_with_path(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert ckpt.exists() and proc.poll() is None, "training did not get going"
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid), "-f", "electra_lightning"], capture_output=True, text=True
+    ).stdout.split()
+    assert children, "no second rank process found"
+    os.kill(int(children[0]), signal.SIGKILL)
+    start = time.time()
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the job did not exit within 60 s after a rank died")
+    assert code != 0
+    assert time.time() - start < 60
+
+
+def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokenizer_dir):
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc credentials: must go offline by itself, no prompt
+    args = [
+        *tiny_args(corpus_dir, tokenizer_dir, steps=6),
+        "--config",
+        str(REPO / "configs/logger/wandb.yaml"),
+        "--trainer.logger.init_args.name=offline-test",
+        "--trainer.logger.init_args.group=tests",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stdout
+    (run_dir,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    wandb = os.path.join(os.path.dirname(sys.executable), "wandb")
+    summary = json.loads(
+        subprocess.run(
+            [wandb, "leet", "inspect", "--summary", "--json", str(run_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    config = summary["config"]
+    assert config["model.hidden_size"] == 128 and config["data.max_seq_length"] == 128
+    assert config["data.tokenizer"] == str(tokenizer_dir) and config["model/params_total"] > 0
+    assert summary["name"] == "offline-test"
+    records = subprocess.run(
+        [wandb, "leet", "inspect", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    history = [
+        json.loads(line)["history"]["item"]
+        for line in records.splitlines()
+        if '"type":"history"' in line
+    ]
+    keys = set().union(*history)
+    assert {"train/gen_loss", "train/disc_loss", "train/tokens_per_sec"} <= keys
+
+    # compare: a W&B run next to a CSV run
+    run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=10), cwd=tmp_path)
+    out = run_cli(
+        "compare",
+        str(run_dir),
+        str(tmp_path / "runs/tiny/version_0"),
+        "--output",
+        str(tmp_path / "cmp.png"),
+        cwd=tmp_path,
+    ).stdout
+    assert "offline-test" in out and "final train/gen_loss" in out and "model.hidden_size" in out
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
