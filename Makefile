@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 DEMO := data/demo
 
-.PHONY: help venv demo test lint format clean
+.PHONY: help venv demo test bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 
 test: venv  ## run the test suite (the command CI runs)
 	$(PY) -m pytest -q
+
+bench: venv  ## benchmark: step time vs a naive baseline, data pipeline, memory, FLOPs (prints ratios)
+	$(PY) benchmarks/bench.py
 
 lint: venv  ## ruff check + format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

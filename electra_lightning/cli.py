@@ -18,8 +18,10 @@ commands:
   fit | validate | test | predict   LightningCLI (--config configs/X.yaml; --help for options)
   tokenizer                        train a WordPiece tokenizer on local text files
   export                           write a checkpoint as Hugging Face generator/discriminator dirs
-  predict fill-mask|detect         use exported models (generator fills [MASK]; RTD view)
+  predict fill-mask|detect|classify  use exported models (fill [MASK]; RTD view; labels)
   compare RUN_DIR...               table + PNG of W&B (offline) or CSV runs
+  glue --init_from DIR --tasks ...  fine-tune GLUE tasks over several seeds; table + test files
+  (fit/validate with --config configs/finetune/TASK.yaml fine-tune the encoder)
 """
 
 
@@ -86,6 +88,54 @@ class ElectraCLI(LightningCLI):
         ``SafeCheckpointIO``."""
 
 
+class FinetuneCLI(LightningCLI):
+    """LightningCLI for ``ElectraClassifier`` + ``GlueDataModule``: the tokenizer comes from
+    ``model.init_from``; the label set and task from the data."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("model.init_from", "data.tokenizer")
+        parser.link_arguments("data.task", "model.task")
+        parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
+        parser.link_arguments("data.label_names", "model.id2label", apply_on="instantiate")
+
+    def _parse_ckpt_path(self):
+        """The config decides the model (see ElectraCLI)."""
+
+
+def is_finetune(args: list[str]) -> bool:
+    """Fine-tuning when ``model.init_from`` or ``data.task`` is given on the command line or in a
+    ``--config`` file (configs/finetune/*.yaml)."""
+    import yaml
+
+    if any(a.startswith(("--model.init_from", "--data.task")) for a in args):
+        return True
+    for i, arg in enumerate(args):
+        path = args[i + 1] if arg == "--config" and i + 1 < len(args) else None
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                config = yaml.safe_load(f) or {}
+            if "init_from" in (config.get("model") or {}) or "task" in (config.get("data") or {}):
+                return True
+    return False
+
+
+def run_finetune_cli(args: list[str] | None, run: bool = True) -> FinetuneCLI:
+    from electra_lightning.finetune import ElectraClassifier
+    from electra_lightning.glue import GlueDataModule
+
+    return FinetuneCLI(
+        ElectraClassifier,
+        GlueDataModule,
+        args=args,
+        run=run,
+        save_config_callback=ConfigToLogger,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"plugins": [SafeCheckpointIO()]},
+    )
+
+
 def run_lightning_cli(args: list[str] | None) -> None:
     use_wandb_offline_without_credentials()
     ElectraCLI(
@@ -122,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             from electra_lightning.predict import main as predict_main
 
             predict_main(rest)
+        elif command == "glue":
+            from electra_lightning.glue_runner import main as glue_main
+
+            glue_main(rest)
+        elif is_finetune(argv):
+            run_finetune_cli(None if from_shell else argv)
         else:
             run_lightning_cli(None if from_shell else argv)
     except (ValueError, FileNotFoundError) as err:

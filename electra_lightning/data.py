@@ -410,6 +410,26 @@ def load_tokenizer_info(path: str) -> TokenizerInfo:
     )
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+)
+
+
+def read_tokenizer_files(directory: str) -> dict[str, str]:
+    """The tokenizer files of a directory (which may also hold a model), by name."""
+    files = {}
+    for name in TOKENIZER_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                files[name] = f.read()
+    return files
+
+
 def shard_identity(rank: int = 0, world_size: int = 1) -> tuple[int, int]:
     """(shard index, number of shards) for this process and DataLoader worker."""
     info = get_worker_info()
@@ -698,14 +718,8 @@ class ElectraDataModule(L.LightningDataModule):
         return self.tokenizer_info.pad_id
 
     def tokenizer_files(self) -> dict[str, str]:
-        """The tokenizer directory's text files, to store in checkpoints (for export)."""
-        files = {}
-        for name in sorted(os.listdir(self.tokenizer_info.path)):
-            path = os.path.join(self.tokenizer_info.path, name)
-            if os.path.isfile(path) and name.endswith((".json", ".txt")):
-                with open(path, encoding="utf-8") as f:
-                    files[name] = f.read()
-        return files
+        """The tokenizer's files, to store in checkpoints (for export)."""
+        return read_tokenizer_files(self.tokenizer_info.path)
 
     # -- data position: saved in checkpoints, restored on resume --------------------------------
 

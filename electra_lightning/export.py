@@ -47,8 +47,27 @@ def write_tokenizer(files: dict[str, str], output_dir: str) -> None:
             f.write(text)
 
 
+def export_classifier(checkpoint: dict, output_dir: str) -> str:
+    """A fine-tuned ``ElectraClassifier`` checkpoint → ``ElectraForSequenceClassification`` dir."""
+    from electra_lightning.finetune import ElectraClassifier
+
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    hparams["init_from"] = None
+    module = ElectraClassifier(**hparams)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.classifier.save_pretrained(output_dir)
+    write_tokenizer(checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}, output_dir)
+    print(f"exported the {module.hparams.task} classifier to {output_dir}")
+    return output_dir
+
+
 def export(ckpt_path: str, output_dir: str) -> str:
-    """Write ``output_dir/{discriminator,generator,tokenizer}`` from a pretraining checkpoint.
+    """Write Hugging Face model directories from a checkpoint.
+
+    A pretraining checkpoint gives ``output_dir/{discriminator,generator,tokenizer}``; a
+    fine-tuned classifier checkpoint gives one ``ElectraForSequenceClassification`` directory
+    (with ``id2label``) usable by ``AutoModelForSequenceClassification`` and the
+    ``text-classification`` pipeline.
 
     Args:
         ckpt_path: A checkpoint written by ``fit`` (e.g. ``.../checkpoints/last.ckpt``), a file or a
@@ -56,6 +75,8 @@ def export(ckpt_path: str, output_dir: str) -> str:
         output_dir: Where to write the Hugging Face directories.
     """
     checkpoint = load_any_checkpoint(ckpt_path)
+    if "electra_config" in checkpoint.get("hyper_parameters", {}):
+        return export_classifier(checkpoint, output_dir)
     module = module_from_checkpoint(checkpoint)
     try:
         os.makedirs(output_dir, exist_ok=True)

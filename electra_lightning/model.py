@@ -248,3 +248,28 @@ def build_electra_pair(
     return ElectraPair(
         disc, gen, embedding_sharing, tie_generator_head, gen_weight, disc_weight, temperature
     )
+
+
+def training_flops_per_token(pair: ElectraPair, seq_len: int, predictions_per_seq: int) -> float:
+    """Matmul FLOPs per token of one training step (forward + backward = 3 × forward).
+
+    Per transformer layer and token: Q, K, V, O projections ``2·4h²``, feed-forward ``2·2hf``,
+    attention scores and weighted sum ``2·2·L·h``. Plus ``embeddings_project`` (``2eh``) where the
+    embedding size differs, the discriminator head (``2h² + 2h``) on every token, and the
+    generator head (``2·h_g·e + 2·e·V``) only on the ``predictions_per_seq`` masked slots.
+    Embedding lookups, LayerNorm, softmax and the loss are not counted (as in MFU conventions).
+    """
+
+    def encoder(cfg) -> float:
+        h, f = cfg.hidden_size, cfg.intermediate_size
+        per_layer = 2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h
+        project = 2 * cfg.embedding_size * h if cfg.embedding_size != h else 0
+        return cfg.num_hidden_layers * per_layer + project
+
+    gen, disc = pair.generator.config, pair.discriminator.config
+    masked = predictions_per_seq / seq_len
+    gen_head = (
+        masked * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
+    )
+    disc_head = 2 * (disc.hidden_size * disc.hidden_size + disc.hidden_size)
+    return 3.0 * (encoder(gen) + gen_head + encoder(disc) + disc_head)

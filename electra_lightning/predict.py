@@ -4,10 +4,12 @@ Works on any ELECTRA checkpoint in Hugging Face format (ours after ``export``, o
 
     python -m electra_lightning predict fill-mask --model DIR/generator --text "the [MASK] sat"
     python -m electra_lightning predict detect --model DIR/discriminator --text "the cat ate the sky"
+    python -m electra_lightning predict classify --model sst2-export --text "this movie is really fun"
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -65,6 +67,34 @@ def detect(model: str, text: str) -> list[TokenScore]:
     return [TokenScore(t, float(p)) for t, p in zip(tokens, probs, strict=True) if t not in special]
 
 
+def classify(model: str, texts: list[str], text_pairs: list[str] | None = None) -> list[dict]:
+    """Label and per-label probabilities (or a score, for regression) for each text."""
+    tokenizer, net = _load(model, "ElectraForSequenceClassification")
+    texts = [t for t in texts]
+    if not texts or any(not t.strip() for t in texts):
+        raise ValueError("--text: empty text")
+    enc = tokenizer(
+        texts, text_pairs, padding=True, truncation=True, max_length=512, return_tensors="pt"
+    )
+    with torch.no_grad():
+        logits = net(**enc).logits.float()
+    results = []
+    for row in logits:
+        if net.config.num_labels == 1:
+            results.append({"score": float(row[0])})
+            continue
+        probs = row.softmax(-1)
+        labels = [net.config.id2label[i] for i in range(len(probs))]
+        best = int(probs.argmax())
+        results.append(
+            {
+                "label": labels[best],
+                "probabilities": dict(zip(labels, map(float, probs), strict=True)),
+            }
+        )
+    return results
+
+
 def format_detection(scores: list[TokenScore], color: bool | None = None) -> str:
     """Tokens with their replaced-probability; red (or ``*``) where above 0.5."""
     color = sys.stdout.isatty() if color is None else color
@@ -100,5 +130,33 @@ def _detect_cli(model: str, text: str) -> None:
     print(format_detection(detect(model, text)))
 
 
+def _classify_cli(model: str, text: list[str] | None = None, file: str | None = None) -> None:
+    """Print the label and probabilities for each text (one per line of --file).
+
+    Args:
+        model: An exported classifier directory (``ElectraForSequenceClassification``).
+        text: One or more texts.
+        file: A text file, one example per line.
+    """
+    texts = list(text or [])
+    if file:
+        if not os.path.isfile(file):
+            raise ValueError(f"--file: '{file}' does not exist")
+        with open(file, encoding="utf-8") as f:
+            texts += [line.strip() for line in f if line.strip()]
+    if not texts:
+        raise ValueError("give --text or --file")
+    for sentence, result in zip(texts, classify(model, texts), strict=True):
+        if "score" in result:
+            print(f"{result['score']:.3f}\t{sentence}")
+        else:
+            probs = ", ".join(f"{k}: {v:.3f}" for k, v in result["probabilities"].items())
+            print(f"{result['label']}\t({probs})\t{sentence}")
+
+
 def main(argv: list[str]) -> None:
-    CLI({"fill-mask": _fill_mask_cli, "detect": _detect_cli}, args=argv, as_positional=False)
+    CLI(
+        {"fill-mask": _fill_mask_cli, "detect": _detect_cli, "classify": _classify_cli},
+        args=argv,
+        as_positional=False,
+    )

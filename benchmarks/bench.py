@@ -1,0 +1,368 @@
+"""ELECTRA pretraining benchmark: step time vs a naive baseline, data pipeline, memory, FLOPs/MFU.
+
+    make bench                                   # CPU: ELECTRA-Small, batch 8 × 128
+    python benchmarks/bench.py --device cuda --precision bf16 --sizes small base --batch 128
+
+Everything is measured in one process, one run; A/B timings are interleaved after warm-up and
+reported as medians and ratios (no timed assertions). See README "Performance".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
+from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
+from electra_lightning.model import build_electra_pair, training_flops_per_token  # noqa: E402
+from electra_lightning.module import ADAMW_DEFAULTS, param_groups  # noqa: E402
+
+SIZES = {  # discriminator: layers, hidden, ffn, heads, embedding, generator_size
+    "small": (12, 256, 1024, 4, 128, 0.25),
+    "base": (12, 768, 3072, 12, 768, 0.33),
+    "large": (24, 1024, 4096, 16, 1024, 0.25),
+}
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
+
+
+def corpus_dir(tmp: Path) -> Path:
+    """The shared English corpus if present, else the demo corpus from Python's docs."""
+    if SHARED_TEXT.is_dir():
+        return SHARED_TEXT
+    out = tmp / "demo"
+    subprocess.run(
+        [sys.executable, str(REPO / "data/make_demo_corpus.py"), "--output_dir", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def tokenizer_for(corpus: Path, tmp: Path) -> Path:
+    from electra_lightning.tokenizer import train_tokenizer
+
+    out = tmp / "tokenizer-30522"
+    if not (out / "tokenizer.json").exists():
+        train_tokenizer(str(corpus), str(out), vocab_size=30522)
+    return out
+
+
+# -- step time: ours vs naive ---------------------------------------------------------------------
+
+
+def naive_step(gen, disc, opt, batch, mask_id):
+    """The straightforward way: full-sequence generator logits, HF losses, sampling everywhere."""
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    labels = torch.full_like(ids, -100)
+    labels.scatter_(1, batch["masked_positions"], batch["masked_ids"])
+    labels[~batch["masked_weights_dense"]] = -100
+    gen_out = gen(input_ids=batch["generator_input_ids"], attention_mask=attention, labels=labels)
+    probs = F.softmax(gen_out.logits.detach().float(), dim=-1)
+    sampled = torch.multinomial(probs.view(-1, probs.size(-1)), 1).view_as(ids)
+    disc_input = torch.where(labels != -100, sampled, ids)
+    disc_labels = (disc_input != ids).long()
+    disc_out = disc(input_ids=disc_input, attention_mask=attention, labels=disc_labels)
+    loss = gen_out.loss + 50.0 * disc_out.loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def our_step(pair, opt, batch):
+    out = pair(**batch)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(pair.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return out.loss
+
+
+def make_batches(tok_info, corpus: Path, batch: int, seq: int, device):
+    """A packed batch (ours) and a padded one-line-per-example batch (naive), same shape."""
+    sources = resolve_sources(str(corpus), "corpus")
+    stream = PretrainingStream(sources, tok_info, seq, batch, MaskingConfig(), endless=False)
+    packed = next(iter(stream))
+    from tokenizers import Tokenizer
+
+    enc = Tokenizer.from_file(str(Path(tok_info.path) / "tokenizer.json"))
+    lines = []
+    for path in sources:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines += [line.strip() for line in f if len(line.split()) > 3][:200]
+        if len(lines) >= batch:
+            break
+    ids = torch.full((batch, seq), tok_info.pad_id)
+    for i, line in enumerate(lines[:batch]):
+        row = [
+            tok_info.cls_id,
+            *enc.encode(line, add_special_tokens=False).ids[: seq - 2],
+            tok_info.sep_id,
+        ]
+        ids[i, : len(row)] = torch.tensor(row)
+    attention = (ids != tok_info.pad_id).long()
+    special = torch.isin(ids, torch.tensor(tok_info.special_ids))
+    masked = mask_tokens(
+        ids,
+        special,
+        MaskingConfig(),
+        tok_info.mask_id,
+        tok_info.vocab_size,
+        torch.Generator().manual_seed(0),
+    )
+    dense = torch.zeros_like(ids, dtype=torch.bool).scatter(
+        1, masked["masked_positions"], masked["masked_weights"]
+    )
+    padded = {
+        "input_ids": ids,
+        "attention_mask": attention,
+        "token_type_ids": torch.zeros_like(ids),
+        **masked,
+        "masked_weights_dense": dense,
+    }
+    move = lambda b: {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in b.items()}  # noqa: E731
+    return move(packed), move(padded)
+
+
+def bench_step(size, args, tok_info, corpus, device, dtype):
+    layers, hidden, ffn, heads, emb, gsize = SIZES[size]
+    torch.manual_seed(0)
+    pair = build_electra_pair(
+        tok_info.vocab_size,
+        args.seq,
+        hidden,
+        layers,
+        heads,
+        ffn,
+        emb,
+        512,
+        gsize,
+        pad_token_id=tok_info.pad_id,
+    ).to(device)
+    gen, disc = pair.generator, pair.discriminator  # naive: same sizes, own copies below
+    from transformers import ElectraForMaskedLM, ElectraForPreTraining
+
+    naive_gen = ElectraForMaskedLM(gen.config).to(device)
+    naive_disc = ElectraForPreTraining(disc.config).to(device)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.AdamW(param_groups(pair), **ADAMW_DEFAULTS, **fused)
+    naive_opt = torch.optim.AdamW([*naive_gen.parameters(), *naive_disc.parameters()], lr=5e-4)
+    packed, padded = make_batches(tok_info, corpus, args.batch, args.seq, device)
+    if args.compile:
+        pair = torch.compile(pair)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        sync()
+        t = time.perf_counter()
+        with autocast:
+            fn()
+        sync()
+        return time.perf_counter() - t
+
+    ours_fn = lambda: our_step(pair, opt, packed)  # noqa: E731
+    naive_fn = lambda: naive_step(naive_gen, naive_disc, naive_opt, padded, tok_info.mask_id)  # noqa: E731
+    for _ in range(args.warmup):
+        timed(ours_fn), timed(naive_fn)
+    ours, naive = [], []
+    for _ in range(args.steps):  # interleaved A/B
+        ours.append(timed(ours_fn))
+        naive.append(timed(naive_fn))
+    t_ours, t_naive = statistics.median(ours), statistics.median(naive)
+    real_ours = (
+        int(packed["attention_mask"].sum())
+        if packed.get("attention_mask") is not None
+        else packed["input_ids"].numel()
+    )
+    real_naive = int(padded["attention_mask"].sum())
+    n_pred = MaskingConfig().max_predictions(args.seq)
+    flops = training_flops_per_token(pair if not args.compile else pair._orig_mod, args.seq, n_pred)
+    return {
+        "size": size,
+        "ours_ms": 1000 * t_ours,
+        "naive_ms": 1000 * t_naive,
+        "ours_tok_s": real_ours / t_ours,
+        "naive_tok_s": real_naive / t_naive,
+        "ours_seq_s": args.batch / t_ours,
+        "naive_real_frac": real_naive / padded["input_ids"].numel(),
+        "flops_per_token": flops,
+        "achieved_flops": flops * args.batch * args.seq / t_ours,
+    }
+
+
+# -- data pipeline and memory ----------------------------------------------------------------------
+
+
+def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
+    sources = resolve_sources(str(corpus), "corpus")
+    stream = PretrainingStream(sources, tok_info, 128, 128, MaskingConfig(), endless=True)
+    tokens = 0
+    it = iter(stream)
+    next(it)  # tokenizer load, first chunk
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        batch = next(it)
+        mask = batch["attention_mask"]
+        tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+    return {"tokens_per_sec": tokens / (time.perf_counter() - t)}
+
+
+MEMORY_CHILD = """
+import sys, time
+from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources
+from electra_lightning.masking import MaskingConfig
+tok = load_tokenizer_info(sys.argv[2])
+stream = PretrainingStream(resolve_sources(sys.argv[1], "corpus"), tok, 128, 128, MaskingConfig(),
+                           endless=False, rank=0, world_size=int(sys.argv[3]))
+t = time.time(); n = sum(1 for _ in stream)
+# VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited over fork+exec)
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(n, hwm * 1024, time.time() - t)
+"""
+
+
+def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
+    """Peak RSS streaming a 100 MB vs a 1 GB corpus (every document read; 1/256 tokenized)."""
+    text = b"".join(p.read_bytes() for p in sorted(corpus.rglob("*.txt")))
+    rows = []
+    for mb in (100, 1000):
+        path = tmp / f"corpus-{mb}mb.txt"
+        with open(path, "wb") as f:
+            written = 0
+            while written < mb * 2**20:
+                f.write(text)
+                written += len(text)
+        proc = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(path), tok_info.path, "256"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        batches, rss, secs = proc.stdout.split()
+        rows.append(
+            {
+                "mb": mb,
+                "peak_rss_mb": int(rss) / 2**20,
+                "seconds": float(secs),
+                "batches": int(batches),
+            }
+        )
+        path.unlink()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--sizes", nargs="+", default=["small"], choices=list(SIZES))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--data_seconds", type=float, default=20.0)
+    parser.add_argument("--skip_data", action="store_true")
+    parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our model (GPU)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+    print(
+        f"machine: {name}; {os.cpu_count()} CPU cores; torch {torch.__version__}; "
+        f"threads {torch.get_num_threads()}; {args.precision}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        corpus = corpus_dir(tmp)
+        cache = Path(
+            os.environ.get("ELECTRA_BENCH_CACHE", Path(tempfile.gettempdir()) / "electra-bench")
+        )
+        cache.mkdir(exist_ok=True)
+        tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
+        print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
+
+        print(
+            f"## Training step, batch {args.batch} x {args.seq}, median of {args.steps} interleaved A/B steps"
+        )
+        print(
+            "| model | ours ms/step | naive ms/step | ours tokens/s | naive tokens/s | speed-up (step) | speed-up (tokens/s) | naive real-token share |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        results = []
+        for size in args.sizes:
+            r = bench_step(size, args, tok_info, corpus, device, dtype)
+            results.append(r)
+            print(
+                f"| ELECTRA-{size} | {r['ours_ms']:.1f} | {r['naive_ms']:.1f} | {r['ours_tok_s']:,.0f} | "
+                f"{r['naive_tok_s']:,.0f} | {r['naive_ms'] / r['ours_ms']:.2f}x | "
+                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x | {r['naive_real_frac']:.0%} |"
+            )
+        for r in results:
+            print(
+                f"ELECTRA-{r['size']}: speed-up {r['naive_ms'] / r['ours_ms']:.2f}x per step, "
+                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x in real tokens/s"
+            )
+
+        print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
+        peak = (
+            next((v for k, v in PEAK_BF16.items() if k in name), None)
+            if device.type == "cuda"
+            else None
+        )
+        print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            mfu = (
+                f"{r['achieved_flops'] / peak:.1%}"
+                if peak and dtype == torch.bfloat16
+                else "n/a (no GPU peak)"
+            )
+            print(
+                f"| ELECTRA-{r['size']} | {r['flops_per_token']:.3g} | {r['flops_per_token'] * args.seq:.3g} | "
+                f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
+            )
+
+        if not args.skip_data:
+            os.environ["TOKENIZERS_PARALLELISM"] = (
+                "false"  # one core: the figure is per worker/core
+            )
+            d = bench_data(tok_info, corpus, args.data_seconds)
+            print("\n## Data pipeline (read + tokenize + pack + mask), one worker process")
+            print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
+        if not args.skip_memory:
+            rows = bench_memory(tok_info, corpus, tmp)
+            print("\n## Memory streaming a corpus (every document read, 1/256 of them tokenized)")
+            print("| corpus | peak RSS | seconds |")
+            print("|---|---|---|")
+            for row in rows:
+                print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
+            print(
+                f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""``ElectraClassifier``: fine-tune the pretrained discriminator on a classification/regression task,
+with the official recipe (layer-wise learning-rate decay, 10% warmup, linear decay)."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    BinaryF1Score,
+    MatthewsCorrCoef,
+    MulticlassAccuracy,
+)
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+from transformers import ElectraConfig, ElectraForSequenceClassification
+
+from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY, read_tokenizer_files
+
+# metrics each task reports (GLUE conventions); the first is the headline number
+TASK_METRICS = {
+    "cola": ("mcc",),
+    "sst2": ("acc",),
+    "mrpc": ("f1", "acc"),
+    "stsb": ("spearman", "pearson"),
+    "rte": ("acc",),
+    "wnli": ("acc",),
+    "qnli": ("acc",),
+    "mnli": ("acc",),
+    "qqp": ("f1", "acc"),
+}
+
+
+def metric_names(task: str, num_labels: int) -> tuple[str, ...]:
+    task = task.lower().replace("-", "")
+    if task in TASK_METRICS:
+        return TASK_METRICS[task]
+    return (
+        ("spearman", "pearson")
+        if num_labels == 1
+        else ("acc",) + (("f1",) if num_labels == 2 else ())
+    )
+
+
+def make_metrics(names: tuple[str, ...], num_labels: int) -> MetricCollection:
+    factories = {
+        "acc": lambda: MulticlassAccuracy(num_classes=max(2, num_labels), average="micro"),
+        "f1": lambda: BinaryF1Score(),
+        "mcc": lambda: MatthewsCorrCoef(task="binary"),
+        "pearson": lambda: PearsonCorrCoef(),
+        "spearman": lambda: SpearmanCorrCoef(),
+    }
+    return MetricCollection({name: factories[name]() for name in names})
+
+
+def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, str] | None]:
+    """(config, encoder state dict, tokenizer files or None) from an exported HF discriminator
+    directory or a pretraining checkpoint (file or sharded directory)."""
+    if not init_from or not os.path.exists(init_from):
+        raise ValueError(f"model.init_from: '{init_from}' does not exist")
+    if os.path.isdir(init_from) and os.path.isfile(os.path.join(init_from, "config.json")):
+        from transformers import AutoConfig, ElectraModel
+
+        config = AutoConfig.from_pretrained(init_from)
+        if config.model_type != "electra":
+            raise ValueError(
+                f"model.init_from: '{init_from}' is a {config.model_type} model, not ELECTRA"
+            )
+        encoder = ElectraModel.from_pretrained(init_from)
+        return config, encoder.state_dict(), None
+    from electra_lightning.export import load_any_checkpoint
+
+    checkpoint = load_any_checkpoint(init_from)
+    hparams = checkpoint.get("hyper_parameters", {})
+    if "electra_config" in hparams:  # a fine-tuned classifier checkpoint
+        config = ElectraConfig(**hparams["electra_config"])
+        prefix = "classifier.electra."
+    elif "hidden_size" in hparams and "generator_size" in hparams:  # pretraining checkpoint
+        from electra_lightning.export import module_from_checkpoint
+
+        config = module_from_checkpoint(checkpoint).discriminator.config
+        prefix = "electra.discriminator.electra."
+    else:
+        raise ValueError(
+            f"model.init_from: '{init_from}' is neither an exported ELECTRA directory nor a "
+            "checkpoint of this project"
+        )
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    if not state:
+        raise ValueError(f"model.init_from: '{init_from}' holds no discriminator weights")
+    return config, state, checkpoint.get(TOKENIZER_CHECKPOINT_KEY)
+
+
+def layerwise_lr_groups(
+    model: ElectraForSequenceClassification,
+    learning_rate: float,
+    decay: float,
+    weight_decay: float,
+    official_depths: bool = False,
+) -> list[dict]:
+    """Parameter groups with layer-wise learning-rate decay (official ``_get_layer_lrs``).
+
+    Depth 0 = embeddings (and ``embeddings_project``), depth i+1 = encoder layer i, and the task
+    head is the top. ``lr(depth) = learning_rate · decay^(top − depth)``. The official code puts
+    the head at depth n+2, one level above the last layer's n+1 that it never assigns, so the top
+    encoder layer is decayed twice (google-research/electra issues #51, #64). By default the head
+    is at n+1 (top layer: one decay step); ``official_depths=True`` reproduces the official numbers.
+    """
+    n = model.config.num_hidden_layers
+    top = n + 2 if official_depths else n + 1
+
+    def depth(name: str) -> int:
+        if name.startswith("electra.embeddings") or name.startswith("electra.embeddings_project"):
+            return 0
+        if name.startswith("electra.encoder.layer."):
+            return int(name.split(".")[3]) + 1
+        return top
+
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
+        d = depth(name)
+        group = groups.setdefault(
+            (d, no_decay),
+            {
+                "params": [],
+                "lr": learning_rate * decay ** (top - d),
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "depth": d,
+            },
+        )
+        group["params"].append(param)
+    return [groups[k] for k in sorted(groups)]
+
+
+class ElectraClassifier(L.LightningModule):
+    """Sequence classification / regression on top of the pretrained discriminator.
+
+    Args:
+        init_from: An exported discriminator directory (``export``'s ``DIR/discriminator``, or
+            any ELECTRA in Hugging Face format) or a pretraining checkpoint.
+        num_labels: Linked from the data (1 = regression, e.g. STS-B).
+        task: Linked from the data; picks the metrics (``val/acc``, ``val/f1``, ``val/mcc``,
+            ``val/pearson``, ``val/spearman``).
+        id2label: Linked from the data: label names, written into exported models.
+        learning_rate: Peak learning rate of the head (official: 3e-4 Small, 1e-4 Base, 5e-5 Large).
+        layerwise_lr_decay: Per-layer factor downwards (official: 0.8 Small/Base, 0.9 Large).
+        official_depths: Reproduce the official depth off-by-one (see ``layerwise_lr_groups``).
+        weight_decay: AdamW weight decay (paper: 0).
+        warmup_fraction: Linear warmup over this fraction of all steps, then linear decay to 0.
+        dropout: Classifier-head dropout.
+    """
+
+    def __init__(
+        self,
+        init_from: str | None = None,
+        num_labels: int = 2,
+        task: str = "sst2",
+        id2label: list[str] | None = None,
+        learning_rate: float = 3e-4,
+        layerwise_lr_decay: float = 0.8,
+        official_depths: bool = False,
+        weight_decay: float = 0.0,
+        warmup_fraction: float = 0.1,
+        dropout: float = 0.1,
+        electra_config: dict | None = None,
+    ):
+        super().__init__()
+        if not 0 < layerwise_lr_decay <= 1:
+            raise ValueError(
+                f"model.layerwise_lr_decay must be in (0, 1], got {layerwise_lr_decay}"
+            )
+        self.tokenizer_files = None
+        state = None
+        if electra_config is None:
+            if init_from is None:
+                raise ValueError("model.init_from is required (an exported model or a checkpoint)")
+            base, state, self.tokenizer_files = load_discriminator(init_from)
+            electra_config = base.to_dict()
+        config = ElectraConfig(**electra_config)
+        config.num_labels = num_labels
+        config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+        config.classifier_dropout = dropout
+        names = id2label or [str(i) for i in range(num_labels)]
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
+        self.save_hyperparameters()
+        self.hparams.electra_config = {
+            k: v for k, v in config.to_dict().items() if k not in ("id2label", "label2id")
+        }
+        self.classifier = ElectraForSequenceClassification(config)
+        if state is not None:
+            missing, unexpected = self.classifier.electra.load_state_dict(state, strict=False)
+            if unexpected or [m for m in missing if "position_ids" not in m]:
+                raise ValueError(
+                    f"model.init_from: weights do not fit an ELECTRA encoder (missing {missing[:3]}, "
+                    f"unexpected {unexpected[:3]})"
+                )
+        self.metric_names = metric_names(task, num_labels)
+        self.val_metrics = make_metrics(self.metric_names, num_labels)
+        self.val_loss = MeanMetric()
+
+    def forward(self, batch: dict):
+        return self.classifier(**{k: v for k, v in batch.items() if k != "index"})
+
+    def training_step(self, batch: dict, batch_idx: int):
+        out = self(batch)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        return out.loss
+
+    def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.squeeze(-1).float() if self.hparams.num_labels == 1 else logits.argmax(-1)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self(batch)
+        preds = self._predictions(out.logits)
+        target = batch["labels"]
+        self.val_loss.update(out.loss, len(target))
+        for name, metric in self.val_metrics.items():
+            metric.update(preds if name != "spearman" and name != "pearson" else preds, target)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
+        self.val_loss.reset()
+        for name, metric in self.val_metrics.items():
+            self.log(f"val/{name}", metric.compute(), prog_bar=True, sync_dist=True)
+            metric.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch).logits.float()
+        return logits.squeeze(-1) if self.hparams.num_labels == 1 else logits.softmax(-1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        files = self.tokenizer_files
+        datamodule = getattr(self.trainer, "datamodule", None)
+        directory = getattr(datamodule, "tokenizer_dir", None)
+        if files is None and directory and os.path.isdir(directory):
+            files = read_tokenizer_files(directory)
+        if files:
+            checkpoint[TOKENIZER_CHECKPOINT_KEY] = files
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = layerwise_lr_groups(
+            self.classifier,
+            hp.learning_rate,
+            hp.layerwise_lr_decay,
+            hp.weight_decay,
+            hp.official_depths,
+        )
+        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(0.9, 0.999), eps=1e-6)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(hp.warmup_fraction * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return step / max(1, warmup)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,336 @@
+"""Fine-tuning data: GLUE tasks from the standard TSV layout, and users' own CSV/TSV/JSONL sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task's columns are (by header name, or by index for headerless files)."""
+
+    name: str
+    text: str | int
+    text_pair: str | int | None
+    label: str | int | None
+    labels: tuple[str, ...] | None  # None: regression
+    metric: str  # the headline dev metric
+    header: bool = True
+    dev: str = "dev.tsv"
+    test_index: str = "index"
+
+
+TASKS = {
+    "cola": TaskSpec("CoLA", 3, None, 1, ("0", "1"), "mcc", header=False),
+    "sst2": TaskSpec("SST-2", "sentence", None, "label", ("0", "1"), "acc"),
+    "mrpc": TaskSpec("MRPC", "#1 String", "#2 String", "Quality", ("0", "1"), "f1"),
+    "stsb": TaskSpec("STS-B", "sentence1", "sentence2", "score", None, "spearman"),
+    "rte": TaskSpec(
+        "RTE", "sentence1", "sentence2", "label", ("entailment", "not_entailment"), "acc"
+    ),
+    "wnli": TaskSpec("WNLI", "sentence1", "sentence2", "label", ("0", "1"), "acc"),
+    "qnli": TaskSpec(
+        "QNLI", "question", "sentence", "label", ("entailment", "not_entailment"), "acc"
+    ),
+    "mnli": TaskSpec(
+        "MNLI",
+        "sentence1",
+        "sentence2",
+        "gold_label",
+        ("contradiction", "entailment", "neutral"),
+        "acc",
+        dev="dev_matched.tsv",
+    ),
+    "qqp": TaskSpec(
+        "QQP", "question1", "question2", "is_duplicate", ("0", "1"), "f1", test_index="id"
+    ),
+}
+ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
+CUSTOM = "custom"
+
+
+def task_spec(task: str) -> TaskSpec:
+    key = ALIASES.get(task.lower(), task.lower())
+    if key not in TASKS:
+        raise ValueError(
+            f"data.task: unknown task '{task}'; choose one of {', '.join(TASKS)} or '{CUSTOM}' "
+            "(with data.train_file/val_file and the column names)"
+        )
+    return TASKS[key]
+
+
+@dataclass
+class Example:
+    text: str
+    text_pair: str | None
+    label: float | int | None  # class index, regression target, or None (unlabeled test)
+    index: str | None = None
+
+
+def _rows(path: str, header: bool) -> tuple[list[str] | None, list[list[str]]]:
+    """Rows of a TSV/CSV file (BOM stripped; GLUE's quotes are literal text)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"data: split file '{path}' does not exist")
+    delimiter = "," if path.endswith(".csv") else "\t"
+    quoting = csv.QUOTE_MINIMAL if path.endswith(".csv") else csv.QUOTE_NONE
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if r]
+    if header:
+        if not rows:
+            raise ValueError(f"data: '{path}' is empty")
+        return rows[0], rows[1:]
+    return None, rows
+
+
+def _column(names: list[str] | None, key: str | int, path: str) -> int:
+    if isinstance(key, int):
+        return key
+    if names is None or key not in names:
+        raise ValueError(f"data: '{path}' has no column '{key}' (columns: {names})")
+    return names.index(key)
+
+
+def read_examples(
+    path: str,
+    text: str | int,
+    text_pair: str | int | None,
+    label: str | int | None,
+    labels: tuple[str, ...] | None,
+    header: bool = True,
+    index: str | None = None,
+    labeled: bool = True,
+) -> list[Example]:
+    """Examples of one split: TSV/CSV by column name or index, or JSONL by field name.
+
+    Labels must be in ``labels`` (classification) or parse as floats (regression, ``labels=None``).
+    """
+    if path.endswith((".jsonl", ".json")):
+        records = []
+        with open(path, encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise ValueError(f"{path}:{lineno}: broken JSON line") from None
+        names = sorted({k for r in records for k in r})
+        rows = [[r.get(k) for k in names] for r in records]
+    else:
+        names, rows = _rows(path, header)
+    col_text = _column(names, text, path)
+    col_pair = _column(names, text_pair, path) if text_pair is not None else None
+    col_label = _column(names, label, path) if labeled and label is not None else None
+    col_index = names.index(index) if index and names and index in names else None
+    examples = []
+    for lineno, row in enumerate(rows, 2 if header else 1):
+        where = f"{path}:{lineno}"
+        try:
+            sentence = row[col_text]
+            pair = row[col_pair] if col_pair is not None else None
+            raw_label = row[col_label] if col_label is not None else None
+        except IndexError:
+            raise ValueError(f"{where}: row has {len(row)} columns, fewer than expected") from None
+        if not isinstance(sentence, str) or not sentence.strip():
+            raise ValueError(f"{where}: empty text; remove the row")
+        value = None
+        if raw_label is not None:
+            raw_label = str(raw_label).strip()
+            if labels is None:
+                try:
+                    value = float(raw_label)
+                except ValueError:
+                    raise ValueError(f"{where}: label '{raw_label}' is not a number") from None
+            elif raw_label in labels:
+                value = labels.index(raw_label)
+            else:
+                raise ValueError(
+                    f"{where}: label '{raw_label}' is not one of the task's labels {list(labels)}"
+                )
+        examples.append(
+            Example(sentence, pair, value, row[col_index] if col_index is not None else None)
+        )
+    if not examples:
+        raise ValueError(f"data: '{path}' has no examples")
+    return examples
+
+
+def _tokenizer_from_checkpoint(path: str) -> str:
+    """Write the tokenizer a checkpoint carries to a temporary directory."""
+    import tempfile
+
+    from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
+    from electra_lightning.export import load_any_checkpoint, write_tokenizer
+
+    files = load_any_checkpoint(path).get(TOKENIZER_CHECKPOINT_KEY)
+    if not files:
+        raise ValueError(
+            f"data.tokenizer: checkpoint '{path}' carries no tokenizer; set data.tokenizer"
+        )
+    directory = tempfile.mkdtemp(prefix="electra-tokenizer-")
+    write_tokenizer(files, directory)
+    return directory
+
+
+class GlueDataModule(L.LightningDataModule):
+    """A GLUE task (standard ``DIR/TASK/{train,dev,test}.tsv`` layout) or your own labeled file.
+
+    Args:
+        task: cola, sst2, mrpc, stsb, rte, wnli, qnli, mnli, qqp, or ``custom``.
+        data_dir: The GLUE root (``glue_data``) holding ``TASK/train.tsv`` etc.
+        tokenizer: A tokenizer directory; linked from ``model.init_from`` by default.
+        max_seq_length: ``[CLS] a [SEP] b [SEP]`` truncated to this many tokens (official 128).
+        batch_size: Examples per device and step (official 32).
+        train_file: ``custom``: a .csv/.tsv/.jsonl with a text and a label column.
+        val_file: ``custom``: the dev split, same columns.
+        text_column: ``custom``: the text column (name, or index for files without a header).
+        text_pair_column: ``custom``: optional second text column (sentence pairs).
+        label_column: ``custom``: the label column.
+        labels: ``custom``: the label values in order (class ids follow it); empty: regression.
+        header: ``custom`` TSV/CSV: whether the first row names the columns.
+        limit_train_examples: Use only the first N training examples (0: all); quick runs.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        task: str = "sst2",
+        data_dir: str = "glue_data",
+        tokenizer: str | None = None,
+        max_seq_length: int = 128,
+        batch_size: int = 32,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        text_column: str | int = "text",
+        text_pair_column: str | int | None = None,
+        label_column: str | int = "label",
+        labels: list[str] | None = None,
+        header: bool = True,
+        limit_train_examples: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if task == CUSTOM:
+            if not train_file or not val_file:
+                raise ValueError("data.task=custom needs data.train_file and data.val_file")
+            self.spec = TaskSpec(
+                "custom",
+                text_column,
+                text_pair_column,
+                label_column,
+                tuple(labels) if labels else None,
+                "acc" if labels else "spearman",
+                header=header,
+            )
+            self.files = {"train": train_file, "validate": val_file, "test": None}
+        else:
+            self.spec = task_spec(task)
+            folder = os.path.join(data_dir, self.spec.name)
+            if not os.path.isdir(folder):
+                raise ValueError(
+                    f"data.data_dir: '{folder}' does not exist (expected the GLUE layout "
+                    f"DATA_DIR/{self.spec.name}/train.tsv)"
+                )
+            self.files = {
+                "train": os.path.join(folder, "train.tsv"),
+                "validate": os.path.join(folder, self.spec.dev),
+                "test": os.path.join(folder, "test.tsv"),
+            }
+        self.tokenizer_dir = tokenizer
+        self._tokenizer = None
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.spec.labels) if self.spec.labels else 1
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.spec.labels) if self.spec.labels else ["score"]
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            path = self.tokenizer_dir
+            if (
+                path
+                and os.path.exists(path)
+                and not os.path.isfile(os.path.join(path, "tokenizer.json"))
+            ):
+                self.tokenizer_dir = path = _tokenizer_from_checkpoint(path)
+            if not path or not os.path.isdir(path):
+                raise ValueError(
+                    f"data.tokenizer: '{self.tokenizer_dir}' is not a tokenizer directory "
+                    "(it defaults to model.init_from when that is an exported model directory)"
+                )
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        return self._tokenizer
+
+    def examples(self, split: str) -> list[Example]:
+        spec = self.spec
+        path = self.files[split]
+        if split == "test":
+            if not path or not os.path.isfile(path):
+                raise ValueError(f"data: no test split for {spec.name} ('{path}')")
+            return read_examples(
+                path,
+                spec.text if isinstance(spec.text, str) else "sentence",
+                spec.text_pair,
+                None,
+                spec.labels,
+                header=True,
+                index=spec.test_index,
+                labeled=False,
+            )
+        examples = read_examples(
+            path, spec.text, spec.text_pair, spec.label, spec.labels, spec.header
+        )
+        if split == "train" and self.hparams.limit_train_examples:
+            examples = examples[: self.hparams.limit_train_examples]
+        return examples
+
+    def collate(self, batch: list[Example]) -> dict:
+        pairs = [e.text_pair for e in batch]
+        enc = self.tokenizer(
+            [e.text for e in batch],
+            pairs if all(p is not None for p in pairs) else None,
+            truncation=True,
+            max_length=self.hparams.max_seq_length,
+            padding="longest",
+            return_token_type_ids=True,
+            return_tensors="pt",
+        )
+        out = dict(enc)
+        if all(e.label is not None for e in batch):
+            dtype = torch.float32 if self.spec.labels is None else torch.long
+            out["labels"] = torch.tensor([e.label for e in batch], dtype=dtype)
+        return out
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.examples(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collate,
+            num_workers=self.hparams.num_workers,
+            generator=torch.Generator().manual_seed(0) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validate", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,228 @@
+"""Fine-tuning: GLUE readers, layer-wise LR decay, metrics, a real short fine-tune, export, predict."""
+
+import math
+
+import pytest
+import torch
+from transformers import ElectraConfig, ElectraForSequenceClassification
+
+from electra_lightning.finetune import ElectraClassifier, layerwise_lr_groups, make_metrics
+from electra_lightning.glue import TASKS, GlueDataModule, read_examples, task_spec
+
+from .conftest import shared_data
+
+# rows (excluding headers) of the shared GLUE copy, from its SOURCE.md
+COUNTS = {
+    "cola": (8551, 1043),
+    "sst2": (67349, 872),
+    "mrpc": (3668, 408),
+    "stsb": (5749, 1500),
+    "rte": (2490, 277),
+    "wnli": (635, 71),
+}
+
+
+@pytest.mark.parametrize("task", sorted(COUNTS))
+def test_glue_readers(task):
+    glue = shared_data("glue")
+    dm = GlueDataModule(task=task, data_dir=str(glue))
+    train, dev = dm.examples("train"), dm.examples("validate")
+    assert (len(train), len(dev)) == COUNTS[task]
+    spec = TASKS[task]
+    assert all(e.text.strip() for e in train)
+    if spec.text_pair is not None:
+        assert all(e.text_pair for e in train)
+    if spec.labels:
+        assert {e.label for e in train} == set(range(len(spec.labels)))
+    else:
+        assert all(0.0 <= e.label <= 5.0 for e in train)
+    test = dm.examples("test")
+    assert test and all(e.label is None for e in test)
+
+
+def test_glue_quirks():
+    glue = shared_data("glue")
+    # MRPC starts with a UTF-8 BOM: the first column must still be found by its name
+    mrpc = GlueDataModule(task="mrpc", data_dir=str(glue)).examples("train")
+    assert mrpc[0].text.startswith("Amrozi accused his brother") and mrpc[0].label == 1
+    # CoLA has no header: the first row is data
+    cola = GlueDataModule(task="cola", data_dir=str(glue)).examples("train")
+    assert cola[0].text == "Our friends won't buy this analysis, let alone the next one we propose."
+    assert cola[0].label == 1
+    # QNLI: dev only here; a missing split is a clear error
+    qnli = GlueDataModule(task="qnli", data_dir=str(glue))
+    assert len(qnli.examples("validate")) == 5463
+    with pytest.raises(ValueError, match="QNLI/train.tsv' does not exist"):
+        qnli.examples("train")
+
+
+def test_custom_task_and_bad_input(tmp_path):
+    (tmp_path / "train.tsv").write_text("review\tlabel\nfun film\tpos\nboring\tneg\n")
+    (tmp_path / "dev.tsv").write_text("review\tlabel\nfun\tpos\n\tneg\n")
+    (tmp_path / "bad.tsv").write_text("review\tlabel\nfun\tmeh\n")
+    kw = dict(task="custom", text_column="review", label_column="label", labels=["neg", "pos"])
+    dm = GlueDataModule(
+        train_file=str(tmp_path / "train.tsv"), val_file=str(tmp_path / "dev.tsv"), **kw
+    )
+    assert [(e.text, e.label) for e in dm.examples("train")] == [("fun film", 1), ("boring", 0)]
+    with pytest.raises(ValueError, match=r"dev.tsv:3: empty text"):
+        dm.examples("validate")
+    bad = GlueDataModule(
+        train_file=str(tmp_path / "bad.tsv"), val_file=str(tmp_path / "dev.tsv"), **kw
+    )
+    with pytest.raises(ValueError, match=r"bad.tsv:2: label 'meh' is not one of the task's labels"):
+        bad.examples("train")
+    with pytest.raises(ValueError, match="unknown task 'sst3'"):
+        task_spec("sst3")
+    with pytest.raises(ValueError, match="does not exist"):
+        GlueDataModule(task="rte", data_dir=str(tmp_path / "nowhere"))
+    # a movie-review style JSONL set
+    jsonl = tmp_path / "reviews.jsonl"
+    jsonl.write_text('{"text": "great", "label": "pos"}\n{"text": "awful", "label": "neg"}\n')
+    assert [e.label for e in read_examples(str(jsonl), "text", None, "label", ("neg", "pos"))] == [
+        1,
+        0,
+    ]
+
+
+def test_layerwise_lr_decay_is_geometric():
+    config = ElectraConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
+    model = ElectraForSequenceClassification(config)
+    for official, top in ((False, 5), (True, 6)):
+        groups = layerwise_lr_groups(model, 1e-4, 0.8, 0.0, official_depths=official)
+        by_depth = {g["depth"]: g["lr"] for g in groups}
+        assert sorted(by_depth) == [0, 1, 2, 3, 4, top]
+        for depth, lr in by_depth.items():
+            assert math.isclose(lr, 1e-4 * 0.8 ** (top - depth))
+        assert math.isclose(by_depth[top], 1e-4)  # the head gets the full rate
+        n_params = sum(p.numel() for g in groups for p in g["params"])
+        assert n_params == sum(p.numel() for p in model.parameters())
+    # with our depths the top layer is one step below the head (official: two)
+    ours = {g["depth"]: g["lr"] for g in layerwise_lr_groups(model, 1.0, 0.5, 0.0)}
+    assert ours[4] == 0.5
+
+
+def test_metric_wiring_on_hand_checked_inputs():
+    # CoLA: MCC. preds/targets with TP=2, TN=1, FP=1, FN=0: (2·1 − 1·0)/sqrt(3·2·1·2) = 2/sqrt(12)
+    m = make_metrics(("mcc",), 2)
+    m.update(torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 0, 0]))
+    assert math.isclose(float(m.compute()["mcc"]), 2 / math.sqrt(12), rel_tol=1e-6)
+    # MRPC: F1 = 2·P·R/(P+R) with P = 2/3, R = 2/2 → 0.8; acc 3/4
+    m = make_metrics(("f1", "acc"), 2)
+    m.update(torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 0, 0]))
+    out = m.compute()
+    assert math.isclose(float(out["f1"]), 0.8, rel_tol=1e-6) and math.isclose(
+        float(out["acc"]), 0.75
+    )
+    # STS-B: Pearson of y = 2x + 1 is 1; Spearman of a monotone but non-linear map is 1
+    m = make_metrics(("spearman", "pearson"), 1)
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    m.update(x, 2 * x + 1)
+    out = m.compute()
+    assert math.isclose(float(out["pearson"]), 1.0, rel_tol=1e-6)
+    m.reset()
+    m.update(x, x**3)
+    out = m.compute()
+    assert math.isclose(float(out["spearman"]), 1.0, rel_tol=1e-6) and float(out["pearson"]) < 0.99
+
+
+def test_incompatible_init_from_is_refused(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=1, intermediate_size=32
+    ).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="is a bert model, not ELECTRA"):
+        ElectraClassifier(init_from=str(tmp_path))
+    with pytest.raises(ValueError, match="does not exist"):
+        ElectraClassifier(init_from=str(tmp_path / "missing"))
+
+
+@pytest.mark.slow
+def test_short_finetune_beats_majority_and_exports(tmp_path):
+    """Pretrain a tiny model briefly on SST-2's own (unlabeled) training sentences, fine-tune it on
+    an SST-2 slice through the CLI, export it, reload it in plain transformers (identical logits)
+    and classify with the pipeline."""
+    from electra_lightning.tokenizer import train_tokenizer
+
+    from .test_cli import REPO, run_cli, tiny_args
+
+    glue = shared_data("glue")
+    corpus = tmp_path / "sst2-text"
+    corpus.mkdir()
+    sentences = [e.text for e in GlueDataModule(task="sst2", data_dir=str(glue)).examples("train")]
+    (corpus / "train.txt").write_text("\n".join(sentences[:40000]) + "\n")
+    (corpus / "val.txt").write_text("\n".join(sentences[40000:41000]) + "\n")
+    tokenizer_dir = tmp_path / "tok"
+    train_tokenizer(str(corpus / "train.txt"), str(tokenizer_dir), vocab_size=4000)
+    run_cli(
+        "fit",
+        *tiny_args(corpus, tokenizer_dir, steps=60),
+        "--model.optimizer.init_args.lr=5e-4",
+        cwd=tmp_path,
+    )
+    pre = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    run_cli("export", "--ckpt_path", str(pre), "--output_dir", str(tmp_path / "pre"), cwd=tmp_path)
+    args = [
+        "--config",
+        str(REPO / "configs/finetune/sst2.yaml"),
+        f"--model.init_from={tmp_path / 'pre/discriminator'}",
+        f"--data.data_dir={glue}",
+        "--data.limit_train_examples=8000",
+        "--trainer.max_epochs=2",
+        "--model.learning_rate=5e-4",
+        "--trainer.enable_progress_bar=false",
+    ]
+    run_cli("fit", *args, cwd=tmp_path)
+    ckpt = tmp_path / "runs/finetune/sst2/checkpoints/last.ckpt"
+    out = run_cli("validate", *args, f"--ckpt_path={ckpt}", cwd=tmp_path).stdout
+    acc = float(next(line for line in out.splitlines() if "val/acc" in line).split("│")[2])
+    majority = 444 / 872  # SST-2 dev: 444 positive of 872
+    assert acc > majority + 0.04, f"dev accuracy {acc:.3f} vs majority {majority:.3f}"
+
+    run_cli(
+        "export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "sst2"), cwd=tmp_path
+    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.export import export_classifier  # noqa: F401 (the path under test)
+
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "sst2")
+    assert hf.config.id2label == {0: "0", 1: "1"}
+    checkpoint = load_checkpoint(str(ckpt))
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    module = ElectraClassifier(**{**hparams, "init_from": None}).eval()
+    module.load_state_dict(checkpoint["state_dict"])
+    for p in [*module.parameters(), *hf.parameters()]:
+        p.data = p.data.clone()
+    enc = tok(
+        ["this movie is really fun , well worth seeing .", "a dull mess ."],
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        assert torch.equal(module.classifier(**enc).logits, hf(**enc).logits)
+    result = pipeline("text-classification", model=str(tmp_path / "sst2"))(
+        "this movie is really fun, well worth seeing."
+    )
+    assert result[0]["label"] in ("0", "1") and 0 <= result[0]["score"] <= 1
+    out = run_cli(
+        "predict",
+        "classify",
+        "--model",
+        str(tmp_path / "sst2"),
+        "--text",
+        '["this movie is really fun , well worth seeing .", "a dull mess ."]',
+        cwd=tmp_path,
+    ).stdout
+    assert len(out.strip().splitlines()) == 2 and "0: 0." in out
