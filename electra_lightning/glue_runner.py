@@ -4,7 +4,8 @@ scores the way the paper does (median over seeds), plus test-set predictions in 
     python -m electra_lightning glue --init_from export/discriminator --data_dir glue_data \\
         --tasks cola sst2 mrpc stsb rte --seeds 5 --output_dir runs/glue
 
-Each (task, seed) run uses ``configs/finetune/TASK.yaml`` (overridable with ``--set``), so it is
+Each (task, seed) run uses ``configs/finetune/TASK.yaml`` (any ``--trainer.*``, ``--model.*`` or
+``--data.*`` option overrides it, e.g. ``--trainer.max_epochs=1``), so it is
 the same recipe as ``fit --config configs/finetune/TASK.yaml``. Results are written as they come
 (``results.jsonl``) and runs already there are not repeated, so the command resumes.
 """
@@ -125,10 +126,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output_dir", default="runs/glue")
     parser.add_argument("--size_config", default=None, help="e.g. configs/finetune/size/base.yaml")
     parser.add_argument("--no_predict_test", dest="predict_test", action="store_false")
-    parser.add_argument(
-        "--set", nargs="*", default=[], help="extra CLI overrides, e.g. --trainer.max_epochs=1"
-    )
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    unknown = [
+        a
+        for a in overrides
+        if a.startswith("--") and not a.startswith(("--trainer.", "--model.", "--data."))
+    ]
+    if unknown:
+        parser.error(
+            f"unknown option {unknown[0]} (overrides start with --trainer., --model., --data.)"
+        )
     from electra_lightning.glue import task_spec
 
     tasks = []
@@ -146,7 +153,7 @@ def main(argv: list[str]) -> None:
         for seed in range(1, args.seeds + 1):
             if (task, seed) in done:
                 continue
-            metrics = run_one(task, seed, args, args.set)
+            metrics = run_one(task, seed, args, overrides)
             record = {"task": task, "seed": seed, "metrics": metrics}
             results.append(record)
             with open(store, "a") as f:

@@ -226,3 +226,43 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
         cwd=tmp_path,
     ).stdout
     assert len(out.strip().splitlines()) == 2 and "0: 0." in out
+
+
+@pytest.mark.slow
+def test_glue_command_multi_seed_table_and_submission(tmp_path, corpus_dir, tokenizer_dir):
+    from .test_cli import run_cli, tiny_args
+
+    glue = shared_data("glue")
+    run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=3), cwd=tmp_path)
+    ckpt = (
+        tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    )  # init_from a pretraining checkpoint directly
+    args = [
+        "glue",
+        "--init_from",
+        str(ckpt),
+        "--data_dir",
+        str(glue),
+        "--tasks",
+        "rte",
+        "stsb",
+        "--seeds",
+        "2",
+        "--output_dir",
+        str(tmp_path / "glue"),
+        "--trainer.max_epochs=1",
+        "--data.limit_train_examples=64",
+        "--trainer.limit_val_batches=2",
+    ]
+    out = run_cli(*args, cwd=tmp_path).stdout
+    assert "| rte | acc | 2 |" in out and "| stsb | spearman | 2 |" in out and "GLUE average" in out
+    submission = (tmp_path / "glue/rte/seed1/RTE.tsv").read_text().splitlines()
+    assert submission[0] == "index\tprediction" and submission[1].split("\t")[1] in (
+        "entailment",
+        "not_entailment",
+    )
+    stsb = (tmp_path / "glue/stsb/seed2/STS-B.tsv").read_text().splitlines()
+    float(stsb[1].split("\t")[1])
+    # resumable: a second call reuses results.jsonl and runs nothing new
+    again = run_cli(*args, cwd=tmp_path).stdout
+    assert "seed 1:" not in again and "| rte | acc | 2 |" in again
