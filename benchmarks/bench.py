@@ -25,6 +25,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from electra_lightning.callbacks import detect_peak_flops  # noqa: E402
 from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
 from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
 from electra_lightning.model import build_electra_pair, training_flops_per_token  # noqa: E402
@@ -35,7 +36,6 @@ SIZES = {  # discriminator: layers, hidden, ffn, heads, embedding, generator_siz
     "base": (12, 768, 3072, 12, 768, 0.33),
     "large": (24, 1024, 4096, 16, 1024, 0.25),
 }
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
 
 
@@ -327,11 +327,7 @@ def main() -> None:
             )
 
         print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
-        peak = (
-            next((v for k, v in PEAK_BF16.items() if k in name), None)
-            if device.type == "cuda"
-            else None
-        )
+        peak = detect_peak_flops() if device.type == "cuda" else None
         print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
         print("|---|---|---|---|---|---|")
         for r in results:

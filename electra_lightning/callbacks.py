@@ -7,9 +7,27 @@ import time
 import lightning as L
 import torch
 
+# dense bf16 peak FLOP/s by device name, for MFU
+PEAK_BF16_FLOPS = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+}
+
+
+def detect_peak_flops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
 
 class TokenThroughput(L.Callback):
-    """Logs ``train/tokens_per_sec``, ``train/samples_per_sec`` and ``train/tokens_seen``.
+    """Logs ``train/tokens_per_sec``, ``train/samples_per_sec``, ``train/tokens_seen``, the
+    achieved ``train/tflops_per_sec`` (model FLOPs, all ranks) and ``train/mfu`` on known GPUs.
 
     Tokens are the non-padding tokens of every batch on this rank times the world size (ranks
     read equal-size batches). Measured over the last ``log_every_n_steps`` batches; the count is
@@ -17,10 +35,13 @@ class TokenThroughput(L.Callback):
 
     Args:
         window: Batches between two throughput measurements (0: the trainer's log_every_n_steps).
+        peak_flops: Peak FLOP/s of one device for MFU (default: detected for known GPUs).
     """
 
-    def __init__(self, window: int = 0):
+    def __init__(self, window: int = 0, peak_flops: float | None = None):
         self.window = window
+        self.peak_flops = peak_flops
+        self._flops_per_token = None
         self._tokens = None
         self._samples = 0
         self._batches = 0
@@ -49,9 +70,18 @@ class TokenThroughput(L.Callback):
             "train/samples_per_sec": self._samples * world / elapsed,
             "train/tokens_seen": float(self.tokens_seen),
         }
+        if self._flops_per_token is None and hasattr(pl_module, "flops_per_token"):
+            self._flops_per_token = pl_module.flops_per_token()
+        if self._flops_per_token:
+            achieved = self._flops_per_token * metrics["train/tokens_per_sec"]
+            metrics["train/tflops_per_sec"] = achieved / 1e12
+            peak = self.peak_flops or detect_peak_flops()
+            if peak:
+                metrics["train/mfu"] = achieved / (peak * world)
         pl_module.log("train/tokens_per_sec", metrics["train/tokens_per_sec"], prog_bar=True)
-        for name in ("train/samples_per_sec", "train/tokens_seen"):
-            pl_module.log(name, metrics[name])
+        for name, value in metrics.items():
+            if name != "train/tokens_per_sec":
+                pl_module.log(name, value)
         self._tokens, self._samples, self._batches = None, 0, 0
         self._t0 = time.perf_counter()
 

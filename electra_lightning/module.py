@@ -19,6 +19,7 @@ from electra_lightning.model import (
     ElectraStepOutput,
     EmbeddingSharing,
     build_electra_pair,
+    training_flops_per_token,
 )
 from electra_lightning.parallel import shard_electra
 
@@ -364,6 +365,14 @@ class ElectraPretraining(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def flops_per_token(self) -> float:
+        """Training matmul FLOPs per token (see ``model.training_flops_per_token``)."""
+        seq = self.hparams.max_seq_length
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        masking = getattr(datamodule, "masking", None)
+        n_pred = masking.max_predictions(seq) if masking else max(1, int(0.155 * seq))
+        return training_flops_per_token(self.electra, seq, n_pred)
 
     def num_parameters(self) -> dict[str, int]:
         """Unique parameters of the generator, the discriminator and both together."""
