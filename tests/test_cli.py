@@ -54,7 +54,7 @@ def test_fit_lowers_generator_loss_and_exports(tmp_path, corpus_dir, tokenizer_d
     metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
     gen = [float(r["train/gen_loss"]) for r in metrics if r.get("train/gen_loss")]
     assert len(gen) >= 5
-    assert gen[-1] < gen[0] - 0.5, gen
+    assert gen[-1] < gen[0] - 0.25, gen  # untrained: ln(2000) ≈ 7.6, stays there if broken
     assert any(r.get("val/disc_f1") for r in metrics)
     for name in (
         "train/disc_loss",

@@ -7,7 +7,8 @@ import yaml
 
 from electra_lightning.cli import main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(REPO_CONFIGS.rglob("*.yaml"))
 
 TABLE = {  # Clark et al. 2020 / official configure_pretraining.py
     "electra-small": dict(
@@ -57,21 +58,44 @@ TABLE = {  # Clark et al. 2020 / official configure_pretraining.py
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_config_parses(path, capsys):
+    root = REPO_CONFIGS
+    kind = path.relative_to(root).parts[0]
     configs = ["--config", str(path)]
-    if path.parent.name != "configs":  # trainer/ and logger/ pieces compose with a model config
-        configs = ["--config", str(path.parents[1] / "tiny.yaml"), *configs]
+    if kind in ("trainer", "logger"):  # pieces that compose with a model config
+        configs = ["--config", str(root / "tiny.yaml"), *configs]
+    if kind == "finetune":
+        if path.parent.name == "size":
+            configs = ["--config", str(root / "finetune" / "sst2.yaml"), *configs]
+        configs += ["--model.init_from=export/discriminator"]
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *configs, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
+    if kind == "finetune":
+        assert printed["data"]["task"] and "init_from" in printed["model"]
+        assert printed["data"]["batch_size"] == 32 and printed["data"]["max_seq_length"] == 128
+        return
     # set once in data.*, linked into the model (so not a model option)
     assert "max_seq_length" in printed["data"] and "max_seq_length" not in printed["model"]
     assert "vocab_size" not in printed["model"]
 
 
+def test_finetune_recipes():
+    root = REPO_CONFIGS
+    for task in ("cola", "sst2", "mrpc", "stsb", "rte", "wnli", "qnli", "mnli", "qqp"):
+        cfg = yaml.safe_load((root / "finetune" / f"{task}.yaml").read_text())
+        assert cfg["trainer"]["max_epochs"] == (10 if task in ("rte", "stsb") else 3)
+        assert cfg["model"]["learning_rate"] == 3e-4 and cfg["model"]["layerwise_lr_decay"] == 0.8
+        assert cfg["model"]["weight_decay"] == 0.0 and cfg["model"]["warmup_fraction"] == 0.1
+    base = yaml.safe_load((root / "finetune/size/base.yaml").read_text())["model"]
+    large = yaml.safe_load((root / "finetune/size/large.yaml").read_text())["model"]
+    assert (base["learning_rate"], base["layerwise_lr_decay"]) == (1e-4, 0.8)
+    assert (large["learning_rate"], large["layerwise_lr_decay"]) == (5e-5, 0.9)
+
+
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_size_configs_match_the_paper(name):
-    cfg = yaml.safe_load((CONFIGS[0].parent / f"{name}.yaml").read_text())
+    cfg = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())
     want, model, data = TABLE[name], cfg["model"], cfg["data"]
     assert model["num_layers"] == want["layers"]
     assert model["hidden_size"] == want["hidden"]
