@@ -9,6 +9,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import TokenThroughput
 from electra_lightning.checkpoint import SafeCheckpointIO
+from electra_lightning.compare import flatten
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
 
@@ -23,16 +24,6 @@ commands:
   glue --init_from DIR --tasks ...  fine-tune GLUE tasks over several seeds; table + test files
   (fit/validate with --config configs/finetune/TASK.yaml fine-tune the encoder)
 """
-
-
-def flatten(tree: object, prefix: str = "") -> dict:
-    """``{"model": {"hidden_size": 256}}`` → ``{"model.hidden_size": 256}`` (lists kept whole)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 class ConfigToLogger(SaveConfigCallback):
@@ -122,9 +113,13 @@ def is_finetune(args: list[str]) -> bool:
 
 
 def run_finetune_cli(args: list[str] | None, run: bool = True) -> FinetuneCLI:
+    import warnings
+
     from electra_lightning.finetune import ElectraClassifier
     from electra_lightning.glue import GlueDataModule
 
+    # the glue command passes args from Python while sys.argv holds its own options
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
     return FinetuneCLI(
         ElectraClassifier,
         GlueDataModule,

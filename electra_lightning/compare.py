@@ -45,12 +45,13 @@ class Run:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → (step, v)
 
 
-def _flatten(tree: object, prefix: str = "") -> dict:
+def flatten(tree: object, prefix: str = "") -> dict:
+    """``{"model": {"hidden_size": 256}}`` → ``{"model.hidden_size": 256}`` (lists kept whole)."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     out: dict = {}
     for key, value in tree.items():
-        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -74,9 +75,9 @@ def read_wandb_run(path: str) -> Run:
         if kind == "run":
             body = record["run"]
             run.name = body.get("display_name") or run.name
-            run.config.update(_flatten(body.get("config", {}).get("update", {})))
+            run.config.update(flatten(body.get("config", {}).get("update", {})))
         elif kind == "config":
-            run.config.update(_flatten(record["config"].get("update", {})))
+            run.config.update(flatten(record["config"].get("update", {})))
         elif kind == "history":
             item = record["history"]["item"]
             step = int(
@@ -110,7 +111,7 @@ def read_csv_run(path: str) -> Run:
     hparams = os.path.join(path, "hparams.yaml")
     if os.path.isfile(hparams):
         with open(hparams, encoding="utf-8") as f:
-            run.config = _flatten(yaml.load(f, Loader=_TolerantLoader) or {})
+            run.config = flatten(yaml.load(f, Loader=_TolerantLoader) or {})
     with open(os.path.join(path, "metrics.csv"), encoding="utf-8") as f:
         for row in csv.DictReader(f):
             step = int(float(row.get("step") or 0))

@@ -25,17 +25,38 @@ class TaskSpec:
     header: bool = True
     dev: str = "dev.tsv"
     test_index: str = "index"
+    names: tuple[str, ...] | None = None  # readable label names for id2label (default: labels)
 
 
 TASKS = {
-    "cola": TaskSpec("CoLA", 3, None, 1, ("0", "1"), "mcc", header=False),
-    "sst2": TaskSpec("SST-2", "sentence", None, "label", ("0", "1"), "acc"),
-    "mrpc": TaskSpec("MRPC", "#1 String", "#2 String", "Quality", ("0", "1"), "f1"),
+    "cola": TaskSpec(
+        "CoLA", 3, None, 1, ("0", "1"), "mcc", header=False, names=("unacceptable", "acceptable")
+    ),
+    "sst2": TaskSpec(
+        "SST-2", "sentence", None, "label", ("0", "1"), "acc", names=("negative", "positive")
+    ),
+    "mrpc": TaskSpec(
+        "MRPC",
+        "#1 String",
+        "#2 String",
+        "Quality",
+        ("0", "1"),
+        "f1",
+        names=("not_equivalent", "equivalent"),
+    ),
     "stsb": TaskSpec("STS-B", "sentence1", "sentence2", "score", None, "spearman"),
     "rte": TaskSpec(
         "RTE", "sentence1", "sentence2", "label", ("entailment", "not_entailment"), "acc"
     ),
-    "wnli": TaskSpec("WNLI", "sentence1", "sentence2", "label", ("0", "1"), "acc"),
+    "wnli": TaskSpec(
+        "WNLI",
+        "sentence1",
+        "sentence2",
+        "label",
+        ("0", "1"),
+        "acc",
+        names=("not_entailment", "entailment"),
+    ),
     "qnli": TaskSpec(
         "QNLI", "question", "sentence", "label", ("entailment", "not_entailment"), "acc"
     ),
@@ -254,7 +275,10 @@ class GlueDataModule(L.LightningDataModule):
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.spec.labels) if self.spec.labels else ["score"]
+        """Readable names for the model's id2label (GLUE files keep their raw labels)."""
+        if not self.spec.labels:
+            return ["score"]
+        return list(self.spec.names or self.spec.labels)
 
     @property
     def tokenizer(self):

@@ -67,7 +67,7 @@ def write_submission(task: str, cli, path: Path) -> None:
     """GLUE submission format: ``index<TAB>prediction`` with label names (scores for STS-B)."""
     outputs = cli.trainer.predict(cli.model, cli.datamodule)
     examples = cli.datamodule.examples("test")
-    names = cli.datamodule.label_names
+    names = list(cli.datamodule.spec.labels or ())  # the raw labels GLUE's server expects
     rows = []
     for batch in outputs:
         for value in batch:

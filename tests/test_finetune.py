@@ -198,7 +198,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
 
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "sst2")
-    assert hf.config.id2label == {0: "0", 1: "1"}
+    assert hf.config.id2label == {0: "negative", 1: "positive"}
     checkpoint = load_checkpoint(str(ckpt))
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     module = ElectraClassifier(**{**hparams, "init_from": None}).eval()
@@ -215,7 +215,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
     result = pipeline("text-classification", model=str(tmp_path / "sst2"))(
         "this movie is really fun, well worth seeing."
     )
-    assert result[0]["label"] in ("0", "1") and 0 <= result[0]["score"] <= 1
+    assert result[0]["label"] in ("negative", "positive") and 0 <= result[0]["score"] <= 1
     out = run_cli(
         "predict",
         "classify",
@@ -225,7 +225,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
         '["this movie is really fun , well worth seeing .", "a dull mess ."]',
         cwd=tmp_path,
     ).stdout
-    assert len(out.strip().splitlines()) == 2 and "0: 0." in out
+    assert len(out.strip().splitlines()) == 2 and "negative: 0." in out
 
 
 @pytest.mark.slow

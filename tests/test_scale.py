@@ -50,6 +50,19 @@ def env_with_path():
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
+def fit(workdir, *args):
+    """``fit`` in a subprocess that can import tests.helpers; fails the test on a non-zero exit."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args],
+        cwd=workdir,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_ddp_two_processes_train_one_model_on_disjoint_data(tmp_path, corpus_dir, tokenizer_dir):
     args = dist_args(
         corpus_dir,
@@ -62,15 +75,7 @@ def test_ddp_two_processes_train_one_model_on_disjoint_data(tmp_path, corpus_dir
         "--trainer.accelerator=cpu",
         "--trainer.precision=32-true",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "electra_lightning", "fit", *args],
-        cwd=tmp_path,
-        env=env_with_path(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    fit(tmp_path, *args)
     r0, r1 = audits(tmp_path, 2)
     assert_same_weights(r0["state"], r1["state"])
     assert len(r0["samples"]) == len(r1["samples"]) == 8 * 16
@@ -126,28 +131,12 @@ def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(tmp_path, corpus_
         "--trainer.precision=32-true",
     ]
     args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 4, *base)
-    proc = subprocess.run(
-        [sys.executable, "-m", "electra_lightning", "fit", *args],
-        cwd=tmp_path,
-        env=env_with_path(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    fit(tmp_path, *args)
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
     assert ckpt.is_dir(), "expected a sharded (distributed) checkpoint directory"
     # resume the sharded checkpoint for 4 more steps
     args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 8, *base)
-    proc = subprocess.run(
-        [sys.executable, "-m", "electra_lightning", "fit", *args, "--ckpt_path=last"],
-        cwd=tmp_path,
-        env=env_with_path(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    fit(tmp_path, *args, "--ckpt_path=last")
     r0, r1 = audits(tmp_path, 2)
     assert_same_weights(r0["state"], r1["state"])
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
