@@ -144,8 +144,20 @@ def trained(tmp_path_factory, corpus_dir, tokenizer_dir):
         ),
     ],
 )
-def test_bad_settings(trained, corpus_dir, tokenizer_dir, override, message):
+def test_bad_settings(trained, corpus_dir, tokenizer_dir, override, message, tmp_path):
     args = tiny_args(corpus_dir, tokenizer_dir, steps=2)
+    if override == "NO_MASK_TOKENIZER":  # a tokenizer saved without a [MASK] token
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast(
+            tokenizer_file=str(tokenizer_dir / "tokenizer.json"),
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+        )
+        tok.save_pretrained(tmp_path / "no-mask")
+        override = f"--data.tokenizer={tmp_path / 'no-mask'}"
     ckpt = trained / "runs/tiny/checkpoints/last.ckpt"
     before = ckpt.read_bytes()
     proc = run_cli("fit", *args, override, cwd=trained, check=False)
