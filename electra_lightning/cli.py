@@ -16,7 +16,7 @@ from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
 USAGE = """usage: python -m electra_lightning COMMAND [options]
 
 commands:
-  fit | validate | test | predict   LightningCLI (--config configs/X.yaml; --help for options)
+  fit | validate | test             LightningCLI (--config configs/X.yaml; --help for options)
   tokenizer                        train a WordPiece tokenizer on local text files
   export                           write a checkpoint as Hugging Face generator/discriminator dirs
   predict fill-mask|detect|classify  use exported models (fill [MASK]; RTD view; labels)
