@@ -40,6 +40,13 @@ def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:
     return module.eval()
 
 
+def discriminator_from_checkpoint(checkpoint: dict):
+    """The pretrained discriminator as a plain ``ElectraForPreTraining`` (GDES folded in)."""
+    module = module_from_checkpoint(checkpoint)
+    module.electra.fold_embeddings()
+    return module.discriminator
+
+
 def write_tokenizer(files: dict[str, str], output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
     for name, text in files.items():
@@ -78,6 +85,7 @@ def export(ckpt_path: str, output_dir: str) -> str:
     if "electra_config" in checkpoint.get("hyper_parameters", {}):
         return export_classifier(checkpoint, output_dir)
     module = module_from_checkpoint(checkpoint)
+    module.electra.fold_embeddings()  # GDES: discriminator table = generator's + delta
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as err:

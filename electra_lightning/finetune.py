@@ -77,10 +77,14 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
         config = ElectraConfig(**hparams["electra_config"])
         prefix = "classifier.electra."
     elif "hidden_size" in hparams and "generator_size" in hparams:  # pretraining checkpoint
-        from electra_lightning.export import module_from_checkpoint
+        from electra_lightning.export import discriminator_from_checkpoint
 
-        config = module_from_checkpoint(checkpoint).discriminator.config
-        prefix = "electra.discriminator.electra."
+        discriminator = discriminator_from_checkpoint(checkpoint)
+        return (
+            discriminator.config,
+            discriminator.electra.state_dict(),
+            checkpoint.get(TOKENIZER_CHECKPOINT_KEY),
+        )
     else:
         raise ValueError(
             f"model.init_from: '{init_from}' is neither an exported ELECTRA directory nor a "

@@ -17,7 +17,35 @@ from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTrainin
 
 from electra_lightning.masking import gather_positions, sample_from_logits, scatter_update
 
-EmbeddingSharing = Literal["shared", "none"]
+EmbeddingSharing = Literal["shared", "none", "gdes"]
+
+
+class GDESEmbedding(nn.Module):
+    """Gradient-disentangled embedding sharing (DeBERTa-v3): the discriminator's token embeddings
+    are ``stop_gradient(generator table) + delta`` with ``delta`` starting at zero, so the RTD loss
+    trains only ``delta`` and the generator's table learns from the MLM loss alone."""
+
+    def __init__(self, source: nn.Embedding):
+        super().__init__()
+        self._source = (
+            source,
+        )  # a reference, not a submodule: its parameters stay the generator's
+        self.delta = nn.Parameter(torch.zeros_like(source.weight))
+        self.padding_idx = source.padding_idx
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._source[0].weight.detach() + self.delta
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.weight, self.padding_idx)
+
+    def folded(self) -> nn.Embedding:
+        """A plain ``nn.Embedding`` holding generator table + delta (for export)."""
+        table = nn.Embedding(*self.delta.shape, padding_idx=self.padding_idx)
+        with torch.no_grad():
+            table.weight.copy_(self.weight)
+        return table
 
 
 def discriminator_config(
@@ -100,7 +128,9 @@ class ElectraPair(nn.Module):
     """Generator (``ElectraForMaskedLM``) and discriminator (``ElectraForPreTraining``).
 
     ``embedding_sharing="shared"`` (official): one embedding module (word, position, token type,
-    LayerNorm) for both; each keeps its own ``embeddings_project``. The generator's output
+    LayerNorm) for both; each keeps its own ``embeddings_project``. ``"none"``: separate
+    embeddings. ``"gdes"``: separate modules, but the discriminator's token table is
+    ``stop_gradient(generator's) + delta`` (DeBERTa-v3; see ``GDESEmbedding``). The generator's output
     layer is tied to the word embeddings and keeps its own bias unless ``tie_generator_head``
     is False.
     """
@@ -116,9 +146,9 @@ class ElectraPair(nn.Module):
         temperature: float = 1.0,
     ):
         super().__init__()
-        if embedding_sharing not in ("shared", "none"):
+        if embedding_sharing not in ("shared", "none", "gdes"):
             raise ValueError(
-                f"embedding_sharing must be 'shared' or 'none', got {embedding_sharing!r} "
+                f"embedding_sharing must be 'shared', 'none' or 'gdes', got {embedding_sharing!r} "
                 "(model.embedding_sharing)"
             )
         if temperature <= 0:
@@ -128,6 +158,9 @@ class ElectraPair(nn.Module):
         self.generator = ElectraForMaskedLM(gen_config)
         if embedding_sharing == "shared":
             self.generator.electra.embeddings = self.discriminator.electra.embeddings
+        elif embedding_sharing == "gdes":
+            words = self.generator.electra.embeddings.word_embeddings
+            self.discriminator.electra.embeddings.word_embeddings = GDESEmbedding(words)
         if tie_generator_head:
             # Re-tie: the head must follow the (now shared) word-embedding table.
             self.generator.tie_weights()
@@ -135,6 +168,12 @@ class ElectraPair(nn.Module):
         self.gen_weight = gen_weight
         self.disc_weight = disc_weight
         self.temperature = temperature
+
+    def fold_embeddings(self) -> None:
+        """Replace a GDES embedding by a plain table (generator + delta), as export needs."""
+        embeddings = self.discriminator.electra.embeddings
+        if isinstance(embeddings.word_embeddings, GDESEmbedding):
+            embeddings.word_embeddings = embeddings.word_embeddings.folded()
 
     def generator_logits(
         self, generator_input_ids, attention_mask, token_type_ids, masked_positions

@@ -71,7 +71,8 @@ class ElectraPretraining(L.LightningModule):
         max_position_embeddings: Position-embedding table size.
         generator_size: Generator hidden size as a fraction of the discriminator's (official 0.25).
         generator_layers: Generator depth as a fraction of the discriminator's (official 1.0).
-        embedding_sharing: ``shared`` (official: one embedding module) or ``none``.
+        embedding_sharing: ``shared`` (official: one embedding module), ``none``, or ``gdes``
+            (DeBERTa-v3 gradient-disentangled sharing; export folds it into plain weights).
         tie_generator_head: Tie the generator's output layer to the word embeddings.
         gen_weight: Weight of the generator's MLM loss (official 1.0).
         disc_weight: Weight of the discriminator's RTD loss (official 50.0).

@@ -154,3 +154,25 @@ def test_bad_input_gives_one_clear_line(tmp_path, corpus_dir, tokenizer_dir):
     assert proc.returncode != 0 and "max_position_embeddings" in proc.stderr
     proc = run_cli("fit", *args, f"--data.tokenizer={tmp_path}", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "data.tokenizer" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gdes_run_exports_plain_weights(tmp_path, corpus_dir, tokenizer_dir):
+    run_cli(
+        "fit",
+        *tiny_args(corpus_dir, tokenizer_dir, steps=4),
+        "--model.embedding_sharing=gdes",
+        cwd=tmp_path,
+    )
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
+    from transformers import ElectraForPreTraining
+
+    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.export import discriminator_from_checkpoint
+
+    hf = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
+    folded = discriminator_from_checkpoint(load_checkpoint(str(ckpt))).eval()
+    ids = torch.randint(5, 2000, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_ids=ids).logits, folded(input_ids=ids).logits)

@@ -159,3 +159,37 @@ def test_samples_come_from_the_generator_without_gradient():
     assert out.loss.requires_grad and torch.isfinite(out.loss)
     # generator head only at the masked positions: [B, N, V]
     assert out.gen_logits.shape == (*tiny_batch()["masked_positions"].shape, VOCAB)
+
+
+def test_gdes_embedding_sharing():
+    """DeBERTa-v3 GDES: disc table = stop_grad(gen table) + delta (zero at start); RTD trains only
+    delta, the generator's table learns from MLM alone; folding gives a plain equivalent table."""
+    from electra_lightning.model import GDESEmbedding
+
+    pair = tiny_pair(embedding_sharing="gdes")
+    gen_words = pair.generator.electra.embeddings.word_embeddings
+    disc_words = pair.discriminator.electra.embeddings.word_embeddings
+    assert isinstance(disc_words, GDESEmbedding) and torch.equal(
+        disc_words.weight, gen_words.weight
+    )
+    assert pair.generator.generator_lm_head.weight is gen_words.weight  # head tied to the gen table
+    batch = tiny_batch()
+    sampled = torch.randint(
+        5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(2)
+    )
+    pair.eval()
+    out = pair(**batch, sampled_ids=sampled)
+    out.disc_loss.backward()  # RTD only
+    assert gen_words.weight.grad is None or not gen_words.weight.grad.any()
+    assert disc_words.delta.grad is not None and disc_words.delta.grad.any()
+    pair.zero_grad()
+    out = pair(**batch, sampled_ids=sampled)
+    out.gen_loss.backward()  # MLM only: the generator table learns, delta does not
+    assert gen_words.weight.grad.any()
+    assert disc_words.delta.grad is None or not disc_words.delta.grad.any()
+    with torch.no_grad():
+        disc_words.delta.normal_()
+        before = pair.discriminator(input_ids=batch["input_ids"]).logits
+        pair.fold_embeddings()
+        assert isinstance(pair.discriminator.electra.embeddings.word_embeddings, torch.nn.Embedding)
+        torch.testing.assert_close(pair.discriminator(input_ids=batch["input_ids"]).logits, before)
