@@ -18,6 +18,7 @@ from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTrainin
 from electra_lightning.masking import gather_positions, sample_from_logits, scatter_update
 
 EmbeddingSharing = Literal["shared", "none", "gdes"]
+Objective = Literal["electra", "mlm"]
 
 
 class GDESEmbedding(nn.Module):
@@ -119,9 +120,9 @@ class ElectraStepOutput:
     gen_loss: torch.Tensor
     disc_loss: torch.Tensor
     gen_logits: torch.Tensor  # [B, N, V] at the masked positions
-    disc_logits: torch.Tensor  # [B, L]
-    disc_labels: torch.Tensor  # [B, L] 1 = replaced
-    sampled_ids: torch.Tensor  # [B, N]
+    disc_logits: torch.Tensor | None  # [B, L] (None for the MLM objective)
+    disc_labels: torch.Tensor | None  # [B, L] 1 = replaced
+    sampled_ids: torch.Tensor | None  # [B, N]
 
 
 class ElectraPair(nn.Module):
@@ -144,8 +145,13 @@ class ElectraPair(nn.Module):
         gen_weight: float = 1.0,
         disc_weight: float = 50.0,
         temperature: float = 1.0,
+        objective: Objective = "electra",
     ):
         super().__init__()
+        if objective not in ("electra", "mlm"):
+            raise ValueError(
+                f"objective must be 'electra' or 'mlm', got {objective!r} (model.objective)"
+            )
         if embedding_sharing not in ("shared", "none", "gdes"):
             raise ValueError(
                 f"embedding_sharing must be 'shared', 'none' or 'gdes', got {embedding_sharing!r} "
@@ -156,7 +162,14 @@ class ElectraPair(nn.Module):
         gen_config.tie_word_embeddings = tie_generator_head
         self.discriminator = ElectraForPreTraining(disc_config)
         self.generator = ElectraForMaskedLM(gen_config)
-        if embedding_sharing == "shared":
+        self.objective = objective
+        if objective == "mlm":
+            # BERT-style baseline: the discriminator-sized encoder *is* the MLM model; the
+            # discriminator shares it (so export and fine-tuning are unchanged) and its RTD head
+            # is frozen and unused.
+            self.discriminator.electra = self.generator.electra
+            self.discriminator.discriminator_predictions.requires_grad_(False)
+        elif embedding_sharing == "shared":
             self.generator.electra.embeddings = self.discriminator.electra.embeddings
         elif embedding_sharing == "gdes":
             words = self.generator.electra.embeddings.word_embeddings
@@ -214,6 +227,16 @@ class ElectraPair(nn.Module):
             gen_logits.float().flatten(0, 1), masked_ids.flatten(), reduction="none"
         ).view_as(weights)
         gen_loss = (token_ce * weights).sum() / n_masked
+        if self.objective == "mlm":
+            return ElectraStepOutput(
+                loss=self.gen_weight * gen_loss,
+                gen_loss=gen_loss,
+                disc_loss=torch.zeros((), device=gen_loss.device),
+                gen_logits=gen_logits,
+                disc_logits=None,
+                disc_labels=None,
+                sampled_ids=None,
+            )
 
         if sampled_ids is None:
             sampled_ids = sample_from_logits(gen_logits, self.temperature, sampling_generator)
@@ -265,6 +288,7 @@ def build_electra_pair(
     gen_weight: float = 1.0,
     disc_weight: float = 50.0,
     temperature: float = 1.0,
+    objective: Objective = "electra",
 ) -> ElectraPair:
     """Build generator + discriminator from sizes (no downloads)."""
     if max_seq_length > max_position_embeddings:
@@ -283,9 +307,20 @@ def build_electra_pair(
         pad_token_id,
         dropout,
     )
-    gen = generator_config(disc, generator_size, generator_layers)
+    if objective == "mlm":  # the MLM baseline trains a discriminator-sized encoder
+        gen = ElectraConfig(**disc.to_dict())
+        gen._attn_implementation = "sdpa"
+    else:
+        gen = generator_config(disc, generator_size, generator_layers)
     return ElectraPair(
-        disc, gen, embedding_sharing, tie_generator_head, gen_weight, disc_weight, temperature
+        disc,
+        gen,
+        embedding_sharing,
+        tie_generator_head,
+        gen_weight,
+        disc_weight,
+        temperature,
+        objective,
     )
 
 

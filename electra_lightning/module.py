@@ -18,6 +18,7 @@ from electra_lightning.model import (
     ElectraPair,
     ElectraStepOutput,
     EmbeddingSharing,
+    Objective,
     build_electra_pair,
     training_flops_per_token,
 )
@@ -80,6 +81,10 @@ class ElectraPretraining(L.LightningModule):
         dropout: Hidden and attention dropout.
         pad_token_id: Linked from the tokenizer.
         warmup_steps: Linear warmup steps of the default schedule (official 10000).
+        objective: ``electra`` (generator + replaced token detection) or ``mlm``: the BERT-style
+            baseline, a discriminator-sized encoder trained with MLM only (use it with
+            ``data.mask_token_prob: 0.8``, ``data.random_token_prob: 0.1``); same data, optimizer
+            and logging, so the two differ only in the objective.
         on_nonfinite: On a NaN/inf loss: ``stop`` (save ``rescue-step=N.ckpt`` with the last
             finite weights and exit with an error) or ``skip`` the batch.
         max_nonfinite_skips: With ``skip``: stop after this many skipped batches.
@@ -109,6 +114,7 @@ class ElectraPretraining(L.LightningModule):
         dropout: float = 0.1,
         pad_token_id: int = 0,
         warmup_steps: int = 10000,
+        objective: Objective = "electra",
         on_nonfinite: Literal["stop", "skip"] = "stop",
         max_nonfinite_skips: int = 10,
         optimizer: OptimizerCallable | None = None,
@@ -138,6 +144,7 @@ class ElectraPretraining(L.LightningModule):
             gen_weight=gen_weight,
             disc_weight=disc_weight,
             temperature=temperature,
+            objective=objective,
         )
         self.val_metrics = torch.nn.ModuleDict(
             {
@@ -205,6 +212,7 @@ class ElectraPretraining(L.LightningModule):
         "generator_layers",
         "embedding_sharing",
         "tie_generator_head",
+        "objective",
     )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -299,8 +307,10 @@ class ElectraPretraining(L.LightningModule):
         n_tokens = self._token_weights(batch).sum()
         m["loss"].update(out.loss)
         m["gen_loss"].update(out.gen_loss, n_masked)
-        m["disc_loss"].update(out.disc_loss, n_tokens)
         m["gen_acc"].update(stats["gen_acc"], n_masked)
+        if out.disc_logits is None:  # MLM objective: no discriminator metrics
+            return
+        m["disc_loss"].update(out.disc_loss, n_tokens)
         m["replaced_frac"].update(stats["replaced_frac"], n_tokens)
         keep = self._token_weights(batch).bool()
         preds = (out.disc_logits.detach() > 0)[keep]
@@ -325,6 +335,12 @@ class ElectraPretraining(L.LightningModule):
         """Accuracy and replaced-class precision/recall/F1 without host syncs."""
         weights = batch["masked_weights"].float()
         gen_correct = (out.gen_logits.argmax(-1) == batch["masked_ids"]).float()
+        stats = {
+            "gen_loss": out.gen_loss.detach(),
+            "gen_acc": (gen_correct * weights).sum() / weights.sum().clamp(min=1),
+        }
+        if out.disc_logits is None:  # MLM objective
+            return stats
         tokens = self._token_weights(batch).float()
         n_tokens = tokens.sum().clamp(min=1)
         preds = (out.disc_logits > 0).float() * tokens
@@ -333,9 +349,8 @@ class ElectraPretraining(L.LightningModule):
         precision = tp / preds.sum().clamp(min=1)
         recall = tp / labels.sum().clamp(min=1)
         return {
-            "gen_loss": out.gen_loss.detach(),
+            **stats,
             "disc_loss": out.disc_loss.detach(),
-            "gen_acc": (gen_correct * weights).sum() / weights.sum().clamp(min=1),
             "disc_acc": (((preds == labels).float() * tokens).sum()) / n_tokens,
             "disc_precision": precision,
             "disc_recall": recall,

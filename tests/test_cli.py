@@ -176,3 +176,29 @@ def test_gdes_run_exports_plain_weights(tmp_path, corpus_dir, tokenizer_dir):
     ids = torch.randint(5, 2000, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(hf(input_ids=ids).logits, folded(input_ids=ids).logits)
+
+
+@pytest.mark.slow
+def test_mlm_baseline_trains_and_exports(tmp_path, corpus_dir, tokenizer_dir):
+    run_cli(
+        "fit",
+        *tiny_args(corpus_dir, tokenizer_dir, steps=10),
+        "--model.objective=mlm",
+        "--data.mask_token_prob=0.8",
+        "--data.random_token_prob=0.1",
+        cwd=tmp_path,
+    )
+    metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    assert any(r.get("train/gen_loss") for r in metrics) and not any(
+        r.get("train/disc_f1") for r in metrics
+    )
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
+    from transformers import ElectraModel
+
+    encoder = ElectraModel.from_pretrained(tmp_path / "hf" / "discriminator")
+    generator_encoder = ElectraModel.from_pretrained(tmp_path / "hf" / "generator")
+    for (name, a), (_, b) in zip(
+        encoder.state_dict().items(), generator_encoder.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name  # the fine-tunable encoder is the MLM-trained one

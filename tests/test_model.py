@@ -193,3 +193,29 @@ def test_gdes_embedding_sharing():
         pair.fold_embeddings()
         assert isinstance(pair.discriminator.electra.embeddings.word_embeddings, torch.nn.Embedding)
         torch.testing.assert_close(pair.discriminator(input_ids=batch["input_ids"]).logits, before)
+
+
+def test_mlm_objective_is_a_discriminator_sized_mlm():
+    """The BERT-style baseline: one disc-sized encoder trained with MLM only; the exported
+    'discriminator' is that encoder."""
+    pair = tiny_pair(objective="mlm").eval()
+    assert pair.generator.config.hidden_size == pair.discriminator.config.hidden_size == 64
+    assert pair.discriminator.electra is pair.generator.electra
+    assert not any(
+        p.requires_grad for p in pair.discriminator.discriminator_predictions.parameters()
+    )
+    batch = tiny_batch()
+    out = pair(**batch)
+    assert out.disc_logits is None and torch.equal(out.loss, out.gen_loss)
+    logits = pair.generator(
+        input_ids=batch["generator_input_ids"],
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch["token_type_ids"],
+    ).logits
+    w = batch["masked_weights"]
+    picked = logits.gather(1, batch["masked_positions"].unsqueeze(-1).expand(-1, -1, VOCAB))[w]
+    torch.testing.assert_close(
+        out.gen_loss, F.cross_entropy(picked, batch["masked_ids"][w]), atol=1e-6, rtol=0
+    )
+    with pytest.raises(ValueError, match="objective"):
+        tiny_pair(objective="gan")
