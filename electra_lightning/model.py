@@ -345,5 +345,7 @@ def training_flops_per_token(pair: ElectraPair, seq_len: int, predictions_per_se
     gen_head = (
         masked * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
     )
+    if getattr(pair, "objective", "electra") == "mlm":  # one encoder, no discriminator
+        return 3.0 * (encoder(gen) + gen_head)
     disc_head = 2 * (disc.hidden_size * disc.hidden_size + disc.hidden_size)
     return 3.0 * (encoder(gen) + gen_head + encoder(disc) + disc_head)

@@ -219,3 +219,17 @@ def test_mlm_objective_is_a_discriminator_sized_mlm():
     )
     with pytest.raises(ValueError, match="objective"):
         tiny_pair(objective="gan")
+
+
+def test_training_flops_per_token():
+    from electra_lightning.model import training_flops_per_token
+
+    electra, mlm = tiny_pair(), tiny_pair(objective="mlm")
+    h, f, L, e, hg = 64, 128, 2, 16, 32
+    encoder = lambda h, f: L * (2 * (4 * h * h + 2 * h * f) + 4 * SEQ * h) + 2 * e * h  # noqa: E731
+    head = 5 / SEQ * 2 * (hg * e + e * VOCAB)
+    expected = 3 * (encoder(hg, 4 * hg) + head + encoder(h, f) + 2 * (h * h + h))
+    assert training_flops_per_token(electra, SEQ, 5) == pytest.approx(expected)
+    mlm_head = 5 / SEQ * 2 * (h * e + e * VOCAB)
+    assert training_flops_per_token(mlm, SEQ, 5) == pytest.approx(3 * (encoder(h, f) + mlm_head))
+    assert training_flops_per_token(mlm, SEQ, 5) < training_flops_per_token(electra, SEQ, 5)
