@@ -26,14 +26,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SHARED = REPO.parent / "shared" / "data"
-MODEL = [  # a small model: 4 layers, hidden 256 (ELECTRA-Small width)
-    "--model.num_layers=4",
-    "--model.hidden_size=256",
-    "--model.num_heads=4",
-    "--model.intermediate_size=1024",
-    "--model.embedding_size=128",
-    "--model.max_position_embeddings=128",
-]
+SIZES = dict(  # a small model: 4 layers, hidden 256 (ELECTRA-Small width)
+    num_layers=4,
+    hidden_size=256,
+    num_heads=4,
+    intermediate_size=1024,
+    embedding_size=128,
+    max_position_embeddings=128,
+)
+MODEL = [f"--model.{key}={value}" for key, value in SIZES.items()]
 
 
 def sh(*args: str, cwd: Path) -> None:
@@ -48,16 +49,8 @@ def flops_ratio(tokenizer: Path) -> float:
     from electra_lightning.model import build_electra_pair, training_flops_per_token
 
     vocab = load_tokenizer_info(str(tokenizer)).vocab_size
-    sizes = dict(
-        hidden_size=256,
-        num_layers=4,
-        num_heads=4,
-        intermediate_size=1024,
-        embedding_size=128,
-        max_position_embeddings=128,
-    )
-    electra = build_electra_pair(vocab, 128, **sizes)
-    mlm = build_electra_pair(vocab, 128, **sizes, objective="mlm")
+    electra = build_electra_pair(vocab, 128, **SIZES)
+    mlm = build_electra_pair(vocab, 128, **SIZES, objective="mlm")
     return training_flops_per_token(electra, 128, 19) / training_flops_per_token(mlm, 128, 19)
 
 
@@ -109,15 +102,7 @@ def export_random(out: Path, tokenizer: Path) -> Path:
     torch.manual_seed(0)
     info = load_tokenizer_info(str(tokenizer))
     module = ElectraPretraining(
-        vocab_size=info.vocab_size,
-        max_seq_length=128,
-        hidden_size=256,
-        num_layers=4,
-        num_heads=4,
-        intermediate_size=1024,
-        embedding_size=128,
-        max_position_embeddings=128,
-        pad_token_id=info.pad_id,
+        vocab_size=info.vocab_size, max_seq_length=128, pad_token_id=info.pad_id, **SIZES
     )
     module.discriminator.save_pretrained(target)
     write_tokenizer(read_tokenizer_files(str(tokenizer)), target)
