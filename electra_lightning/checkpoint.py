@@ -39,6 +39,16 @@ def load_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
         ) from None
 
 
+def from_all_ranks(obj: Any) -> list:
+    """``obj`` of every rank, in rank order (``[obj]`` without a process group). Checkpoints are
+    written by rank 0 alone, so per-rank state (RNG, data position) is gathered first."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
 def atomic_save(obj: Any, path: str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from electra_lightning.checkpoint import from_all_ranks
 from electra_lightning.masking import MaskingConfig, mask_tokens
 
 TEXT_SUFFIXES = (".txt", ".text", ".raw")
@@ -469,6 +470,13 @@ class PretrainingStream(IterableDataset):
     ):
         super().__init__()
         self.resume_positions = resume_positions or {}
+        # fixed per stream, used by every batch
+        self.special_ids = torch.tensor(tokenizer.special_ids)
+        self.random_pool = None
+        if masking.random_token_prob > 0:
+            keep = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+            keep[self.special_ids] = False
+            self.random_pool = keep.nonzero().squeeze(-1)
         self.sources = sources
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
@@ -568,9 +576,7 @@ class PretrainingStream(IterableDataset):
         token_type_ids = torch.from_numpy(np.stack([e.token_type_ids for e in examples])).long()
         lengths = torch.tensor([e.length for e in examples])
         attention_mask = (torch.arange(self.max_seq_length) < lengths[:, None]).long()
-        special = torch.isin(input_ids, torch.tensor(self.tokenizer.special_ids)) | (
-            attention_mask == 0
-        )
+        special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
         masked = mask_tokens(
             input_ids,
             special,
@@ -578,7 +584,7 @@ class PretrainingStream(IterableDataset):
             self.tokenizer.mask_id,
             self.tokenizer.vocab_size,
             generator=generator,
-            random_token_ids=self._random_pool(),
+            random_token_ids=self.random_pool,
         )
         return {
             "input_ids": input_ids,
@@ -586,13 +592,6 @@ class PretrainingStream(IterableDataset):
             "attention_mask": attention_mask,
             **masked,
         }
-
-    def _random_pool(self) -> torch.Tensor | None:
-        if self.masking.random_token_prob == 0:
-            return None
-        keep = torch.ones(self.tokenizer.vocab_size, dtype=torch.bool)
-        keep[list(self.tokenizer.special_ids)] = False
-        return keep.nonzero().squeeze(-1)
 
     def __iter__(self) -> Iterator[dict]:
         shard, num_shards = shard_identity(self.rank, self.world_size)
@@ -742,11 +741,7 @@ class ElectraDataModule(L.LightningDataModule):
         }
 
     def state_dict(self) -> dict:
-        positions = dict(self.positions)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, positions)
-            positions = {k: v for part in gathered for k, v in part.items()}
+        positions = {k: v for part in from_all_ranks(self.positions) for k, v in part.items()}
         return {
             "version": DATA_STATE_VERSION,
             "fingerprint": self._fingerprint(),

@@ -225,8 +225,7 @@ class ElectraClassifier(L.LightningModule):
         preds = self._predictions(out.logits)
         target = batch["labels"]
         self.val_loss.update(out.loss, len(target))
-        for name, metric in self.val_metrics.items():
-            metric.update(preds if name != "spearman" and name != "pearson" else preds, target)
+        self.val_metrics.update(preds, target)
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)

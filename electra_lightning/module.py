@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
+from electra_lightning.checkpoint import from_all_ranks
 from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
 from electra_lightning.model import (
     ElectraPair,
@@ -304,7 +305,8 @@ class ElectraPretraining(L.LightningModule):
         stats = self._statistics(batch, out)
         m = self.val_metrics
         n_masked = batch["masked_weights"].sum()
-        n_tokens = self._token_weights(batch).sum()
+        token_weights = self._token_weights(batch)
+        n_tokens = token_weights.sum()
         m["loss"].update(out.loss)
         m["gen_loss"].update(out.gen_loss, n_masked)
         m["gen_acc"].update(stats["gen_acc"], n_masked)
@@ -312,7 +314,7 @@ class ElectraPretraining(L.LightningModule):
             return
         m["disc_loss"].update(out.disc_loss, n_tokens)
         m["replaced_frac"].update(stats["replaced_frac"], n_tokens)
-        keep = self._token_weights(batch).bool()
+        keep = token_weights.bool()
         preds = (out.disc_logits.detach() > 0)[keep]
         target = out.disc_labels[keep]
         for name in ("disc_acc", "disc_precision", "disc_recall", "disc_f1"):
@@ -419,16 +421,9 @@ def _rng_state() -> dict:
 def _gather_rng_states() -> list[dict]:
     """Every rank's RNG states (the checkpoint is written by rank 0 only)."""
     state = _rng_state()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        gathered: list = [None] * torch.distributed.get_world_size()
-        tensors = [k for k in ("torch", "cuda") if k in state]
-        torch.distributed.all_gather_object(
-            gathered, {**state, **{k: state[k].tolist() for k in tensors}}
-        )
-        return [
-            {**s, **{k: torch.tensor(s[k], dtype=torch.uint8) for k in tensors}} for s in gathered
-        ]
-    return [state]
+    tensors = [k for k in ("torch", "cuda") if k in state]  # sent as lists: no device transfer
+    gathered = from_all_ranks({**state, **{k: state[k].tolist() for k in tensors}})
+    return [{**s, **{k: torch.tensor(s[k], dtype=torch.uint8) for k in tensors}} for s in gathered]
 
 
 def _set_rng_state(state: dict) -> None:

@@ -27,12 +27,12 @@ def dist_args(corpus_dir, tokenizer_dir, workdir, steps=8, *extra):
     audit = json.dumps({"class_path": AUDIT, "init_args": {"out_dir": str(workdir / "audit")}})
     return [
         *tiny_args(corpus_dir, tokenizer_dir, steps=steps),
-        "--trainer.accelerator=cpu",
+        *extra,  # e.g. --config configs/trainer/ddp.yaml: the flags below override it
+        "--trainer.accelerator=cpu",  # every distributed test: CPU, gloo, fp32
         "--trainer.precision=32-true",
         "--data.num_workers=1",
         "--trainer.val_check_interval=4",
         f"--trainer.callbacks+={audit}",
-        *extra,
     ]
 
 
@@ -72,8 +72,6 @@ def test_ddp_two_processes_train_one_model_on_disjoint_data(tmp_path, corpus_dir
         "--config",
         str(REPO / "configs/trainer/ddp.yaml"),
         "--trainer.devices=2",
-        "--trainer.accelerator=cpu",
-        "--trainer.precision=32-true",
     )
     fit(tmp_path, *args)
     r0, r1 = audits(tmp_path, 2)
@@ -101,8 +99,6 @@ def test_two_nodes_on_loopback_train_the_same_model(tmp_path, corpus_dir, tokeni
             str(REPO / "configs/trainer/ddp.yaml"),
             "--trainer.num_nodes=2",
             "--trainer.devices=1",
-            "--trainer.accelerator=cpu",
-            "--trainer.precision=32-true",
         )
         procs.append(
             subprocess.Popen(
@@ -127,8 +123,6 @@ def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(tmp_path, corpus_
         "--config",
         str(REPO / "configs/trainer/fsdp2.yaml"),
         "--trainer.devices=2",
-        "--trainer.accelerator=cpu",
-        "--trainer.precision=32-true",
     ]
     args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 4, *base)
     fit(tmp_path, *args)
@@ -166,8 +160,6 @@ def test_killing_a_ddp_rank_ends_the_job(tmp_path, corpus_dir, tokenizer_dir):
         "--config",
         str(REPO / "configs/trainer/ddp.yaml"),
         "--trainer.devices=2",
-        "--trainer.accelerator=cpu",
-        "--trainer.precision=32-true",
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "electra_lightning", "fit", *args],
