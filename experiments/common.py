@@ -1,0 +1,409 @@
+"""What the studies in experiments/ share: one pretraining recipe (``pretrain.yaml``), one tokenizer,
+one step budget, one fine-tuning evaluation, and a run cache keyed by configuration.
+
+Every run lives under one root (default ``experiments/runs/``), named by what defines it
+(``electra-g0.25-shared``, ``mlm``, ...), so a configuration two studies share — the official
+ELECTRA setting is experiment 1's ELECTRA row, experiment 2's 1/4 point and experiment 3's
+``shared`` row — is trained and evaluated once. Each stage is skipped when its output exists
+(pretraining resumes from ``last.ckpt``, fine-tuning from ``results.jsonl``), so re-running a
+study resumes it. Rows run in parallel on ``--workers`` processes with ``cores / workers`` threads
+each: small models use two single-threaded processes better than one two-threaded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXPERIMENTS = Path(__file__).resolve().parent
+REPO = EXPERIMENTS.parent
+SHARED = REPO.parent / "shared" / "data"
+RECIPE = EXPERIMENTS / "pretrain.yaml"
+TASKS = ["sst2", "cola", "mrpc", "rte"]
+# The downstream evaluation of every study: GLUE dev after fine-tuning on the first 2000 training
+# examples for 2 epochs (the full official recipe is ~10x this on 2 cores), median over seeds.
+FINETUNE = ["--trainer.max_epochs=2", "--data.limit_train_examples=2000"]
+FINETUNE_QUICK = [
+    "--trainer.max_epochs=1",
+    "--data.limit_train_examples=64",
+    "--trainer.limit_val_batches=2",
+]
+_print_lock = threading.Lock()
+
+
+def log(message: str) -> None:
+    with _print_lock:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Row:
+    """One line of a study's table: a pretraining configuration (or none) then its fine-tuning."""
+
+    label: str
+    run: str | None  # run name under ROOT/pretrain; None: randomly initialised encoder
+    overrides: list[str] = field(default_factory=list)  # --model.* / --data.* for pretraining
+    steps_key: str = "electra_steps"  # which step count of the plan it trains for
+
+
+def parser(doc: str, default_budget: float) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument(
+        "--budget_minutes",
+        type=float,
+        default=default_budget,
+        help="wall-clock minutes of one ELECTRA pretraining run (converted once to steps, "
+        "stored in ROOT/plan.json and shared by every study under ROOT)",
+    )
+    p.add_argument("--quick", action="store_true", help="seconds-scale smoke test (CI)")
+    p.add_argument(
+        "--output_dir",
+        default=str(EXPERIMENTS / "runs"),
+        help="run root shared by the studies",
+    )
+    p.add_argument("--tasks", nargs="+", default=TASKS)
+    p.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per task")
+    p.add_argument("--workers", type=int, default=2, help="rows trained in parallel")
+    return p
+
+
+class Study:
+    def __init__(self, name: str, args: argparse.Namespace):
+        if not (SHARED / "nltk_english_text").is_dir() or not (SHARED / "glue").is_dir():
+            sys.exit(f"error: needs {SHARED}/nltk_english_text and {SHARED}/glue (../shared/data)")
+        self.name = name
+        self.args = args
+        self.quick = args.quick
+        self.root = Path(args.output_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workers = max(1, args.workers)
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.corpus = str(SHARED / "nltk_english_text" / ("inaugural" if self.quick else ""))
+        self.tasks = args.tasks[:2] if self.quick else args.tasks
+        self.seeds = 1 if self.quick else args.seeds
+        self.finetune_args = FINETUNE_QUICK if self.quick else FINETUNE
+        self.tokenizer = self.root / "tokenizer"
+        self.plan = {}
+
+    # -- stages -------------------------------------------------------------------------------
+    def cli(self, *args: str, log_file: Path | None = None) -> None:
+        command = [sys.executable, "-m", "electra_lightning", *args]
+        log("$ " + " ".join(shlex.quote(a) for a in command[1:]))
+        if log_file is None:
+            subprocess.run(command, cwd=REPO, env=self.env, check=True)
+            return
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as f:
+            proc = subprocess.run(command, cwd=REPO, env=self.env, stdout=f, stderr=f)
+        if proc.returncode:
+            raise RuntimeError(f"failed ({proc.returncode}): {' '.join(command)}; see {log_file}")
+
+    def setup(self) -> dict:
+        """Tokenizer and the shared step plan (ELECTRA steps from --budget_minutes)."""
+        if not (self.tokenizer / "tokenizer.json").exists():
+            self.cli(
+                "tokenizer",
+                "--files",
+                self.corpus,
+                "--output_dir",
+                str(self.tokenizer),
+                "--vocab_size",
+                "2000" if self.quick else "16000",
+            )
+        plan_file = self.root / "plan.json"
+        if plan_file.exists():
+            self.plan = json.loads(plan_file.read_text())
+            if self.plan["budget_minutes"] != self.args.budget_minutes:
+                log(
+                    f"note: {plan_file} was planned for {self.plan['budget_minutes']} min; "
+                    "keeping it so every study under this root trains the same steps"
+                )
+        else:
+            if self.quick:
+                steps, per_step = 6, None
+            else:  # time the official setting alone, threads as each worker will have them
+                ckpt = self.pretrain("probe", 40, [])
+                per_step = self.seconds_per_step(ckpt.parents[1] / "version_0")
+                steps = int(self.args.budget_minutes * 60 / per_step)
+            ratio = self.flops_ratio()
+            self.plan = {
+                "electra_steps": steps,
+                "mlm_steps": round(steps * ratio),
+                "flops_ratio": ratio,
+                "seconds_per_step": per_step,
+                "budget_minutes": self.args.budget_minutes,
+                "threads_per_worker": self.env["OMP_NUM_THREADS"],
+                "quick": self.quick,
+            }
+            plan_file.write_text(json.dumps(self.plan, indent=1) + "\n")
+        log(f"plan: {self.plan}")
+        return self.plan
+
+    def seconds_per_step(self, version_dir: Path) -> float:
+        import csv
+
+        with open(version_dir / "metrics.csv") as f:
+            rates = [float(r["train/tokens_per_sec"]) for r in csv.DictReader(f) if r.get("train/tokens_per_sec")]
+        recipe = self.recipe()
+        return recipe["data"]["batch_size"] * recipe["data"]["max_seq_length"] / rates[-1]
+
+    @staticmethod
+    def recipe() -> dict:
+        import yaml
+
+        return yaml.safe_load(RECIPE.read_text())
+
+    def model_sizes(self, **overrides) -> dict:
+        model = dict(self.recipe()["model"])
+        model.pop("optimizer")
+        model.update(overrides)
+        return model
+
+    def flops_ratio(self) -> float:
+        """Training FLOPs per token of the ELECTRA step over the MLM step (same encoder)."""
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.data import load_tokenizer_info
+        from electra_lightning.model import build_electra_pair, training_flops_per_token
+
+        vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
+        seq = self.recipe()["data"]["max_seq_length"]
+        masked = round(0.15 * seq)
+        electra = build_electra_pair(vocab, seq, **self.model_sizes())
+        mlm = build_electra_pair(vocab, seq, **self.model_sizes(objective="mlm"))
+        return training_flops_per_token(electra, seq, masked) / training_flops_per_token(
+            mlm, seq, masked
+        )
+
+    def pretrain(self, name: str, steps: int, overrides: list[str]) -> Path:
+        out = self.root / "pretrain"
+        ckpt = out / name / "checkpoints" / "last.ckpt"
+        every = max(1, min(250, steps))
+        args = [
+            "fit",
+            "--config",
+            str(RECIPE),
+            *overrides,
+            f"--data.train_files={self.corpus}",
+            f"--data.val_files={SHARED / 'wikitext2_raw_test'}",
+            f"--data.tokenizer={self.tokenizer}",
+            f"--trainer.max_steps={steps}",
+            f"--model.warmup_steps={max(1, steps // 10)}",
+            f"--trainer.val_check_interval={every}",
+            f"--trainer.limit_val_batches={2 if self.quick else 20}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            f"--trainer.logger.init_args.name={name}",
+            f"--trainer.callbacks.init_args.dirpath={ckpt.parent}",
+            f"--trainer.callbacks.init_args.every_n_train_steps={every}",
+        ]
+        if ckpt.exists():
+            sys.path.insert(0, str(REPO))
+            from electra_lightning.checkpoint import load_checkpoint
+
+            if load_checkpoint(str(ckpt))["global_step"] >= steps:
+                return ckpt
+            args.append("--ckpt_path=last")
+        self.cli(*args, log_file=out / name / "log.txt")
+        return ckpt
+
+    def export(self, name: str, ckpt: Path) -> Path:
+        target = self.root / "pretrain" / name / "export"
+        if not (target / "discriminator" / "config.json").exists():
+            self.cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(target))
+        return target / "discriminator"
+
+    def random_init(self) -> Path:
+        """The no-pretraining row: a freshly initialised encoder of the same size."""
+        target = self.root / "random" / "discriminator"
+        if (target / "config.json").exists():
+            return target
+        import torch
+
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.data import load_tokenizer_info, read_tokenizer_files
+        from electra_lightning.export import write_tokenizer
+        from electra_lightning.module import ElectraPretraining
+
+        torch.manual_seed(0)
+        info = load_tokenizer_info(str(self.tokenizer))
+        seq = self.recipe()["data"]["max_seq_length"]
+        module = ElectraPretraining(
+            vocab_size=info.vocab_size, max_seq_length=seq, pad_token_id=info.pad_id,
+            **self.model_sizes(),
+        )
+        module.discriminator.save_pretrained(target)
+        write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)
+        return target
+
+    def glue_dir(self, row: Row) -> Path:
+        return self.root / "glue" / (row.run or "random")
+
+    def finetune(self, row: Row, init: Path) -> None:
+        out = self.glue_dir(row)
+        self.cli(
+            "glue",
+            "--init_from",
+            str(init),
+            "--data_dir",
+            str(SHARED / "glue"),
+            "--tasks",
+            *self.tasks,
+            "--seeds",
+            str(self.seeds),
+            "--output_dir",
+            str(out),
+            "--no_predict_test",
+            "--trainer.callbacks.init_args.save_last=false",  # scores only: no checkpoints
+            *self.finetune_args,
+            log_file=out / "log.txt",
+        )
+
+    def run_row(self, row: Row) -> None:
+        if row.run is None:
+            init = self.random_init()
+        else:
+            ckpt = self.pretrain(row.run, self.plan[row.steps_key], row.overrides)
+            init = self.export(row.run, ckpt)
+        self.finetune(row, init)
+        log(f"done: {row.label}")
+
+    def run(self, rows: list[Row]) -> dict[str, list[dict]]:
+        """Run every row (in parallel); return each row's fine-tuning results (all seeds)."""
+        self.setup()
+        if not self.quick:
+            self.random_init()  # before the pool: it imports torch in this process
+        with ThreadPoolExecutor(self.workers) as pool:
+            for future in [pool.submit(self.run_row, row) for row in rows]:
+                future.result()
+        return {row.label: self.results(row) for row in rows}
+
+    def results(self, row: Row) -> list[dict]:
+        store = self.glue_dir(row) / "results.jsonl"
+        return [json.loads(line) for line in store.read_text().splitlines()]
+
+    # -- report -------------------------------------------------------------------------------
+    def scores(self, results: list[dict]) -> dict[str, list[float]]:
+        """Per task: the main metric of every seed, in percent (plus each seed's task average)."""
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.finetune import TASK_METRICS
+
+        return {
+            task: [
+                100 * r["metrics"][TASK_METRICS[task][0]]
+                for r in sorted(results, key=lambda r: r["seed"])
+                if r["task"] == task
+            ]
+            for task in self.tasks
+        }
+
+    def table(self, all_results: dict[str, list[dict]], first: str = "pretraining") -> str:
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.finetune import TASK_METRICS
+
+        head = " | ".join(f"{t} ({TASK_METRICS[t][0]})" for t in self.tasks)
+        lines = [f"| {first} | {head} | average |", "|---" * (len(self.tasks) + 2) + "|"]
+        for label, results in all_results.items():
+            medians = [statistics.median(v) for v in self.scores(results).values()]
+            lines.append(
+                f"| {label} | "
+                + " | ".join(f"{m:.1f}" for m in medians)
+                + f" | {statistics.mean(medians):.1f} |"
+            )
+        return "\n".join(lines)
+
+    def seeds_table(self, all_results: dict[str, list[dict]]) -> str:
+        """Every seed's score, so no reader has to trust the medians."""
+        lines = ["| row | " + " | ".join(self.tasks) + " |", "|---" * (len(self.tasks) + 1) + "|"]
+        for label, results in all_results.items():
+            cells = [
+                " / ".join(f"{v:.1f}" for v in values) for values in self.scores(results).values()
+            ]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def plot_scores(self, all_results: dict[str, list[dict]], output: Path, xlabel: str) -> None:
+        """One panel per task and the average: every seed as a dot, the median as a line."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = list(all_results)
+        per_row = {label: self.scores(res) for label, res in all_results.items()}
+        panels = [*self.tasks, "average"]
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+        for ax, panel in zip(axes, panels, strict=True):
+            medians = []
+            for i, label in enumerate(labels):
+                if panel == "average":
+                    values = [statistics.median(v) for v in per_row[label].values()]
+                    values = [statistics.mean(values)]
+                else:
+                    values = per_row[label][panel]
+                ax.scatter([i] * len(values), values, s=14, alpha=0.6, color="tab:blue")
+                medians.append(statistics.median(values))
+            ax.plot(range(len(labels)), medians, color="tab:red", marker="_", markersize=14)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+            ax.set_title(panel if panel == "average" else f"{panel} (seeds, median)")
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(output, dpi=110)
+        plt.close(fig)
+
+    def curves(self, rows: list[Row], output: Path) -> None:
+        runs = [str(self.root / "pretrain" / r.run / "version_0") for r in rows if r.run]
+        self.cli("compare", *runs, "--output", str(output))
+
+    def report_dir(self) -> Path:
+        """Where the README goes: the study's folder, or --output_dir for a quick run (so a smoke
+        test never overwrites the real report)."""
+        return self.root if self.quick else EXPERIMENTS / self.name
+
+    def header(self, title: str) -> str:
+        command = f"python experiments/{self.name}/run.py " + (
+            "--quick" if self.quick else f"--budget_minutes {self.plan['budget_minutes']:g}"
+        )
+        cpu = platform.processor() or platform.machine()
+        plan = self.plan
+        return f"""# {title}
+
+- **Command**: `{command}` (resumes when re-run; `--quick` is the CI smoke test)
+- **Machine**: {cpu}, {os.cpu_count()} CPU cores, no GPU, torch {_torch_version()} · {self.workers}
+  rows in parallel, {self.env["OMP_NUM_THREADS"]} thread(s) each
+- **Budget**: {plan["budget_minutes"]:g} min of ELECTRA pretraining per run =
+  {plan["electra_steps"]} steps of 16 × 128 tokens (measured {_fmt_s(plan["seconds_per_step"])}/step)
+- **Model**: `experiments/pretrain.yaml` (4 layers, hidden 256, embeddings 128, generator 1/4,
+  lr 5e-4) on `../shared/data/nltk_english_text` (~23 MB), WordPiece 16k trained on it
+- **Evaluation**: GLUE dev ({", ".join(self.tasks)}) after fine-tuning with
+  `{" ".join(self.finetune_args)}` (the `configs/finetune/TASK.yaml` recipe otherwise); median of
+  {self.seeds} seeds; every seed is in the seeds table and in `runs/glue/*/results.jsonl`
+{"- **Quick smoke run: the numbers mean nothing.**" if self.quick else ""}
+"""
+
+
+def _torch_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("torch")
+
+
+def _fmt_s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
