@@ -161,7 +161,11 @@ class Study:
         import csv
 
         with open(version_dir / "metrics.csv") as f:
-            rates = [float(r["train/tokens_per_sec"]) for r in csv.DictReader(f) if r.get("train/tokens_per_sec")]
+            rates = [
+                float(r["train/tokens_per_sec"])
+                for r in csv.DictReader(f)
+                if r.get("train/tokens_per_sec")
+            ]
         recipe = self.recipe()
         return recipe["data"]["batch_size"] * recipe["data"]["max_seq_length"] / rates[-1]
 
@@ -245,7 +249,9 @@ class Study:
         info = load_tokenizer_info(str(self.tokenizer))
         seq = self.recipe()["data"]["max_seq_length"]
         module = ElectraPretraining(
-            vocab_size=info.vocab_size, max_seq_length=seq, pad_token_id=info.pad_id,
+            vocab_size=info.vocab_size,
+            max_seq_length=seq,
+            pad_token_id=info.pad_id,
             **self.model_sizes(),
         )
         module.discriminator.save_pretrained(target)
@@ -338,6 +344,30 @@ class Study:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def average(self, results: list[dict]) -> float:
+        """The table's average: mean over tasks of the median over seeds."""
+        return statistics.mean(statistics.median(v) for v in self.scores(results).values())
+
+    def versus(self, all_results: dict[str, list[dict]], a: str, b: str) -> str:
+        """A factual sentence comparing two rows, with the seed spread to judge it against."""
+        sa, sb = self.scores(all_results[a]), self.scores(all_results[b])
+        gap = self.average(all_results[a]) - self.average(all_results[b])
+        ahead = sum(statistics.median(sa[t]) > statistics.median(sb[t]) for t in self.tasks)
+        spread = (
+            statistics.mean(max(v) - min(v) for s in (sa, sb) for v in s.values() if len(v) > 1)
+            if self.seeds > 1
+            else 0.0
+        )
+        return (
+            f"{a} vs {b}: {gap:+.1f} points on the average; {a} ahead on {ahead} of "
+            f"{len(self.tasks)} tasks; mean seed range (max − min) per task {spread:.1f} points."
+        )
+
+    def notes(self) -> str:
+        """The hand-written reading of the results (NOTES.md beside run.py), kept across runs."""
+        path = EXPERIMENTS / self.name / "NOTES.md"
+        return path.read_text().strip() if path.exists() and not self.quick else ""
+
     def plot_scores(self, all_results: dict[str, list[dict]], output: Path, xlabel: str) -> None:
         """One panel per task and the average: every seed as a dot, the median as a line."""
         import matplotlib
@@ -383,6 +413,8 @@ class Study:
         )
         cpu = platform.processor() or platform.machine()
         plan = self.plan
+        corpus = "../shared/data/" + str(Path(self.corpus).relative_to(SHARED))
+        vocab = "2k" if self.quick else "16k"
         return f"""# {title}
 
 - **Command**: `{command}` (resumes when re-run; `--quick` is the CI smoke test)
@@ -391,7 +423,7 @@ class Study:
 - **Budget**: {plan["budget_minutes"]:g} min of ELECTRA pretraining per run =
   {plan["electra_steps"]} steps of 16 × 128 tokens (measured {_fmt_s(plan["seconds_per_step"])}/step)
 - **Model**: `experiments/pretrain.yaml` (4 layers, hidden 256, embeddings 128, generator 1/4,
-  lr 5e-4) on `../shared/data/nltk_english_text` (~23 MB), WordPiece 16k trained on it
+  lr 5e-4) on `{corpus}`, WordPiece {vocab} trained on it
 - **Evaluation**: GLUE dev ({", ".join(self.tasks)}) after fine-tuning with
   `{" ".join(self.finetune_args)}` (the `configs/finetune/TASK.yaml` recipe otherwise); median of
   {self.seeds} seeds; every seed is in the seeds table and in `runs/glue/*/results.jsonl`

@@ -58,7 +58,10 @@ Pretraining curves (CSV logs in `runs/pretrain/*/version_0`; `python -m electra_
 
 ![pretraining curves](pretraining.png)
 
-FINDINGS
+{study.versus(results, "ELECTRA", "MLM")}
+{study.versus(results, "ELECTRA", "no pretraining")}
+
+{study.notes()}
 """
     (out / "README.md").write_text(readme)
     print(readme)

@@ -1,0 +1,67 @@
+"""Experiment 2 — generator size sweep at a fixed discriminator (the paper's Figure 3, scaled down).
+
+    python experiments/generator_size/run.py --budget_minutes 8     # the documented run
+    python experiments/generator_size/run.py --quick                # seconds-scale smoke test
+
+Pretrains the same discriminator (experiments/pretrain.yaml) with generators of 1/8, 1/4, 1/2
+and 1× its hidden size (same depth, equal steps), fine-tunes each on SST-2, CoLA, MRPC and RTE
+with 3 seeds, and plots the score against generator size. The 1/4 run is the official setting,
+shared with experiments 1 and 3 (same run, trained once). Re-running resumes. Regenerates this
+folder's README.md with the table, the plots, the exact command, the machine and the budget.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import Row, Study, parser  # noqa: E402
+
+SIZES = {"1/8": 0.125, "1/4": 0.25, "1/2": 0.5, "1": 1.0}
+ROWS = [
+    Row(label, f"electra-g{size}-shared", [f"--model.generator_size={size}"])
+    for label, size in SIZES.items()
+]
+
+
+def main() -> None:
+    args = parser(__doc__, default_budget=8).parse_args()
+    study = Study("generator_size", args)
+    results = study.run(ROWS)
+    out = study.report_dir()
+    study.curves(ROWS, out / "pretraining.png")
+    study.plot_scores(results, out / "scores.png", xlabel="generator size / discriminator size")
+    averages = {label: study.average(r) for label, r in results.items()}
+    best = max(averages, key=averages.get)
+    readme = f"""{study.header("Experiment 2 — generator size")}
+The discriminator is fixed (4 layers, hidden 256); the generator has the same depth and
+1/8, 1/4, 1/2 or 1× the hidden size (heads and FFN scaled with it, `model.generator_size`). Every
+run trains {study.plan["electra_steps"]} steps (equal steps, as in the paper's Figure 3; a larger
+generator costs more per step).
+
+## Result (GLUE dev, median over seeds)
+
+{study.table(results, first="generator size")}
+
+Best average: generator {best} ({averages[best]:.1f}). The paper found 1/4–1/2 best.
+{study.versus(results, "1/4", "1")}
+
+Every seed (in order 1, 2, ...):
+
+{study.seeds_table(results)}
+
+![score vs generator size](scores.png)
+
+Pretraining curves (`runs/pretrain/electra-g*-shared/version_0`):
+
+![pretraining curves](pretraining.png)
+
+{study.notes()}
+"""
+    (out / "README.md").write_text(readme)
+    print(readme)
+
+
+if __name__ == "__main__":
+    main()
