@@ -293,7 +293,7 @@ class Study:
     def run(self, rows: list[Row]) -> dict[str, list[dict]]:
         """Run every row (in parallel); return each row's fine-tuning results (all seeds)."""
         self.setup()
-        if not self.quick:
+        if any(row.run is None for row in rows):
             self.random_init()  # before the pool: it imports torch in this process
         with ThreadPoolExecutor(self.workers) as pool:
             for future in [pool.submit(self.run_row, row) for row in rows]:
