@@ -13,6 +13,7 @@ each: small models use two single-threaded processes better than one two-threade
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -142,11 +143,12 @@ class Study:
             else:  # time the official setting alone, threads as each worker will have them
                 ckpt = self.pretrain("probe", 40, [])
                 per_step = self.seconds_per_step(ckpt.parents[1] / "version_0")
-                steps = int(self.args.budget_minutes * 60 / per_step)
+                steps = int(self.args.budget_minutes * 60 / per_step) // 10 * 10
             ratio = self.flops_ratio()
-            self.plan = {
+            self.plan = {  # multiples of 10 (or 1 in quick mode), so checkpoints land on the end
                 "electra_steps": steps,
-                "mlm_steps": round(steps * ratio),
+                "mlm_steps": round(steps * ratio / (1 if self.quick else 10))
+                * (1 if self.quick else 10),
                 "flops_ratio": ratio,
                 "seconds_per_step": per_step,
                 "budget_minutes": self.args.budget_minutes,
@@ -199,7 +201,9 @@ class Study:
     def pretrain(self, name: str, steps: int, overrides: list[str]) -> Path:
         out = self.root / "pretrain"
         ckpt = out / name / "checkpoints" / "last.ckpt"
-        every = max(1, min(250, steps))
+        # checkpoint on a divisor of the step count, so last.ckpt holds the final step (Lightning
+        # saves every_n_train_steps only, not at max_steps)
+        every = max(d for d in range(1, min(250, steps) + 1) if steps % d == 0)
         args = [
             "fit",
             "--config",
@@ -210,10 +214,11 @@ class Study:
             f"--data.tokenizer={self.tokenizer}",
             f"--trainer.max_steps={steps}",
             f"--model.warmup_steps={max(1, steps // 10)}",
-            f"--trainer.val_check_interval={every}",
+            f"--trainer.val_check_interval={min(250, steps)}",
             f"--trainer.limit_val_batches={2 if self.quick else 20}",
             f"--trainer.logger.init_args.save_dir={out}",
             f"--trainer.logger.init_args.name={name}",
+            "--trainer.logger.init_args.version=0",  # a resumed run appends to the same log
             f"--trainer.callbacks.init_args.dirpath={ckpt.parent}",
             f"--trainer.callbacks.init_args.every_n_train_steps={every}",
         ]
@@ -282,12 +287,18 @@ class Study:
         )
 
     def run_row(self, row: Row) -> None:
-        if row.run is None:
-            init = self.random_init()
-        else:
-            ckpt = self.pretrain(row.run, self.plan[row.steps_key], row.overrides)
-            init = self.export(row.run, ckpt)
-        self.finetune(row, init)
+        # studies may run at the same time and share a row: one process works on it, the other
+        # waits, then finds every stage done
+        lock_file = self.root / "locks" / f"{row.run or 'random'}.lock"
+        lock_file.parent.mkdir(exist_ok=True)
+        with open(lock_file, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if row.run is None:
+                init = self.random_init()
+            else:
+                ckpt = self.pretrain(row.run, self.plan[row.steps_key], row.overrides)
+                init = self.export(row.run, ckpt)
+            self.finetune(row, init)
         log(f"done: {row.label}")
 
     def run(self, rows: list[Row]) -> dict[str, list[dict]]:
