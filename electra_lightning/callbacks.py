@@ -1,4 +1,5 @@
-"""Training callbacks: throughput in tokens/s, logged and shown in the progress bar."""
+"""Training callbacks: throughput in tokens/s (logged and shown in the progress bar), and a
+``last.ckpt`` that always holds the final step."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 # dense bf16 peak FLOP/s by device name, for MFU
 PEAK_BF16_FLOPS = {
@@ -90,3 +92,23 @@ class TokenThroughput(L.Callback):
 
     def load_state_dict(self, state_dict):
         self.tokens_seen = state_dict.get("tokens_seen", 0)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also writes ``last.ckpt`` when fit ends.
+
+    Lightning saves ``every_n_train_steps`` only, so with ``max_steps`` not a multiple of it the
+    last steps were missing from ``last.ckpt`` — and from ``export`` and ``--ckpt_path last``.
+    Defaults: ``save_last=True``, ``save_top_k=0``, no version counter (always ``last.ckpt``).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("save_top_k", 0)
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(**kwargs)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
