@@ -56,6 +56,7 @@ class Row:
     run: str | None  # run name under ROOT/pretrain; None: randomly initialised encoder
     overrides: list[str] = field(default_factory=list)  # --model.* / --data.* for pretraining
     steps_key: str = "electra_steps"  # which step count of the plan it trains for
+    steps_factor: int = 1  # a multiple of that budget (a longer run)
 
 
 def parser(doc: str, default_budget: float) -> argparse.ArgumentParser:
@@ -296,7 +297,8 @@ class Study:
             if row.run is None:
                 init = self.random_init()
             else:
-                ckpt = self.pretrain(row.run, self.plan[row.steps_key], row.overrides)
+                steps = self.plan[row.steps_key] * row.steps_factor
+                ckpt = self.pretrain(row.run, steps, row.overrides)
                 init = self.export(row.run, ckpt)
             self.finetune(row, init)
         log(f"done: {row.label}")

@@ -48,7 +48,7 @@ def trained(stdout):
 @pytest.mark.slow
 def test_electra_vs_mlm_quick(root):
     stdout = quick("electra_vs_mlm", root)
-    assert trained(stdout) == {"electra-g0.25-shared", "mlm"}
+    assert trained(stdout) == {"electra-g0.25-shared", "mlm", "electra-g0.25-shared-x3"}
     report = (root / "README.md").read_text()
     for row in ("| ELECTRA |", "| MLM |", "| no pretraining |", "ELECTRA vs MLM:"):
         assert row in report
