@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -311,7 +312,21 @@ class Study:
         with ThreadPoolExecutor(self.workers) as pool:
             for future in [pool.submit(self.run_row, row) for row in rows]:
                 future.result()
+        self.keep_source_data(rows)
         return {row.label: self.results(row) for row in rows}
+
+    def keep_source_data(self, rows: list[Row]) -> None:
+        """Copy what the tables and plots are made of beside the README (runs/ is not committed):
+        every seed's scores, each pretraining run's logged metrics, and the plan."""
+        target = self.report_dir() / "results"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.root / "plan.json", target / "plan.json")
+        for row in rows:
+            name = row.run or "random"
+            shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
+            if row.run:
+                metrics = self.root / "pretrain" / row.run / "version_0" / "metrics.csv"
+                shutil.copy(metrics, target / f"pretrain-{name}.csv")
 
     def results(self, row: Row) -> list[dict]:
         store = self.glue_dir(row) / "results.jsonl"
@@ -439,7 +454,7 @@ class Study:
   lr 5e-4) on `{corpus}`, WordPiece {vocab} trained on it
 - **Evaluation**: GLUE dev ({", ".join(self.tasks)}) after fine-tuning with
   `{" ".join(self.finetune_args)}` (the `configs/finetune/TASK.yaml` recipe otherwise); median of
-  {self.seeds} seeds; every seed is in the seeds table and in `runs/glue/*/results.jsonl`
+  {self.seeds} seeds; every seed is in the seeds table and in `results/` (copied from `runs/`)
 {"- **Quick smoke run: the numbers mean nothing.**" if self.quick else ""}
 """
 
