@@ -220,7 +220,6 @@ class Study:
             f"--trainer.limit_val_batches={2 if self.quick else 20}",
             f"--trainer.logger.init_args.save_dir={out}",
             f"--trainer.logger.init_args.name={name}",
-            "--trainer.logger.init_args.version=0",  # a resumed run appends to the same log
             f"--trainer.callbacks.init_args.dirpath={ckpt.parent}",
             f"--trainer.callbacks.init_args.every_n_train_steps={every}",
         ]
@@ -325,7 +324,7 @@ class Study:
             name = row.run or "random"
             shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
             if row.run:
-                metrics = self.root / "pretrain" / row.run / "version_0" / "metrics.csv"
+                metrics = self.metrics_dir(row.run) / "metrics.csv"
                 shutil.copy(metrics, target / f"pretrain-{name}.csv")
 
     def results(self, row: Row) -> list[dict]:
@@ -426,8 +425,37 @@ class Study:
         fig.savefig(output, dpi=110)
         plt.close(fig)
 
+    def metrics_dir(self, name: str) -> Path:
+        """One CSVLogger-style dir with a run's whole history: each (re)start of a run logs into
+        a new version_N (a CSVLogger pointed at an existing version deletes its metrics.csv), so
+        the versions are joined here, a later version winning the steps it re-did."""
+        import csv
+
+        run_dir = self.root / "pretrain" / name
+        versions = sorted(run_dir.glob("version_*"), key=lambda d: int(d.name.split("_")[1]))
+        rows, keys = [], []
+        for version in versions:
+            path = version / "metrics.csv"
+            if not path.exists():
+                continue
+            with open(path) as f:
+                reader = csv.DictReader(f)
+                new = list(reader)
+                keys += [k for k in reader.fieldnames or [] if k not in keys]
+            if new:
+                first = min(int(r["step"]) for r in new)
+                rows = [r for r in rows if int(r["step"]) < first] + new
+        target = run_dir / "history"
+        target.mkdir(exist_ok=True)
+        shutil.copy(versions[0] / "hparams.yaml", target / "hparams.yaml")
+        with open(target / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        return target
+
     def curves(self, rows: list[Row], output: Path) -> None:
-        runs = [str(self.root / "pretrain" / r.run / "version_0") for r in rows if r.run]
+        runs = [str(self.metrics_dir(r.run)) for r in rows if r.run]
         self.cli("compare", *runs, "--output", str(output))
 
     def report_dir(self) -> Path:

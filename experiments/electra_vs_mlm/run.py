@@ -58,7 +58,7 @@ Every seed (in order 1, 2, ...):
 
 ![scores](scores.png)
 
-Pretraining curves (CSV logs in `runs/pretrain/*/version_0`; `python -m electra_lightning compare`):
+Pretraining curves (`python -m electra_lightning compare` over the logged metrics, `results/pretrain-*.csv`):
 
 ![pretraining curves](pretraining.png)
 

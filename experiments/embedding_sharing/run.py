@@ -50,7 +50,7 @@ Every seed (in order 1, 2, ...):
 
 ![scores](scores.png)
 
-Pretraining curves (`runs/pretrain/electra-g0.25-*/version_0`):
+Pretraining curves (logged metrics: `results/pretrain-*.csv`):
 
 ![pretraining curves](pretraining.png)
 

@@ -53,7 +53,7 @@ Every seed (in order 1, 2, ...):
 
 ![score vs generator size](scores.png)
 
-Pretraining curves (`runs/pretrain/electra-g*-shared/version_0`):
+Pretraining curves (logged metrics: `results/pretrain-*.csv`):
 
 ![pretraining curves](pretraining.png)
 
