@@ -458,6 +458,71 @@ class Study:
         runs = [str(self.metrics_dir(r.run)) for r in rows if r.run]
         self.cli("compare", *runs, "--output", str(output))
 
+    def pretraining_table(self, rows: list[Row]) -> str:
+        """The last validation of each pretraining run (fixed-seed replacements, 20 batches)."""
+        import csv
+
+        keys = ["val/gen_loss", "val/gen_acc", "val/disc_loss", "val/disc_recall", "val/disc_f1"]
+        lines = [
+            "| row | logged at step | " + " | ".join(k.removeprefix("val/") for k in keys) + " |",
+            "|---" * (len(keys) + 2) + "|",
+        ]
+        for row in rows:
+            if row.run is None:
+                continue
+            with open(self.metrics_dir(row.run) / "metrics.csv") as f:
+                logged = [r for r in csv.DictReader(f) if r.get("val/gen_loss")]
+            last = logged[-1] if logged else {}
+            cells = [f"{float(last[k]):.3f}" if last.get(k) else "—" for k in keys]
+            lines.append(f"| {row.label} | {last.get('step', '—')} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def report(
+        self,
+        rows: list[Row],
+        results: dict[str, list[dict]],
+        title: str,
+        intro: str,
+        findings: list[str],
+        first: str,
+        xlabel: str,
+    ) -> None:
+        """Write the study's README: setup, table, comparisons, every seed, plots, notes."""
+        out = self.report_dir()
+        self.curves(rows, out / "pretraining.png")
+        self.plot_scores(results, out / "scores.png", xlabel=xlabel)
+        findings_text = "\n".join(f"- {line}" for line in findings)
+        readme = f"""{self.header(title)}
+{intro.strip()}
+
+## Result (GLUE dev, median over seeds)
+
+{self.table(results, first=first)}
+
+{findings_text}
+
+Every seed (in order 1, 2, ...):
+
+{self.seeds_table(results)}
+
+![scores: every seed and the median](scores.png)
+
+## Pretraining
+
+Last validation of each run (wikitext-2 test, replacements drawn with a fixed seed; `disc_*` is
+replaced-token detection, recall/F1 of the "replaced" class):
+
+{self.pretraining_table(rows)}
+
+Curves (`python -m electra_lightning compare` over the logged metrics, `results/pretrain-*.csv`):
+
+![pretraining curves](pretraining.png)
+
+{self.notes()}
+"""
+        (out / "README.md").write_text(readme)
+        print(readme)
+
     def report_dir(self) -> Path:
         """Where the README goes: the study's folder, or --output_dir for a quick run (so a smoke
         test never overwrites the real report)."""

@@ -36,39 +36,27 @@ def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("electra_vs_mlm", args)
     results = study.run(ROWS)
-    out = study.report_dir()
-    study.curves(ROWS, out / "pretraining.png")
-    study.plot_scores(results, out / "scores.png", xlabel="pretraining")
     plan = study.plan
-    readme = f"""{study.header("Experiment 1 — ELECTRA vs MLM at equal compute")}
+    study.report(
+        ROWS,
+        results,
+        title="Experiment 1 — ELECTRA vs MLM at equal compute",
+        intro=f"""
 ELECTRA trains {plan["electra_steps"]} steps, MLM {plan["mlm_steps"]}: an ELECTRA step costs
 {plan["flops_ratio"]:.3f}× an MLM step in training FLOPs (generator included), so the MLM run gets
 that share as extra steps. MLM is the discriminator-sized encoder trained BERT-style (15% masked,
 80/10/10), same data pipeline, optimizer and schedule (`model.objective: mlm`). The last row is
 not at equal compute: ELECTRA with 3× the steps ({3 * plan["electra_steps"]}), to see how far
 the budget is what limits the result.
-
-## Result (GLUE dev, median over seeds)
-
-{study.table(results)}
-
-Every seed (in order 1, 2, ...):
-
-{study.seeds_table(results)}
-
-![scores](scores.png)
-
-Pretraining curves (`python -m electra_lightning compare` over the logged metrics, `results/pretrain-*.csv`):
-
-![pretraining curves](pretraining.png)
-
-{study.versus(results, "ELECTRA", "MLM")}
-{study.versus(results, "ELECTRA", "no pretraining")}
-
-{study.notes()}
-"""
-    (out / "README.md").write_text(readme)
-    print(readme)
+""",
+        findings=[
+            study.versus(results, "ELECTRA", "MLM"),
+            study.versus(results, "ELECTRA", "no pretraining"),
+            study.versus(results, "MLM", "no pretraining"),
+        ],
+        first="pretraining",
+        xlabel="pretraining",
+    )
 
 
 if __name__ == "__main__":

@@ -29,35 +29,22 @@ def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("embedding_sharing", args)
     results = study.run(ROWS)
-    out = study.report_dir()
-    study.curves(ROWS, out / "pretraining.png")
-    study.plot_scores(results, out / "scores.png", xlabel="model.embedding_sharing")
-    readme = f"""{study.header("Experiment 3 — embedding sharing")}
+    study.report(
+        ROWS,
+        results,
+        title="Experiment 3 — embedding sharing",
+        intro=f"""
 Same model, data and {study.plan["electra_steps"]} steps for each row; only
 `model.embedding_sharing` changes. Exports of `gdes` fold the residual into plain HF embeddings,
 so fine-tuning sees an ordinary ELECTRA discriminator in every row.
-
-## Result (GLUE dev, median over seeds)
-
-{study.table(results, first="embedding_sharing")}
-
-{study.versus(results, "shared", "none")}
-{study.versus(results, "gdes", "shared")}
-
-Every seed (in order 1, 2, ...):
-
-{study.seeds_table(results)}
-
-![scores](scores.png)
-
-Pretraining curves (logged metrics: `results/pretrain-*.csv`):
-
-![pretraining curves](pretraining.png)
-
-{study.notes()}
-"""
-    (out / "README.md").write_text(readme)
-    print(readme)
+""",
+        findings=[
+            study.versus(results, "shared", "none"),
+            study.versus(results, "gdes", "shared"),
+        ],
+        first="embedding_sharing",
+        xlabel="model.embedding_sharing",
+    )
 
 
 if __name__ == "__main__":

@@ -29,38 +29,26 @@ def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("generator_size", args)
     results = study.run(ROWS)
-    out = study.report_dir()
-    study.curves(ROWS, out / "pretraining.png")
-    study.plot_scores(results, out / "scores.png", xlabel="generator size / discriminator size")
     averages = {label: study.average(r) for label, r in results.items()}
     best = max(averages, key=averages.get)
-    readme = f"""{study.header("Experiment 2 — generator size")}
+    study.report(
+        ROWS,
+        results,
+        title="Experiment 2 — generator size",
+        intro=f"""
 The discriminator is fixed (4 layers, hidden 256); the generator has the same depth and
 1/8, 1/4, 1/2 or 1× the hidden size (heads and FFN scaled with it, `model.generator_size`). Every
 run trains {study.plan["electra_steps"]} steps (equal steps, as in the paper's Figure 3; a larger
-generator costs more per step).
-
-## Result (GLUE dev, median over seeds)
-
-{study.table(results, first="generator size")}
-
-Best average: generator {best} ({averages[best]:.1f}). The paper found 1/4–1/2 best.
-{study.versus(results, "1/4", "1")}
-
-Every seed (in order 1, 2, ...):
-
-{study.seeds_table(results)}
-
-![score vs generator size](scores.png)
-
-Pretraining curves (logged metrics: `results/pretrain-*.csv`):
-
-![pretraining curves](pretraining.png)
-
-{study.notes()}
-"""
-    (out / "README.md").write_text(readme)
-    print(readme)
+generator costs more per step). The paper found 1/4–1/2 best.
+""",
+        findings=[
+            f"Best average: generator {best} ({averages[best]:.1f}).",
+            study.versus(results, "1/4", "1/8"),
+            study.versus(results, "1/4", "1"),
+        ],
+        first="generator size",
+        xlabel="generator size / discriminator size",
+    )
 
 
 if __name__ == "__main__":
