@@ -58,6 +58,7 @@ class Row:
     overrides: list[str] = field(default_factory=list)  # --model.* / --data.* for pretraining
     steps_key: str = "electra_steps"  # which step count of the plan it trains for
     steps_factor: int = 1  # a multiple of that budget (a longer run)
+    finetune: bool = True  # False: a pretraining-only row (in the pretraining table, not GLUE's)
 
 
 def parser(doc: str, default_budget: float) -> argparse.ArgumentParser:
@@ -300,7 +301,8 @@ class Study:
                 steps = self.plan[row.steps_key] * row.steps_factor
                 ckpt = self.pretrain(row.run, steps, row.overrides)
                 init = self.export(row.run, ckpt)
-            self.finetune(row, init)
+            if row.finetune:
+                self.finetune(row, init)
         log(f"done: {row.label}")
 
     def run(self, rows: list[Row]) -> dict[str, list[dict]]:
@@ -312,7 +314,7 @@ class Study:
             for future in [pool.submit(self.run_row, row) for row in rows]:
                 future.result()
         self.keep_source_data(rows)
-        return {row.label: self.results(row) for row in rows}
+        return {row.label: self.results(row) for row in rows if row.finetune}
 
     def keep_source_data(self, rows: list[Row]) -> None:
         """Copy what the tables and plots are made of beside the README (runs/ is not committed):
@@ -322,7 +324,8 @@ class Study:
         shutil.copy(self.root / "plan.json", target / "plan.json")
         for row in rows:
             name = row.run or "random"
-            shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
+            if row.finetune:
+                shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
             if row.run:
                 metrics = self.metrics_dir(row.run) / "metrics.csv"
                 shutil.copy(metrics, target / f"pretrain-{name}.csv")
