@@ -326,6 +326,7 @@ class Study:
             name = row.run or "random"
             if row.finetune:
                 shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
+            shutil.copy(self.root / "probe" / f"{name}.json", target / f"probe-{name}.json")
             if row.run:
                 metrics = self.metrics_dir(row.run) / "metrics.csv"
                 shutil.copy(metrics, target / f"pretrain-{name}.csv")
@@ -333,6 +334,92 @@ class Study:
     def results(self, row: Row) -> list[dict]:
         store = self.glue_dir(row) / "results.jsonl"
         return [json.loads(line) for line in store.read_text().splitlines()]
+
+    # -- linear probe -------------------------------------------------------------------------
+    def init_dir(self, row: Row) -> Path:
+        if row.run is None:
+            return self.root / "random" / "discriminator"
+        return self.root / "pretrain" / row.run / "export" / "discriminator"
+
+    def probe(self, row: Row) -> dict[str, float]:
+        """Linear probe of the frozen encoder, cached in ROOT/probe/NAME.json: logistic regression
+        on mean-pooled last-layer features of the same training examples the fine-tuning sees,
+        scored on dev with each task's headline metric. Deterministic (no seeds); it measures
+        the representation where fine-tuning this briefly may only find the majority class."""
+        store = self.root / "probe" / f"{row.run or 'random'}.json"
+        if store.exists():
+            return json.loads(store.read_text())
+        import torch
+        from torchmetrics.functional.classification import (
+            binary_accuracy,
+            binary_f1_score,
+            binary_matthews_corrcoef,
+        )
+        from transformers import AutoModel, AutoTokenizer
+
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.finetune import TASK_METRICS
+        from electra_lightning.glue import read_examples, task_spec
+
+        metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
+        limit = 64 if self.quick else 2000
+        init = self.init_dir(row)
+        tokenizer = AutoTokenizer.from_pretrained(init)
+        encoder = AutoModel.from_pretrained(init).eval()
+
+        @torch.no_grad()
+        def features(examples) -> torch.Tensor:
+            out = []
+            for i in range(0, len(examples), 64):
+                batch = examples[i : i + 64]
+                pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
+                enc = tokenizer(
+                    [e.text for e in batch],
+                    pairs,
+                    padding=True,
+                    truncation=True,
+                    max_length=128,
+                    return_tensors="pt",
+                )
+                hidden = encoder(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                out.append((hidden * mask).sum(1) / mask.sum(1))
+            return torch.cat(out)
+
+        scores = {}
+        for task in self.tasks:
+            spec = task_spec(task)
+            folder = SHARED / "glue" / spec.name
+            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
+            train = read_examples(str(folder / "train.tsv"), *args)[:limit]
+            dev = read_examples(str(folder / spec.dev), *args)
+            x, x_dev = features(train), features(dev)
+            mean, std = x.mean(0), x.std(0) + 1e-6
+            x, x_dev = (x - mean) / std, (x_dev - mean) / std
+            y = torch.tensor([e.label for e in train], dtype=torch.float32)
+            y_dev = torch.tensor([e.label for e in dev])
+            predicted = logistic_regression(x, y, x_dev)
+            name = TASK_METRICS[task][0]
+            scores[task] = 100 * float(metrics[name](predicted, y_dev))
+        store.parent.mkdir(exist_ok=True)
+        store.write_text(json.dumps(scores) + "\n")
+        return scores
+
+    def probe_table(self, rows: list[Row]) -> str:
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.finetune import TASK_METRICS
+
+        head = " | ".join(f"{t} ({TASK_METRICS[t][0]})" for t in self.tasks)
+        lines = [f"| row | {head} | average |", "|---" * (len(self.tasks) + 2) + "|"]
+        for row in rows:
+            scores = self.probe(row)
+            values = [scores[t] for t in self.tasks]
+            lines.append(
+                f"| {row.label} | "
+                + " | ".join(f"{v:.1f}" for v in values)
+                + f" | {statistics.mean(values):.1f} |"
+            )
+        return "\n".join(lines)
 
     # -- report -------------------------------------------------------------------------------
     def scores(self, results: list[dict]) -> dict[str, list[float]]:
@@ -510,6 +597,14 @@ Every seed (in order 1, 2, ...):
 
 ![scores: every seed and the median](scores.png)
 
+## Linear probe (frozen encoder)
+
+Logistic regression on the mean-pooled last layer, trained on the same training examples and
+scored on GLUE dev with the same metrics; deterministic. It reads the representation directly,
+where fine-tuning this briefly can end at the majority class:
+
+{self.probe_table(rows)}
+
 ## Pretraining
 
 Last validation of each run (wikitext-2 test, replacements drawn with a fixed seed; `disc_*` is
@@ -553,6 +648,26 @@ Curves (`python -m electra_lightning compare` over the logged metrics, `results/
   {self.seeds} seeds; every seed is in the seeds table and in `results/` (copied from `runs/`)
 {"- **Quick smoke run: the numbers mean nothing.**" if self.quick else ""}
 """
+
+
+def logistic_regression(x, y, x_dev):
+    """Fit a lightly L2-regularised logistic regression (full-batch L-BFGS); predict x_dev."""
+    import torch
+
+    weight = torch.zeros(x.shape[1], requires_grad=True)
+    bias = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y)
+        loss = loss + 1e-2 * weight.pow(2).sum() / len(y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return (x_dev @ weight + bias > 0).long()
 
 
 def _torch_version() -> str:
