@@ -455,7 +455,80 @@ class Study:
                 + " | ".join(f"{m:.1f}" for m in medians)
                 + f" | {statistics.mean(medians):.1f} |"
             )
+        majority = self.majority()
+        values = [majority[t] for t in self.tasks]
+        lines.append(
+            "| *majority class (reference)* | "
+            + " | ".join(f"*{v:.1f}*" for v in values)
+            + f" | *{statistics.mean(values):.1f}* |"
+        )
         return "\n".join(lines)
+
+    def constant_scores(self) -> dict[str, dict[int, float]]:
+        """Each task's dev score when always answering one label, per label (a classifier that
+        learned nothing lands on one of these). Scored with the same torchmetrics functions as the
+        fine-tuning, so e.g. CoLA's constant predictor reads MCC 2.6, not the 0 of sklearn."""
+        import torch
+
+        sys.path.insert(0, str(REPO))
+        from torchmetrics.functional.classification import (
+            binary_accuracy,
+            binary_f1_score,
+            binary_matthews_corrcoef,
+        )
+
+        from electra_lightning.finetune import TASK_METRICS
+        from electra_lightning.glue import read_examples, task_spec
+
+        metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
+        scores = {}
+        for task in self.tasks:
+            spec = task_spec(task)
+            folder = SHARED / "glue" / spec.name
+            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
+            target = torch.tensor([e.label for e in read_examples(str(folder / spec.dev), *args)])
+            metric = metrics[TASK_METRICS[task][0]]
+            scores[task] = {
+                label: 100 * float(metric(torch.full_like(target, label), target))
+                for label in (0, 1)
+            }
+        return scores
+
+    def majority(self) -> dict[str, float]:
+        """The constant-label score of the most frequent label among the training examples."""
+        import collections
+
+        sys.path.insert(0, str(REPO))
+        from electra_lightning.glue import read_examples, task_spec
+
+        constant = self.constant_scores()
+        limit = 64 if self.quick else 2000
+        scores = {}
+        for task in self.tasks:
+            spec = task_spec(task)
+            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
+            path = SHARED / "glue" / spec.name / "train.tsv"
+            counts = collections.Counter(e.label for e in read_examples(str(path), *args)[:limit])
+            scores[task] = constant[task][counts.most_common(1)[0][0]]
+        return scores
+
+    def at_majority(self, all_results: dict[str, list[dict]]) -> str:
+        """A sentence naming the rows whose fine-tuning learned nothing measurable."""
+        constant = self.constant_scores()
+        floor = [
+            label
+            for label, results in all_results.items()
+            if all(
+                min(abs(statistics.median(v) - c) for c in constant[t].values()) < 0.5
+                for t, v in self.scores(results).items()
+            )
+        ]
+        if not floor:
+            return "Every row is off the constant-prediction floor on at least one task."
+        return (
+            f"At the constant-prediction floor on every task (median within 0.5 of always "
+            f"answering one label): {', '.join(floor)} — fine-tuning learned no more than a prior."
+        )
 
     def seeds_table(self, all_results: dict[str, list[dict]]) -> str:
         """Every seed's score, so no reader has to trust the medians."""
@@ -587,7 +660,7 @@ class Study:
         out = self.report_dir()
         self.curves(rows, out / "pretraining.png")
         self.plot_scores(results, out / "scores.png", xlabel=xlabel)
-        findings_text = "\n".join(f"- {line}" for line in findings)
+        findings_text = "\n".join(f"- {line}" for line in [*findings, self.at_majority(results)])
         readme = f"""{self.header(title)}
 {intro.strip()}
 
