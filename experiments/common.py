@@ -328,6 +328,7 @@ class Study:
             name = row.run or "random"
             if row.finetune:
                 shutil.copy(self.glue_dir(row) / "results.jsonl", target / f"glue-{name}.jsonl")
+            self.probe(row)  # computed (and cached) here if not yet
             shutil.copy(self.root / "probe" / f"{name}.json", target / f"probe-{name}.json")
             if row.run:
                 metrics = self.metrics_dir(row.run) / "metrics.csv"
