@@ -30,7 +30,8 @@ def main() -> None:
     study = Study("generator_size", args)
     results = study.run(ROWS)
     averages = {label: study.average(r) for label, r in results.items()}
-    best = max(averages, key=averages.get)
+    top = max(averages.values())
+    best = [label for label, value in averages.items() if value > top - 0.05]
     study.report(
         ROWS,
         results,
@@ -42,7 +43,9 @@ run trains {study.plan["electra_steps"]} steps (equal steps, as in the paper's F
 generator costs more per step). The paper found 1/4–1/2 best.
 """,
         findings=[
-            f"Best average: generator {best} ({averages[best]:.1f}).",
+            f"Best average: generator {', '.join(best)} ({top:.1f})"
+            + (" — a tie, no size is better" if len(best) > 1 else "")
+            + ".",
             study.versus(results, "1/4", "1/8"),
             study.versus(results, "1/4", "1"),
         ],
