@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from pathlib import Path
 EXPERIMENTS = Path(__file__).resolve().parent
 REPO = EXPERIMENTS.parent
 SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))  # electra_lightning, for the stages run in this process
 RECIPE = EXPERIMENTS / "pretrain.yaml"
 TASKS = ["sst2", "cola", "mrpc", "rte"]
 # the linear probe reads single-sentence tasks: a mean-pooled pair is no fair readout for MRPC/RTE
@@ -108,6 +110,7 @@ class Study:
         self.finetune_args = FINETUNE_QUICK if self.quick else FINETUNE
         self.tokenizer = self.root / "tokenizer"
         self.plan = {}
+        self.train_limit = 64 if self.quick else 2000  # = --data.limit_train_examples below
 
     # -- stages -------------------------------------------------------------------------------
     def cli(self, *args: str, log_file: Path | None = None) -> None:
@@ -190,7 +193,6 @@ class Study:
 
     def flops_ratio(self) -> float:
         """Training FLOPs per token of the ELECTRA step over the MLM step (same encoder)."""
-        sys.path.insert(0, str(REPO))
         from electra_lightning.data import load_tokenizer_info
         from electra_lightning.model import build_electra_pair, training_flops_per_token
 
@@ -227,7 +229,6 @@ class Study:
             f"--trainer.callbacks.init_args.every_n_train_steps={every}",
         ]
         if ckpt.exists():
-            sys.path.insert(0, str(REPO))
             from electra_lightning.checkpoint import load_checkpoint
 
             if load_checkpoint(str(ckpt))["global_step"] >= steps:
@@ -249,7 +250,6 @@ class Study:
             return target
         import torch
 
-        sys.path.insert(0, str(REPO))
         from electra_lightning.data import load_tokenizer_info, read_tokenizer_files
         from electra_lightning.export import write_tokenizer
         from electra_lightning.module import ElectraPretraining
@@ -355,19 +355,8 @@ class Study:
         if all(t in scores for t in tasks):
             return scores
         import torch
-        from torchmetrics.functional.classification import (
-            binary_accuracy,
-            binary_f1_score,
-            binary_matthews_corrcoef,
-        )
         from transformers import AutoModel, AutoTokenizer
 
-        sys.path.insert(0, str(REPO))
-        from electra_lightning.finetune import TASK_METRICS
-        from electra_lightning.glue import read_examples, task_spec
-
-        metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
-        limit = 64 if self.quick else 2000
         init = self.init_dir(row)
         tokenizer = AutoTokenizer.from_pretrained(init)
         encoder = AutoModel.from_pretrained(init).eval()
@@ -394,25 +383,19 @@ class Study:
         for task in tasks:
             if task in scores:
                 continue
-            spec = task_spec(task)
-            folder = SHARED / "glue" / spec.name
-            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
-            train = read_examples(str(folder / "train.tsv"), *args)[:limit]
-            dev = read_examples(str(folder / spec.dev), *args)
+            train, dev = glue_split(task, "train", self.train_limit), glue_split(task, "dev")
             x, x_dev = features(train), features(dev)
             mean, std = x.mean(0), x.std(0) + 1e-6
             x, x_dev = (x - mean) / std, (x_dev - mean) / std
             y = torch.tensor([e.label for e in train], dtype=torch.float32)
             y_dev = torch.tensor([e.label for e in dev])
             predicted = logistic_regression(x, y, x_dev)
-            name = TASK_METRICS[task][0]
-            scores[task] = 100 * float(metrics[name](predicted, y_dev))
+            scores[task] = 100 * float(headline_metric(task)(predicted, y_dev))
         store.parent.mkdir(exist_ok=True)
         store.write_text(json.dumps(scores) + "\n")
         return scores
 
     def probe_table(self, rows: list[Row]) -> str:
-        sys.path.insert(0, str(REPO))
         from electra_lightning.finetune import TASK_METRICS
 
         tasks = [t for t in PROBE_TASKS if t in self.tasks]
@@ -431,7 +414,6 @@ class Study:
     # -- report -------------------------------------------------------------------------------
     def scores(self, results: list[dict]) -> dict[str, list[float]]:
         """Per task: the main metric of every seed, in percent (plus each seed's task average)."""
-        sys.path.insert(0, str(REPO))
         from electra_lightning.finetune import TASK_METRICS
 
         return {
@@ -444,7 +426,6 @@ class Study:
         }
 
     def table(self, all_results: dict[str, list[dict]], first: str = "pretraining") -> str:
-        sys.path.insert(0, str(REPO))
         from electra_lightning.finetune import TASK_METRICS
 
         head = " | ".join(f"{t} ({TASK_METRICS[t][0]})" for t in self.tasks)
@@ -465,30 +446,17 @@ class Study:
         )
         return "\n".join(lines)
 
+    @functools.cached_property
     def constant_scores(self) -> dict[str, dict[int, float]]:
         """Each task's dev score when always answering one label, per label (a classifier that
         learned nothing lands on one of these). Scored with the same torchmetrics functions as the
         fine-tuning, so e.g. CoLA's constant predictor reads MCC 2.6, not the 0 of sklearn."""
         import torch
 
-        sys.path.insert(0, str(REPO))
-        from torchmetrics.functional.classification import (
-            binary_accuracy,
-            binary_f1_score,
-            binary_matthews_corrcoef,
-        )
-
-        from electra_lightning.finetune import TASK_METRICS
-        from electra_lightning.glue import read_examples, task_spec
-
-        metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
         scores = {}
         for task in self.tasks:
-            spec = task_spec(task)
-            folder = SHARED / "glue" / spec.name
-            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
-            target = torch.tensor([e.label for e in read_examples(str(folder / spec.dev), *args)])
-            metric = metrics[TASK_METRICS[task][0]]
+            target = torch.tensor([e.label for e in glue_split(task, "dev")])
+            metric = headline_metric(task)
             scores[task] = {
                 label: 100 * float(metric(torch.full_like(target, label), target))
                 for label in (0, 1)
@@ -499,23 +467,16 @@ class Study:
         """The constant-label score of the most frequent label among the training examples."""
         import collections
 
-        sys.path.insert(0, str(REPO))
-        from electra_lightning.glue import read_examples, task_spec
-
-        constant = self.constant_scores()
-        limit = 64 if self.quick else 2000
         scores = {}
         for task in self.tasks:
-            spec = task_spec(task)
-            args = (spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
-            path = SHARED / "glue" / spec.name / "train.tsv"
-            counts = collections.Counter(e.label for e in read_examples(str(path), *args)[:limit])
-            scores[task] = constant[task][counts.most_common(1)[0][0]]
+            train = glue_split(task, "train", self.train_limit)
+            label = collections.Counter(e.label for e in train).most_common(1)[0][0]
+            scores[task] = self.constant_scores[task][label]
         return scores
 
     def at_majority(self, all_results: dict[str, list[dict]]) -> str:
         """A sentence naming the rows whose fine-tuning learned nothing measurable."""
-        constant = self.constant_scores()
+        constant = self.constant_scores
         floor = [
             label
             for label, results in all_results.items()
@@ -728,6 +689,32 @@ Curves (`python -m electra_lightning compare` over the logged metrics, `results/
   {self.seeds} seeds; every seed is in the seeds table and in `results/` (copied from `runs/`)
 {"- **Quick smoke run: the numbers mean nothing.**" if self.quick else ""}
 """
+
+
+def glue_split(task: str, split: str, limit: int = 0) -> list:
+    """A GLUE task's train or dev examples from ../shared/data/glue (the first `limit` if set)."""
+    from electra_lightning.glue import read_examples, task_spec
+
+    spec = task_spec(task)
+    path = SHARED / "glue" / spec.name / ("train.tsv" if split == "train" else spec.dev)
+    examples = read_examples(
+        str(path), spec.text, spec.text_pair, spec.label, spec.labels, spec.header
+    )
+    return examples[:limit] if limit else examples
+
+
+def headline_metric(task: str):
+    """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
+    from torchmetrics.functional.classification import (
+        binary_accuracy,
+        binary_f1_score,
+        binary_matthews_corrcoef,
+    )
+
+    from electra_lightning.finetune import TASK_METRICS
+
+    metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
+    return metrics[TASK_METRICS[task][0]]
 
 
 def logistic_regression(x, y, x_dev):
