@@ -1,8 +1,11 @@
-"""Training callbacks: throughput in tokens/s (logged and shown in the progress bar), and a
-``last.ckpt`` that always holds the final step."""
+"""Training callbacks: throughput in tokens/s (logged and shown in the progress bar), a
+``last.ckpt`` that always holds the final step, and a graceful stop on SIGTERM/SIGUSR1/SIGINT."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import lightning as L
@@ -99,16 +102,122 @@ class LastCheckpoint(ModelCheckpoint):
 
     Lightning saves ``every_n_train_steps`` only, so with ``max_steps`` not a multiple of it the
     last steps were missing from ``last.ckpt`` — and from ``export`` and ``--ckpt_path last``.
-    Defaults: ``save_last=True``, ``save_top_k=0``, no version counter (always ``last.ckpt``).
+    Defaults: ``save_last=True``, ``save_top_k=0``; never a version counter (always ``last.ckpt``,
+    so a repeated run replaces it instead of writing ``last-v1.ckpt``).
     """
 
     def __init__(self, **kwargs):
         kwargs.setdefault("save_last", True)
         kwargs.setdefault("save_top_k", 0)
-        kwargs.setdefault("enable_version_counter", False)
+        # always last.ckpt: a repeated run overwrites it (LightningCLI passes ModelCheckpoint's
+        # default True explicitly, so this is not a setdefault)
+        kwargs["enable_version_counter"] = False
         super().__init__(**kwargs)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+# What each stop signal means, and the exit code (128 + signal number, the shell convention).
+STOP_SIGNALS = {
+    signal.SIGTERM: "SIGTERM",  # SLURM/Kubernetes/`timeout` preemption: 143
+    signal.SIGUSR1: "SIGUSR1",  # SLURM's warning before the time limit (--signal=USR1@120): 138
+    signal.SIGINT: "SIGINT",  # Ctrl-C: 130
+}
+
+
+class TrainingStopped(Exception):
+    """Raised after a stop signal once the checkpoint is written; the CLI exits ``128 + signum``."""
+
+    def __init__(self, signum: int, path: str, step: int):
+        self.signum, self.path, self.step = signum, path, step
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"stopped by {STOP_SIGNALS.get(signum, signum)} at step {step}; saved {path}. "
+            "Resume with the same command plus --ckpt_path last"
+        )
+
+
+def save_rescue_checkpoint(trainer: L.Trainer) -> str:
+    """Save ``rescue-step=N.ckpt`` (the weights of the last finite step) next to the other
+    checkpoints, for a run that is about to stop on a non-finite loss."""
+    callback = trainer.checkpoint_callback
+    directory = getattr(callback, "dirpath", None) or trainer.default_root_dir
+    path = os.path.join(directory, f"rescue-step={trainer.global_step}.ckpt")
+    trainer.save_checkpoint(path)  # the optimizer has not stepped on the bad loss
+    return path
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: stop signals are the main process's to handle.
+
+    The worker leaves the job's process group, so Ctrl-C and ``kill -TERM -PGID`` reach only the
+    main process, which finishes the step, saves and shuts the workers down itself. SIGINT and
+    SIGUSR1 are ignored; a SIGTERM sent to the worker directly (the DataLoader's own shutdown, or a
+    cluster signalling every process) ends it quietly, without a traceback.
+    """
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # not permitted here (e.g. a session leader): signals still handled below
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
+class GracefulStop(L.Callback):
+    """Save ``last.ckpt`` at the current step and stop when the job is told to stop.
+
+    SIGTERM, SIGUSR1 and SIGINT only set a flag; at the end of the current training step every
+    rank agrees to stop (one boolean all-reduce per step with several ranks), the checkpoint is
+    written through the normal atomic path (model, optimizer, loop counters, RNG states, data
+    position), and :class:`TrainingStopped` ends the run with exit code ``128 + signal``. A second
+    SIGINT while stopping interrupts at once. Lightning's own SIGTERM handling (a
+    ``SIGTERMException`` that exits 0 without saving) is replaced while training runs; Lightning
+    restores the previous handlers at teardown.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after Lightning registered its handlers (Trainer._run), so ours take their place
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        if self.received is None:
+            self.received = signum
+            print(
+                f"received {STOP_SIGNALS.get(signum, signum)}: saving a checkpoint after this "
+                "step, then stopping",
+                flush=True,
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        signum = self.received if self.received is not None else int(signal.SIGTERM)
+        path = last_checkpoint_path(trainer)
+        trainer.save_checkpoint(path)
+        raise TrainingStopped(signum, path, trainer.global_step)
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> str:
+    """Where ``--ckpt_path last`` looks: ``last.ckpt`` in the directory of the checkpoint callback
+    that keeps one (else the first checkpoint callback, else ``default_root_dir/checkpoints``)."""
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    keeper = next((c for c in callbacks if c.save_last), callbacks[0] if callbacks else None)
+    directory = getattr(keeper, "dirpath", None) or os.path.join(
+        trainer.default_root_dir, "checkpoints"
+    )
+    return os.path.join(directory, ModelCheckpoint.CHECKPOINT_NAME_LAST + ".ckpt")

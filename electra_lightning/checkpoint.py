@@ -1,26 +1,50 @@
-"""Checkpoint files: atomic writes, safe (``weights_only``) loads, clear errors."""
+"""Checkpoint files: atomic writes, safe (``weights_only``) loads, clear errors, and the tokenizer
+files a checkpoint carries (checked against an allow-list before anything is written)."""
 
 from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+TOKENIZER_CHECKPOINT_KEY = "electra_tokenizer_files"  # the tokenizer travels inside checkpoints
+# The only names a checkpoint's tokenizer files may have: plain file names, no directories.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+)
+CheckpointKind = Literal["pretraining", "finetuning"]
+
 
 def load_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
-    """``torch.load(path, weights_only=True)``: refuses pickles that would run code.
+    """``torch.load(path, weights_only=True)`` of a checkpoint written by this project.
 
-    Raises a one-line ``ValueError`` naming the file for a missing, truncated, corrupt or unsafe
-    checkpoint.
+    Refuses pickles that would run code. Raises a one-line ``ValueError`` naming the file for a
+    missing, truncated, corrupt or unsafe file, a directory, and a file that holds something other
+    than a Lightning checkpoint (a bare tensor, another program's dict).
     """
     path = str(path)
+    if os.path.isdir(path):
+        sharded = os.path.isfile(os.path.join(path, ".metadata"))
+        raise ValueError(
+            f"{field}: '{path}' is a directory, not a checkpoint file; "
+            + (
+                "it is a sharded FSDP2 checkpoint: resume it with --config "
+                "configs/trainer/fsdp2.yaml, or export it"
+                if sharded
+                else "give the .ckpt file in it (e.g. last.ckpt)"
+            )
+        )
     if not os.path.isfile(path):
         raise ValueError(f"{field}: checkpoint '{path}' does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err) or "Unsupported global" in str(err):
             raise ValueError(
@@ -37,6 +61,88 @@ def load_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
         raise ValueError(
             f"{field}: checkpoint '{path}' is truncated or corrupt ({first}); use an earlier one"
         ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        what = (
+            f"a dict with keys {', '.join(map(str, list(checkpoint)[:5]))}"
+            if isinstance(checkpoint, dict)
+            else f"a {type(checkpoint).__name__}"
+        )
+        raise ValueError(
+            f"{field}: '{path}' is not a checkpoint written by electra_lightning fit (it holds "
+            f"{what}); give a .ckpt from a run's checkpoint directory"
+        )
+    return checkpoint
+
+
+def checkpoint_kind(checkpoint: dict) -> CheckpointKind | None:
+    """``pretraining`` (ElectraPretraining), ``finetuning`` (ElectraClassifier) or None."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "electra_config" in hparams:
+        return "finetuning"
+    if "hidden_size" in hparams and "generator_size" in hparams:
+        return "pretraining"
+    return None
+
+
+def require_kind(checkpoint: dict, kind: CheckpointKind, path: str, field: str) -> None:
+    """One line, with what to do instead, when ``checkpoint`` is not of ``kind``."""
+    found = checkpoint_kind(checkpoint)
+    if found == kind:
+        return
+    if found == "pretraining":
+        raise ValueError(
+            f"{field}: '{path}' is a pretraining checkpoint, not a fine-tuning one; to fine-tune "
+            "from it pass it as --model.init_from (or `export` it first)"
+        )
+    if found == "finetuning":
+        raise ValueError(
+            f"{field}: '{path}' is a fine-tuning checkpoint; resume it with its fine-tuning "
+            "config (configs/finetune/TASK.yaml), or `export` it for predict"
+        )
+    raise ValueError(f"{field}: '{path}' is not a checkpoint of this project's models")
+
+
+def read_tokenizer_files(directory: str) -> dict[str, str]:
+    """The tokenizer files of a directory (which may also hold a model), by name."""
+    files = {}
+    for name in TOKENIZER_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                files[name] = f.read()
+    return files
+
+
+def tokenizer_files_of(checkpoint: dict, path: str) -> dict[str, str]:
+    """The tokenizer files stored in ``checkpoint`` ({} if none), checked before any is written.
+
+    A checkpoint is untrusted input: a file name that is not one of ``TOKENIZER_FILES`` (an
+    absolute path, ``..``, a separator, an unknown name) or content that is not text is refused
+    with one line naming the checkpoint, so nothing can land outside the output directory.
+    """
+    files = checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}
+    if not isinstance(files, dict):
+        raise ValueError(f"checkpoint '{path}': its tokenizer entry is not a dict of files")
+    for name, text in files.items():
+        if not isinstance(name, str) or name not in TOKENIZER_FILES:
+            raise ValueError(
+                f"checkpoint '{path}': refused tokenizer file name {name!r} (allowed: "
+                f"{', '.join(TOKENIZER_FILES)}); the checkpoint was altered or is not ours"
+            )
+        if not isinstance(text, str):
+            raise ValueError(f"checkpoint '{path}': tokenizer file {name!r} is not text")
+    return dict(files)
+
+
+def write_tokenizer(files: dict[str, str], output_dir: str) -> None:
+    """Write tokenizer files (names from ``TOKENIZER_FILES`` only) into ``output_dir``."""
+    bad = [name for name in files if name not in TOKENIZER_FILES]
+    if bad:  # callers pass tokenizer_files_of(...); this is the last line of defence
+        raise ValueError(f"refused to write tokenizer files named {bad!r}")
+    os.makedirs(output_dir, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(output_dir, name), "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def from_all_ranks(obj: Any) -> list:
@@ -69,11 +175,14 @@ def atomic_save(obj: Any, path: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
+        # torch's zip writer reports ENOSPC as a RuntimeError ("PytorchStreamWriter failed
+        # writing file ..."), not an OSError
         if os.path.exists(tmp):
             os.remove(tmp)
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1][:200]
         raise ValueError(
-            f"cannot write checkpoint '{path}' ({err.strerror or err}); free disk space or point "
+            f"cannot write checkpoint '{path}' ({reason}); free disk space or point "
             "the checkpoint directory elsewhere — earlier checkpoints are untouched"
         ) from None
 

@@ -7,7 +7,7 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from electra_lightning.callbacks import TokenThroughput
+from electra_lightning.callbacks import GracefulStop, TokenThroughput, TrainingStopped
 from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.compare import flatten
 from electra_lightning.data import ElectraDataModule
@@ -127,7 +127,7 @@ def run_finetune_cli(args: list[str] | None, run: bool = True) -> FinetuneCLI:
         run=run,
         save_config_callback=ConfigToLogger,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"plugins": [SafeCheckpointIO()]},
+        trainer_defaults={"plugins": [SafeCheckpointIO()], "callbacks": [GracefulStop()]},
     )
 
 
@@ -139,7 +139,11 @@ def run_lightning_cli(args: list[str] | None) -> None:
         args=args,
         save_config_callback=ConfigToLogger,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"max_steps": 1000, "plugins": [SafeCheckpointIO()]},
+        trainer_defaults={
+            "max_steps": 1000,
+            "plugins": [SafeCheckpointIO()],
+            "callbacks": [GracefulStop()],
+        },
     )
 
 
@@ -175,12 +179,24 @@ def main(argv: list[str] | None = None) -> int:
             run_finetune_cli(None if from_shell else argv)
         else:
             run_lightning_cli(None if from_shell else argv)
+    except TrainingStopped as stop:
+        # a cluster's SIGTERM/SIGUSR1 or Ctrl-C: a normal event, the state is saved
+        if _is_rank_zero():
+            print(str(stop), file=sys.stderr)
+        return stop.exit_code
     except (ValueError, FileNotFoundError) as err:
         # User errors: one line naming the field or file, no traceback. An error raised in a
         # DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
         message = str(err).strip()
         if "Original Traceback" in message:
             message = message.splitlines()[-1].split(": ", 1)[-1]
-        print(f"error: {message}", file=sys.stderr)
+        if _is_rank_zero():  # every rank meets the same bad input; say it once
+            print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _is_rank_zero() -> bool:
+    """The process the user started on this node (Lightning starts the other ranks with
+    ``LOCAL_RANK`` set); their copy of the same error is not printed again."""
+    return os.environ.get("LOCAL_RANK", "0") == "0"

@@ -16,17 +16,20 @@ import glob
 import json
 import os
 import random
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from electra_lightning.checkpoint import from_all_ranks
+from electra_lightning.callbacks import ignore_stop_signals
+from electra_lightning.checkpoint import from_all_ranks, read_tokenizer_files
 from electra_lightning.masking import MaskingConfig, mask_tokens
 
 TEXT_SUFFIXES = (".txt", ".text", ".raw")
@@ -38,7 +41,6 @@ MAX_LINE_CHARS = 1 << 20  # a longer line is read (and tokenized) in pieces of t
 MAX_DOC_SENTENCES = 256  # a longer document is cut, so one huge file still spreads over shards
 MAX_DOC_CHARS = 4 * MAX_LINE_CHARS  # ... and so is a document this large (bounded memory)
 TOKENIZE_CHUNK_DOCS = 64
-TOKENIZER_CHECKPOINT_KEY = "electra_tokenizer_files"  # the tokenizer travels inside checkpoints
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
 DATA_STATE_VERSION = 1
 
@@ -148,11 +150,37 @@ def _read_text_documents(path: str) -> Iterator[list[str]]:
         )
 
 
-def _split_record(text: object, where: str, text_field: str) -> list[str]:
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that could not be read, in ``data.on_bad_record: skip`` mode: it takes a
+    document's place in the stream (so shards and resume positions are unchanged) and is counted
+    instead of trained on."""
+
+    where: str  # file:line or file:row N
+    reason: str
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be read (``data.on_bad_record: error``)."""
+
+
+def _bad(where: str, reason: str, on_bad_record: str) -> BadRecord:
+    if on_bad_record != "skip":
+        raise BadRecordError(
+            f"{where}: {reason}; fix or remove it, or set data.on_bad_record=skip to skip such "
+            "records"
+        )
+    return BadRecord(where, reason)
+
+
+def _split_record(text: object, where: str, text_field: str, on_bad_record: str):
+    """Sentences of one record's text, or a :class:`BadRecord` when it has none."""
     if not isinstance(text, str):
-        raise ValueError(
-            f"{where}: field '{text_field}' is missing or not a string "
-            f"(set data.text_field to the column that holds the text)"
+        return _bad(
+            where,
+            f"field '{text_field}' is missing or not a string (set data.text_field to the "
+            "column that holds the text)",
+            on_bad_record,
         )
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -162,24 +190,44 @@ def _chunk_sentences(sentences: list[str]) -> Iterator[list[str]]:
         yield sentences[start : start + MAX_DOC_SENTENCES]
 
 
-def _read_jsonl_documents(path: str, text_field: str) -> Iterator[list[str]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path}:{lineno}: broken JSON line ({err.msg}); fix or remove it"
-                ) from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-            sentences = _split_record(record.get(text_field), f"{path}:{lineno}", text_field)
+def _records(items: Iterator, where, text_field: str, on_bad_record: str):
+    """Documents of a stream of (position, record) items; bad records as :class:`BadRecord`."""
+    for position, record in items:
+        if isinstance(record, BadRecord):
+            yield record
+            continue
+        text = record.get(text_field) if isinstance(record, dict) else record
+        sentences = _split_record(text, where(position), text_field, on_bad_record)
+        if isinstance(sentences, BadRecord):
+            yield sentences
+        else:
             yield from _chunk_sentences(sentences)
 
 
-def _read_parquet_documents(path: str, text_field: str) -> Iterator[list[str]]:
+def _read_jsonl_documents(
+    path: str, text_field: str, on_bad_record: str = "error"
+) -> Iterator[list[str] | BadRecord]:
+    def records():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    where = f"{path}:{lineno}"
+                    yield lineno, _bad(where, f"broken JSON line ({err.msg})", on_bad_record)
+                    continue
+                if not isinstance(record, dict):
+                    record = _bad(f"{path}:{lineno}", "not a JSON object", on_bad_record)
+                yield lineno, record
+
+    return _records(records(), lambda lineno: f"{path}:{lineno}", text_field, on_bad_record)
+
+
+def _read_parquet_documents(
+    path: str, text_field: str, on_bad_record: str = "error"
+) -> Iterator[list[str] | BadRecord]:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
@@ -188,12 +236,20 @@ def _read_parquet_documents(path: str, text_field: str) -> Iterator[list[str]]:
             f"{path}: parquet file has no column '{text_field}' (columns: "
             f"{', '.join(parquet.schema_arrow.names)}); set data.text_field"
         )
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
-        for text in batch.column(0).to_pylist():
-            yield from _chunk_sentences(_split_record(text, path, text_field))
+
+    def records():
+        row = 0
+        for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
+            for text in batch.column(0).to_pylist():
+                yield row, text
+                row += 1
+
+    yield from _records(records(), lambda row: f"{path}:row {row}", text_field, on_bad_record)
 
 
-def _read_hub_documents(spec: str, text_field: str) -> Iterator[list[str]]:
+def _read_hub_documents(
+    spec: str, text_field: str, on_bad_record: str = "error"
+) -> Iterator[list[str] | BadRecord]:
     """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network)."""
     from datasets import load_dataset
 
@@ -201,18 +257,26 @@ def _read_hub_documents(spec: str, text_field: str) -> Iterator[list[str]]:
     name, _, split = name.partition("@")
     name, _, config = name.partition(":")
     stream = load_dataset(name, config or None, split=split or "train", streaming=True)
-    for record in stream:
-        yield from _chunk_sentences(_split_record(record.get(text_field), spec, text_field))
+    yield from _records(
+        enumerate(stream), lambda i: f"{spec}:record {i}", text_field, on_bad_record
+    )
 
 
-def read_documents(source: str, text_field: str = "text") -> Iterator[list[str]]:
-    """Documents (lists of sentences) of one source, in order."""
+def read_documents(
+    source: str, text_field: str = "text", on_bad_record: str = "error"
+) -> Iterator[list[str] | BadRecord]:
+    """Documents (lists of sentences) of one source, in order.
+
+    A record without usable text (a broken JSONL line, a missing field, a parquet null) raises a
+    one-line ``ValueError`` naming ``file:line``/``file:row N``, or with ``on_bad_record="skip"``
+    arrives as a :class:`BadRecord` in its place.
+    """
     if source.startswith(HUB_PREFIX):
-        return _read_hub_documents(source, text_field)
+        return _read_hub_documents(source, text_field, on_bad_record)
     if source.endswith(JSONL_SUFFIXES):
-        return _read_jsonl_documents(source, text_field)
+        return _read_jsonl_documents(source, text_field, on_bad_record)
     if source.endswith(PARQUET_SUFFIXES):
-        return _read_parquet_documents(source, text_field)
+        return _read_parquet_documents(source, text_field, on_bad_record)
     return _read_text_documents(source)
 
 
@@ -411,26 +475,6 @@ def load_tokenizer_info(path: str) -> TokenizerInfo:
     )
 
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-)
-
-
-def read_tokenizer_files(directory: str) -> dict[str, str]:
-    """The tokenizer files of a directory (which may also hold a model), by name."""
-    files = {}
-    for name in TOKENIZER_FILES:
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                files[name] = f.read()
-    return files
-
-
 def shard_identity(rank: int = 0, world_size: int = 1) -> tuple[int, int]:
     """(shard index, number of shards) for this process and DataLoader worker."""
     info = get_worker_info()
@@ -467,8 +511,11 @@ class PretrainingStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         resume_positions: dict[int, dict] | None = None,
+        on_bad_record: str = "error",
     ):
         super().__init__()
+        self.on_bad_record = on_bad_record
+        self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
         self.resume_positions = resume_positions or {}
         # fixed per stream, used by every batch
         self.special_ids = torch.tensor(tokenizer.special_ids)
@@ -500,7 +547,7 @@ class PretrainingStream(IterableDataset):
         """
         index = local = 0
         for source in self.sources:
-            for doc in read_documents(source, self.text_field):
+            for doc in read_documents(source, self.text_field, self.on_bad_record):
                 if index % num_shards == shard:
                     if local >= start:
                         yield local, doc
@@ -517,10 +564,14 @@ class PretrainingStream(IterableDataset):
         chunk: list[tuple[int, list[str]]] = []
 
         def encode(chunk):
-            flat = [sentence for _, doc in chunk for sentence in doc]
+            docs = [doc for _, doc in chunk if not isinstance(doc, BadRecord)]
+            flat = [sentence for doc in docs for sentence in doc]
             encoded = encoder.encode_batch(flat, add_special_tokens=False)
             offset = 0
             for index, doc in chunk:
+                if isinstance(doc, BadRecord):
+                    yield index, doc
+                    continue
                 yield index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
                 offset += len(doc)
 
@@ -558,6 +609,15 @@ class PretrainingStream(IterableDataset):
             for example in packer.drain():
                 yield example, self._position(packer, start_doc, start_sentence)
         for index, sentences in self.tokenized_documents(shard, num_shards, start_doc):
+            if isinstance(sentences, BadRecord):
+                self.skipped += 1
+                print(
+                    f"warning: skipped bad record {sentences.where}: {sentences.reason} "
+                    f"(data.on_bad_record=skip; {self.skipped} skipped by this reader)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             first = start_sentence if index == start_doc else 0
             for i in range(first, len(sentences)):
                 for example in packer.add_sentence(sentences[i], i == len(sentences) - 1):
@@ -603,6 +663,7 @@ class PretrainingStream(IterableDataset):
                 "the same layout or set data.resume_position=false to restart the stream"
             )
         epoch = resume["epoch"] if resume else 0
+        self.skipped = resume.get("skipped", 0) if resume else 0
         while True:
             batch_index = resume["batch"] if resume else 0
             position = resume["within_epoch"] if resume else None
@@ -624,6 +685,7 @@ class PretrainingStream(IterableDataset):
                             "epoch": epoch + 1 if done else epoch,
                             "batch": 0 if done else batch_index,
                             "within_epoch": None if done else after,
+                            "skipped": self.skipped,
                         }
                     yield batch
             if examples and not self.endless:
@@ -669,6 +731,12 @@ class ElectraDataModule(L.LightningDataModule):
         seed: Seeds packing and masking; the stream is a function of it.
         resume_position: On ``--ckpt_path``, continue the stream where the checkpoint left it
             (every shard's document, carry-over and RNG). False restarts the stream.
+        on_bad_record: A record without usable text (broken JSONL line, missing field, parquet
+            null): ``error`` stops with ``file:line``; ``skip`` skips it with a warning naming
+            ``file:line``, counts it (``train/skipped_records``, kept in checkpoints) and stays
+            deterministic, so a resumed run skips the same records.
+        max_bad_records: With ``skip``: stop once more than this many records were skipped (all
+            ranks together; a record is counted again each epoch).
     """
 
     def __init__(
@@ -687,6 +755,8 @@ class ElectraDataModule(L.LightningDataModule):
         num_workers: int = 2,
         seed: int = 0,
         resume_position: bool = True,
+        on_bad_record: Literal["error", "skip"] = "error",
+        max_bad_records: int = 100,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -701,6 +771,8 @@ class ElectraDataModule(L.LightningDataModule):
             )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if max_bad_records < 0:
+            raise ValueError(f"data.max_bad_records must be >= 0, got {max_bad_records}")
         self.masking = MaskingConfig(
             mask_prob, mask_token_prob, random_token_prob, max_predictions_per_seq
         )
@@ -728,6 +800,19 @@ class ElectraDataModule(L.LightningDataModule):
         if position is not None:
             self.positions[position["shard"]] = position
         return batch
+
+    def skipped_records(self) -> int:
+        """Bad records skipped so far by this rank's shards (``data.on_bad_record: skip``)."""
+        return sum(position.get("skipped", 0) for position in self.positions.values())
+
+    def check_skipped_records(self, total: int) -> None:
+        """Stop once more than ``max_bad_records`` were skipped (``total``: all ranks)."""
+        if total > self.hparams.max_bad_records:
+            raise ValueError(
+                f"{total} bad records skipped, more than data.max_bad_records="
+                f"{self.hparams.max_bad_records}; fix the corpus (the warnings name each "
+                "file:line) or raise data.max_bad_records"
+            )
 
     def _fingerprint(self) -> dict:
         hp = self.hparams
@@ -783,6 +868,7 @@ class ElectraDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             resume_positions=self.positions if endless else None,
+            on_bad_record=hp.on_bad_record,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:
@@ -799,6 +885,7 @@ class ElectraDataModule(L.LightningDataModule):
             # its own generator: creating workers must not draw from the global RNG, or a
             # resumed run's dropout/sampling would diverge from an uninterrupted one
             generator=torch.Generator().manual_seed(self.hparams.seed),
+            worker_init_fn=ignore_stop_signals if workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

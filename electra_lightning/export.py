@@ -11,15 +11,20 @@ import os
 
 from jsonargparse import CLI
 
-from electra_lightning.checkpoint import load_checkpoint
-from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
+from electra_lightning.checkpoint import (
+    checkpoint_kind,
+    load_checkpoint,
+    require_kind,
+    tokenizer_files_of,
+    write_tokenizer,
+)
 from electra_lightning.module import ElectraPretraining
 
 
-def load_any_checkpoint(path: str) -> dict:
+def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
     """A single-file checkpoint, or a sharded (FSDP2/DCP) checkpoint directory consolidated in CPU
     memory."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, ".metadata")):
         from pathlib import Path
 
         from lightning.fabric.utilities.load import _load_distributed_checkpoint
@@ -28,9 +33,9 @@ def load_any_checkpoint(path: str) -> dict:
             return _load_distributed_checkpoint(Path(path))
         except Exception as err:
             raise ValueError(
-                f"--ckpt_path: cannot read sharded checkpoint directory '{path}' ({err})"
+                f"{field}: cannot read sharded checkpoint directory '{path}' ({err})"
             ) from None
-    return load_checkpoint(path)
+    return load_checkpoint(path, field)
 
 
 def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:
@@ -47,23 +52,17 @@ def discriminator_from_checkpoint(checkpoint: dict):
     return module.discriminator
 
 
-def write_tokenizer(files: dict[str, str], output_dir: str) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    for name, text in files.items():
-        with open(os.path.join(output_dir, name), "w", encoding="utf-8") as f:
-            f.write(text)
-
-
-def export_classifier(checkpoint: dict, output_dir: str) -> str:
+def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
     """A fine-tuned ``ElectraClassifier`` checkpoint → ``ElectraForSequenceClassification`` dir."""
     from electra_lightning.finetune import ElectraClassifier
 
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     hparams["init_from"] = None
+    tokenizer_files = tokenizer_files_of(checkpoint, ckpt_path)
     module = ElectraClassifier(**hparams)
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     module.classifier.save_pretrained(output_dir)
-    write_tokenizer(checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}, output_dir)
+    write_tokenizer(tokenizer_files, output_dir)
     print(f"exported the {module.hparams.task} classifier to {output_dir}")
     return output_dir
 
@@ -82,15 +81,16 @@ def export(ckpt_path: str, output_dir: str) -> str:
         output_dir: Where to write the Hugging Face directories.
     """
     checkpoint = load_any_checkpoint(ckpt_path)
-    if "electra_config" in checkpoint.get("hyper_parameters", {}):
-        return export_classifier(checkpoint, output_dir)
+    if checkpoint_kind(checkpoint) == "finetuning":
+        return export_classifier(checkpoint, output_dir, ckpt_path)
+    require_kind(checkpoint, "pretraining", ckpt_path, "--ckpt_path")
+    tokenizer_files = tokenizer_files_of(checkpoint, ckpt_path)  # checked before writing anything
     module = module_from_checkpoint(checkpoint)
     module.electra.fold_embeddings()  # GDES: discriminator table = generator's + delta
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--output_dir: cannot create '{output_dir}' ({err.strerror})") from None
-    tokenizer_files = checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}
     for name, model in (("discriminator", module.discriminator), ("generator", module.generator)):
         target = os.path.join(output_dir, name)
         model.save_pretrained(target)

@@ -16,7 +16,14 @@ from torchmetrics.classification import (
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from transformers import ElectraConfig, ElectraForSequenceClassification
 
-from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY, read_tokenizer_files
+from electra_lightning.callbacks import save_rescue_checkpoint
+from electra_lightning.checkpoint import (
+    TOKENIZER_CHECKPOINT_KEY,
+    checkpoint_kind,
+    read_tokenizer_files,
+    require_kind,
+    tokenizer_files_of,
+)
 
 # metrics each task reports (GLUE conventions); the first is the headline number
 TASK_METRICS = {
@@ -71,20 +78,18 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
         return config, encoder.state_dict(), None
     from electra_lightning.export import load_any_checkpoint
 
-    checkpoint = load_any_checkpoint(init_from)
+    checkpoint = load_any_checkpoint(init_from, "model.init_from")
     hparams = checkpoint.get("hyper_parameters", {})
-    if "electra_config" in hparams:  # a fine-tuned classifier checkpoint
+    kind = checkpoint_kind(checkpoint)
+    tokenizer_files = tokenizer_files_of(checkpoint, init_from) or None
+    if kind == "finetuning":  # a fine-tuned classifier checkpoint
         config = ElectraConfig(**hparams["electra_config"])
         prefix = "classifier.electra."
-    elif "hidden_size" in hparams and "generator_size" in hparams:  # pretraining checkpoint
+    elif kind == "pretraining":
         from electra_lightning.export import discriminator_from_checkpoint
 
         discriminator = discriminator_from_checkpoint(checkpoint)
-        return (
-            discriminator.config,
-            discriminator.electra.state_dict(),
-            checkpoint.get(TOKENIZER_CHECKPOINT_KEY),
-        )
+        return discriminator.config, discriminator.electra.state_dict(), tokenizer_files
     else:
         raise ValueError(
             f"model.init_from: '{init_from}' is neither an exported ELECTRA directory nor a "
@@ -95,7 +100,7 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
     }
     if not state:
         raise ValueError(f"model.init_from: '{init_from}' holds no discriminator weights")
-    return config, state, checkpoint.get(TOKENIZER_CHECKPOINT_KEY)
+    return config, state, tokenizer_files
 
 
 def layerwise_lr_groups(
@@ -214,6 +219,15 @@ class ElectraClassifier(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int):
         out = self(batch)
+        finite = self.trainer.strategy.reduce_boolean_decision(
+            bool(torch.isfinite(out.loss)), all=True
+        )
+        if not finite:
+            path = save_rescue_checkpoint(self.trainer)
+            raise ValueError(
+                f"non-finite fine-tuning loss at step {self.global_step}; saved the last finite "
+                f"state to {path}. Lower model.learning_rate or check the labels"
+            )
         self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return out.loss
 
@@ -237,6 +251,10 @@ class ElectraClassifier(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch).logits.float()
         return logits.squeeze(-1) if self.hparams.num_labels == 1 else logits.softmax(-1)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
+        require_kind(checkpoint, "finetuning", str(path or "the checkpoint"), "--ckpt_path")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         files = self.tokenizer_files

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+
+from electra_lightning.callbacks import ignore_stop_signals
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,17 @@ def _rows(path: str, header: bool) -> tuple[list[str] | None, list[list[str]]]:
     return None, rows
 
 
+def label_key(value: object) -> str:
+    """How a label is compared: ``1``, ``"1"`` and ``1.0`` are the same class, as are ``true``,
+    ``True`` and ``"true"`` (JSON booleans and CSV text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
 def _column(names: list[str] | None, key: str | int, path: str) -> int:
     if isinstance(key, int):
         return key
@@ -133,24 +147,29 @@ def read_examples(
     Labels must be in ``labels`` (classification) or parse as floats (regression, ``labels=None``).
     """
     if path.endswith((".jsonl", ".json")):
-        records = []
+        records, linenos = [], []
         with open(path, encoding="utf-8-sig") as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        records.append(json.loads(line))
+                        record = json.loads(line)
                     except json.JSONDecodeError:
                         raise ValueError(f"{path}:{lineno}: broken JSON line") from None
+                    if not isinstance(record, dict):
+                        raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
+                    records.append(record)
+                    linenos.append(lineno)
         names = sorted({k for r in records for k in r})
         rows = [[r.get(k) for k in names] for r in records]
     else:
         names, rows = _rows(path, header)
+        linenos = list(range(2 if header else 1, len(rows) + (2 if header else 1)))
     col_text = _column(names, text, path)
     col_pair = _column(names, text_pair, path) if text_pair is not None else None
     col_label = _column(names, label, path) if labeled and label is not None else None
     col_index = names.index(index) if index and names and index in names else None
     examples = []
-    for lineno, row in enumerate(rows, 2 if header else 1):
+    for lineno, row in zip(linenos, rows, strict=True):
         where = f"{path}:{lineno}"
         try:
             sentence = row[col_text]
@@ -161,19 +180,26 @@ def read_examples(
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError(f"{where}: empty text; remove the row")
         value = None
+        if col_label is not None and (raw_label is None or str(raw_label).strip() == ""):
+            raise ValueError(f"{where}: no label in column '{label}'; label the row or remove it")
         if raw_label is not None:
-            raw_label = str(raw_label).strip()
             if labels is None:
                 try:
-                    value = float(raw_label)
+                    value = float(str(raw_label).strip())
                 except ValueError:
                     raise ValueError(f"{where}: label '{raw_label}' is not a number") from None
-            elif raw_label in labels:
-                value = labels.index(raw_label)
+                if not math.isfinite(value):
+                    raise ValueError(
+                        f"{where}: label '{raw_label}' is not a finite number; fix or remove the row"
+                    )
             else:
-                raise ValueError(
-                    f"{where}: label '{raw_label}' is not one of the task's labels {list(labels)}"
-                )
+                keys = [label_key(name) for name in labels]
+                if label_key(raw_label) not in keys:
+                    raise ValueError(
+                        f"{where}: label '{raw_label}' is not one of the task's labels "
+                        f"{list(labels)}"
+                    )
+                value = keys.index(label_key(raw_label))
         examples.append(
             Example(sentence, pair, value, row[col_index] if col_index is not None else None)
         )
@@ -186,10 +212,10 @@ def _tokenizer_from_checkpoint(path: str) -> str:
     """Write the tokenizer a checkpoint carries to a temporary directory."""
     import tempfile
 
-    from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
-    from electra_lightning.export import load_any_checkpoint, write_tokenizer
+    from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
+    from electra_lightning.export import load_any_checkpoint
 
-    files = load_any_checkpoint(path).get(TOKENIZER_CHECKPOINT_KEY)
+    files = tokenizer_files_of(load_any_checkpoint(path, "data.tokenizer"), path)
     if not files:
         raise ValueError(
             f"data.tokenizer: checkpoint '{path}' carries no tokenizer; set data.tokenizer"
@@ -231,7 +257,7 @@ class GlueDataModule(L.LightningDataModule):
         text_column: str | int = "text",
         text_pair_column: str | int | None = None,
         label_column: str | int = "label",
-        labels: list[str] | None = None,
+        labels: list[str | int | bool] | None = None,
         header: bool = True,
         limit_train_examples: int = 0,
         num_workers: int = 0,
@@ -248,7 +274,7 @@ class GlueDataModule(L.LightningDataModule):
                 text_column,
                 text_pair_column,
                 label_column,
-                tuple(labels) if labels else None,
+                tuple(label_key(label) for label in labels) if labels else None,
                 "acc" if labels else "spearman",
                 header=header,
             )
@@ -348,6 +374,7 @@ class GlueDataModule(L.LightningDataModule):
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             generator=torch.Generator().manual_seed(0) if shuffle else None,
+            worker_init_fn=ignore_stop_signals if self.hparams.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -13,8 +13,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
-from electra_lightning.checkpoint import from_all_ranks
-from electra_lightning.data import TOKENIZER_CHECKPOINT_KEY
+from electra_lightning.callbacks import save_rescue_checkpoint
+from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, from_all_ranks, require_kind
 from electra_lightning.model import (
     ElectraPair,
     ElectraStepOutput,
@@ -223,6 +223,8 @@ class ElectraPretraining(L.LightningModule):
         checkpoint["rng_states"] = _gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
+        require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
         saved = checkpoint.get("hyper_parameters", {})
         changed = [
             f"model.{k}: checkpoint {saved[k]!r}, now {self.hparams[k]!r}"
@@ -262,11 +264,20 @@ class ElectraPretraining(L.LightningModule):
         if not finite:
             return self._on_nonfinite_loss(out)
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
+        datamodule = getattr(self.trainer, "datamodule", None)
+        skipped = None
+        if getattr(getattr(datamodule, "hparams", None), "on_bad_record", None) == "skip":
+            # bad corpus records skipped so far, all ranks (a host sync only in this mode)
+            skipped = datamodule.skipped_records()
+            stats["skipped_records"] = torch.tensor(float(skipped), device=out.loss.device)
         if self.trainer.world_size > 1:  # mean over ranks in one collective, not one per metric
             reduced = self.trainer.strategy.reduce(
                 torch.stack(list(stats.values())), reduce_op="mean"
             )
             stats = dict(zip(stats, reduced, strict=True))
+        if skipped is not None:
+            stats["skipped_records"] = stats["skipped_records"] * self.trainer.world_size
+            datamodule.check_skipped_records(round(float(stats["skipped_records"])))
         batch_size = batch["input_ids"].size(0)
         for name, value in stats.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
@@ -287,10 +298,7 @@ class ElectraPretraining(L.LightningModule):
                 f"({self.nonfinite_skips}/{self.hparams.max_nonfinite_skips})"
             )
             return None
-        callback = self.trainer.checkpoint_callback
-        directory = getattr(callback, "dirpath", None) or self.trainer.default_root_dir
-        path = os.path.join(directory, f"rescue-step={step}.ckpt")
-        self.trainer.save_checkpoint(path)  # weights are still those of the last finite step
+        path = save_rescue_checkpoint(self.trainer)
         raise ValueError(
             f"non-finite loss at step {step} ({detail}); saved the last finite state to {path}. "
             "Lower the learning rate or check the data, then resume with --ckpt_path "

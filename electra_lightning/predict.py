@@ -16,15 +16,45 @@ from dataclasses import dataclass
 import torch
 from jsonargparse import CLI
 
+# The head each command needs, and the command to use when a directory holds another model.
+HEADS = {
+    "ElectraForMaskedLM": ("generator_predictions", "fill-mask", "an exported generator"),
+    "ElectraForPreTraining": ("discriminator_predictions", "detect", "an exported discriminator"),
+    "ElectraForSequenceClassification": ("classifier", "classify", "a fine-tuned classifier"),
+}
+
 
 def _load(model_dir: str, cls_name: str):
+    """Tokenizer and model; refuses a directory whose weights lack this command's head (its
+    head would be random: different answers on every call)."""
     import transformers
 
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"--model: '{model_dir}' is not a model directory")
+    transformers.logging.set_verbosity_error()  # we report a missing head ourselves, in one line
+    transformers.logging.disable_progress_bar()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-        model = getattr(transformers, cls_name).from_pretrained(model_dir)
+        model, info = getattr(transformers, cls_name).from_pretrained(
+            model_dir, output_loading_info=True
+        )
     except (OSError, ValueError) as err:
         raise ValueError(f"--model: cannot load '{model_dir}' as {cls_name} ({err})") from None
+    head, command, what = HEADS[cls_name]
+    if any(key.startswith(head) for key in info["missing_keys"]):
+        config = transformers.AutoConfig.from_pretrained(model_dir)
+        saved = (getattr(config, "architectures", None) or ["?"])[0]
+        other = HEADS.get(saved)
+        hint = f"; it is {other[2]}: use `predict {other[1]}`" if other else ""
+        if cls_name == "ElectraForSequenceClassification" and saved == "ElectraForPreTraining":
+            hint += (
+                ", or fine-tune it first (fit --config configs/finetune/TASK.yaml "
+                f"--model.init_from {model_dir})"
+            )
+        raise ValueError(
+            f"--model: '{model_dir}' has no trained {head} weights, so `predict {command}` "
+            f"needs {what}{hint}"
+        )
     return tokenizer, model.eval()
 
 
@@ -130,15 +160,15 @@ def _detect_cli(model: str, text: str) -> None:
     print(format_detection(detect(model, text)))
 
 
-def _classify_cli(model: str, text: list[str] | None = None, file: str | None = None) -> None:
+def _classify_cli(model: str, text: list[str] | str | None = None, file: str | None = None) -> None:
     """Print the label and probabilities for each text (one per line of --file).
 
     Args:
         model: An exported classifier directory (``ElectraForSequenceClassification``).
-        text: One or more texts.
+        text: A text, or several as a JSON list (``'["a", "b"]'``).
         file: A text file, one example per line.
     """
-    texts = list(text or [])
+    texts = [text] if isinstance(text, str) else list(text or [])
     if file:
         if not os.path.isfile(file):
             raise ValueError(f"--file: '{file}' does not exist")

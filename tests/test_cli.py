@@ -147,7 +147,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, corpus_dir, tokenizer_dir):
     proc = run_cli(
         "fit", *args, f"--data.train_files={tmp_path / 'missing.txt'}", cwd=tmp_path, check=False
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # the exit code a shell sees (the other cases: test_bad_input.py)
     assert "data.train_files" in proc.stderr and "missing.txt' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = run_cli("fit", *args, "--data.max_seq_length=256", cwd=tmp_path, check=False)

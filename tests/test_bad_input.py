@@ -1,0 +1,436 @@
+"""One table of bad inputs: each gives one line (``error: …``), exit code 2, no traceback, and
+leaves the previous checkpoint untouched. Runs in-process through ``cli.main`` (no subprocess per
+case); the README's "Bad input" section lists the same cases."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, load_checkpoint
+from electra_lightning.cli import main
+
+from .test_cli import REPO, tiny_args
+
+
+@contextmanager
+def cwd(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def run_main(argv: list[str], workdir: Path, capsys) -> tuple[int, str]:
+    """``python -m electra_lightning ARGV`` in-process: (exit code, stderr)."""
+    capsys.readouterr()
+    with cwd(workdir):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exit_:  # argument-parser errors
+            code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def finetune_args(init_from, train, val, *extra):
+    return [
+        "fit",
+        "--config",
+        REPO / "configs/finetune/sst2.yaml",
+        f"--model.init_from={init_from}",
+        "--data.task=custom",
+        f"--data.train_file={train}",
+        f"--data.val_file={val}",
+        "--data.batch_size=4",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, corpus_dir, tokenizer_dir):
+    """A 2-step pretraining checkpoint, its export, a fine-tuning checkpoint, and bad files."""
+    root = tmp_path_factory.mktemp("made")
+    with cwd(root):
+        assert main(["fit", *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=2))]) == 0
+        ckpt = root / "runs/tiny/checkpoints/last.ckpt"
+        assert main(["export", f"--ckpt_path={ckpt}", f"--output_dir={root / 'export'}"]) == 0
+        (root / "train.csv").write_text("text,label\n" + "fun film,pos\nawful,neg\n" * 4)
+        (root / "dev.csv").write_text("text,label\ngreat,pos\nbad,neg\n")
+        args = finetune_args(
+            root / "export/discriminator",
+            root / "train.csv",
+            root / "dev.csv",
+            "--data.labels=[neg,pos]",
+            f"--trainer.callbacks.init_args.dirpath={root / 'ft'}",
+        )
+        assert main([str(a) for a in args]) == 0
+    files = {"ckpt": ckpt, "export": root / "export", "ft_ckpt": root / "ft/last.ckpt"}
+    torch.save(torch.ones(3), root / "tensor.ckpt")
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, root / "foreign.ckpt")
+    (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4000])
+    (root / "ckptdir").mkdir()
+    state = load_checkpoint(str(ckpt))
+    for i, name in enumerate(
+        ("../escaped.txt", "/tmp/electra-escaped.txt", "sub/vocab.txt", "x.py")
+    ):
+        evil = dict(state)
+        evil[TOKENIZER_CHECKPOINT_KEY] = {**state[TOKENIZER_CHECKPOINT_KEY], name: "pwned"}
+        torch.save(evil, root / f"evil{i}.ckpt")
+        files[f"evil{i}"] = root / f"evil{i}.ckpt"
+    (root / "garbage.ckpt").write_bytes(b"\x80\x02garbage")
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_dir / "tokenizer.json"),
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    ).save_pretrained(root / "no-mask-tokenizer")
+    from electra_lightning.tokenizer import train_tokenizer
+
+    train_tokenizer(
+        str(corpus_dir / "val.txt"), str(root / "other-tokenizer"), vocab_size=2000, min_frequency=1
+    )
+    (root / "nan.csv").write_text("text,label\nfine,0.5\nodd,nan\n")
+    (root / "inf.csv").write_text("text,label\nfine,0.5\nodd,inf\n")
+    (root / "nolabel.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "odd"}\n')
+    return root, files
+
+
+def _corpus(root: Path, name: str, content) -> Path:
+    path = root / "input" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith("/"):
+        path.mkdir()
+    elif content == "parquet-nocol":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"body": ["a b c"] * 10}), path)
+    elif content == "parquet-null":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": ["a b c", None, "d e f"] * 5}), path)
+    elif content is not None:
+        path.write_bytes(content)
+    return path
+
+
+def pretrain(override: str):
+    return lambda ctx: ["fit", *tiny_args(ctx.corpus, ctx.tokenizer, steps=2), override]
+
+
+def corpus(name: str, content):
+    return lambda ctx: [
+        "fit",
+        *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
+        f"--data.train_files={_corpus(ctx.workdir, name, content)}",
+        "--trainer.limit_val_batches=0",
+    ]
+
+
+def resume(key: str):
+    return lambda ctx: [
+        "fit",
+        *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
+        f"--ckpt_path={ctx.files.get(key, ctx.root / key)}",
+    ]
+
+
+def finetune(train: str, *extra: str, ckpt_path: str | None = None):
+    def argv(ctx):
+        args = finetune_args(
+            ctx.files["export"] / "discriminator", ctx.root / train, ctx.root / "dev.csv", *extra
+        )
+        args.append(f"--trainer.callbacks.init_args.dirpath={ctx.workdir / 'ft'}")
+        if ckpt_path:
+            args.append(f"--ckpt_path={ctx.files[ckpt_path]}")
+        return args
+
+    return argv
+
+
+def init_from(key: str):
+    return lambda ctx: finetune_args(
+        ctx.files[key], ctx.root / "train.csv", ctx.root / "dev.csv", "--data.labels=[neg,pos]"
+    )
+
+
+def predict(command: str, model: str, text: str = "the cat sat"):
+    return lambda ctx: [
+        "predict",
+        command,
+        f"--model={ctx.files['export'] / model}",
+        f"--text={text}",
+    ]
+
+
+def export(key: str):
+    return lambda ctx: [
+        "export",
+        f"--ckpt_path={ctx.files[key]}",
+        f"--output_dir={ctx.workdir / 'out'}",
+    ]
+
+
+EVIL = "refused tokenizer file name"
+CASES = {
+    # settings
+    "mask_prob<0": (pretrain("--data.mask_prob=-0.1"), "mask_prob must be in (0, 1]"),
+    "mask_prob>1": (pretrain("--data.mask_prob=1.5"), "mask_prob must be in (0, 1]"),
+    "batch_size=0": (pretrain("--data.batch_size=0"), "data.batch_size must be >= 1"),
+    "seq<8": (pretrain("--data.max_seq_length=4"), "data.max_seq_length must be >= 8"),
+    "seq>positions": (
+        pretrain("--data.max_seq_length=512"),
+        "exceeds model.max_position_embeddings",
+    ),
+    "max_bad_records<0": (
+        pretrain("--data.max_bad_records=-1"),
+        "data.max_bad_records must be >= 0",
+    ),
+    "unknown key": (pretrain("--model.no_such_option=1"), "no_such_option"),
+    "tokenizer dir without tokenizer.json": (
+        lambda ctx: [*pretrain("--data.num_workers=0")(ctx), f"--data.tokenizer={ctx.workdir}"],
+        "has no tokenizer.json",
+    ),
+    "tokenizer without [MASK]": (
+        lambda ctx: [
+            *pretrain("--data.num_workers=0")(ctx),
+            f"--data.tokenizer={ctx.root / 'no-mask-tokenizer'}",
+        ],
+        "defines no mask_token",
+    ),
+    "unwritable ckpt dir": (
+        pretrain("--trainer.callbacks.init_args.dirpath=/proc/version/x"),
+        "ModelCheckpoint.dirpath: cannot write",
+    ),
+    # corpus
+    "missing file": (corpus("missing.txt", None), "does not exist"),
+    "empty file": (corpus("empty.txt", b""), "is empty"),
+    "binary file": (corpus("binary.txt", bytes(range(256)) * 10), "looks binary"),
+    "dir without text": (corpus("nothing/", None), "has no .txt"),
+    "broken jsonl line": (
+        corpus("bad.jsonl", b'{"text": "fine"}\n{"text": \n'),
+        "bad.jsonl:2: broken JSON line",
+    ),
+    "jsonl without field": (
+        corpus("nofield.jsonl", b'{"body": "x"}\n'),
+        "nofield.jsonl:1: field 'text' is missing",
+    ),
+    "parquet without column": (corpus("nocol.parquet", "parquet-nocol"), "has no column 'text'"),
+    "parquet null text": (
+        corpus("null.parquet", "parquet-null"),
+        "null.parquet:row 1: field 'text'",
+    ),
+    # checkpoints given to --ckpt_path
+    "ckpt: a tensor": (
+        resume("tensor.ckpt"),
+        "tensor.ckpt' is not a checkpoint written by electra_lightning fit (it holds a Tensor)",
+    ),
+    "ckpt: foreign dict": (
+        resume("foreign.ckpt"),
+        "foreign.ckpt' is not a checkpoint written by electra_lightning fit (it holds a dict with keys model, epoch)",
+    ),
+    "ckpt: truncated": (resume("truncated.ckpt"), "truncated.ckpt' is truncated or corrupt"),
+    "ckpt: a directory": (resume("ckptdir"), "ckptdir' is a directory, not a checkpoint file"),
+    "ckpt: missing": (resume("nope.ckpt"), "nope.ckpt' does not exist"),
+    "ckpt: garbage bytes": (resume("garbage.ckpt"), "garbage.ckpt' is truncated or corrupt"),
+    "ckpt: another model size": (
+        lambda ctx: [*resume("ckpt")(ctx), "--model.hidden_size=64"],
+        "model.hidden_size: checkpoint 128, now 64",
+    ),
+    "ckpt: another tokenizer": (
+        lambda ctx: [*resume("ckpt")(ctx), f"--data.tokenizer={ctx.root / 'other-tokenizer'}"],
+        "is not the tokenizer this checkpoint was trained with",
+    ),
+    "ckpt: fine-tuning for pretraining": (
+        resume("ft_ckpt"),
+        "is a fine-tuning checkpoint; resume it with its fine-tuning config",
+    ),
+    "ckpt: pretraining for fine-tuning": (
+        finetune("train.csv", "--data.labels=[neg,pos]", ckpt_path="ckpt"),
+        "is a pretraining checkpoint, not a fine-tuning one; to fine-tune from it pass it as --model.init_from",
+    ),
+    # untrusted tokenizer files inside a checkpoint, in every reader
+    "export: ../ name": (export("evil0"), EVIL + " '../escaped.txt'"),
+    "export: absolute name": (export("evil1"), EVIL + " '/tmp/electra-escaped.txt'"),
+    "export: name with separator": (export("evil2"), EVIL + " 'sub/vocab.txt'"),
+    "export: unknown name": (export("evil3"), EVIL + " 'x.py'"),
+    "init_from: ../ name": (init_from("evil0"), EVIL + " '../escaped.txt'"),
+    "init_from: absolute name": (init_from("evil1"), EVIL + " '/tmp/electra-escaped.txt'"),
+    # fine-tuning data
+    "label nan": (finetune("nan.csv"), "nan.csv:3: label 'nan' is not a finite number"),
+    "label inf": (finetune("inf.csv"), "inf.csv:3: label 'inf' is not a finite number"),
+    "jsonl record without label": (
+        finetune("nolabel.jsonl", "--data.labels=[neg,pos]"),
+        "nolabel.jsonl:2: no label in column 'label'",
+    ),
+    # predict with the wrong model
+    "classify a pretraining export": (
+        predict("classify", "discriminator"),
+        "has no trained classifier weights, so `predict classify` needs a fine-tuned classifier",
+    ),
+    "detect with the generator": (
+        predict("detect", "generator"),
+        "it is an exported generator: use `predict fill-mask`",
+    ),
+    "fill-mask with the discriminator": (
+        predict("fill-mask", "discriminator", "a [MASK] b"),
+        "it is an exported discriminator: use `predict detect`",
+    ),
+}
+
+
+class Ctx:
+    def __init__(self, root, files, workdir, corpus_dir, tokenizer_dir):
+        self.root, self.files, self.workdir = root, files, workdir
+        self.corpus, self.tokenizer = corpus_dir, tokenizer_dir
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, made, tmp_path, corpus_dir, tokenizer_dir, capsys):
+    root, files = made
+    make_argv, message = CASES[case]
+    original = files["ckpt"].read_bytes()
+    sentinel = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_bytes(b"previous")
+    argv = make_argv(Ctx(root, files, tmp_path, corpus_dir, tokenizer_dir))
+    code, err = run_main(argv, tmp_path, capsys)
+    assert code == 2, err[-2000:]
+    assert message in err, err[-2000:]
+    assert "Traceback" not in err
+    assert sentinel.read_bytes() == b"previous"
+    assert files["ckpt"].read_bytes() == original
+    # nothing escaped the output directory
+    assert not (tmp_path / "escaped.txt").exists() and not (root / "escaped.txt").exists()
+    assert not Path("/tmp/electra-escaped.txt").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+
+def test_glue_reader_refuses_a_checkpoint_tokenizer_with_bad_names(made, tmp_path):
+    from electra_lightning.glue import GlueDataModule
+
+    root, files = made
+    dm = GlueDataModule(
+        task="custom",
+        train_file=str(root / "train.csv"),
+        val_file=str(root / "dev.csv"),
+        labels=["neg", "pos"],
+        tokenizer=str(files["evil0"]),
+    )
+    with pytest.raises(ValueError, match=EVIL):
+        _ = dm.tokenizer
+    assert not (root / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "labels,values,expect",
+    [
+        ("[0,1]", "0 1", ["0", "1"]),
+        ("[false,true]", "false true", ["false", "true"]),
+        ("[neg,pos]", "neg pos", ["neg", "pos"]),
+    ],
+)
+def test_labels_given_as_numbers_booleans_or_names(made, tmp_path, labels, values, expect, capsys):
+    root, _ = made
+    a, b = values.split()
+    (tmp_path / "t.jsonl").write_text(
+        json.dumps({"text": "x", "label": json.loads(a) if a != "neg" else a})
+        + "\n"
+        + json.dumps({"text": "y", "label": json.loads(b) if b != "pos" else b})
+        + "\n"
+    )
+    from electra_lightning.cli import run_finetune_cli
+
+    with cwd(tmp_path):
+        cli = run_finetune_cli(
+            [
+                str(x)
+                for x in finetune_args(
+                    root / "export/discriminator",
+                    tmp_path / "t.jsonl",
+                    tmp_path / "t.jsonl",
+                    f"--data.labels={labels}",
+                )
+            ][1:],
+            run=False,
+        )
+    assert list(cli.datamodule.spec.labels) == expect
+    assert [e.label for e in cli.datamodule.examples("train")] == [0, 1]
+
+
+def test_predict_classify_takes_one_plain_string(made, tmp_path, capsys):
+    root, files = made
+    out = tmp_path / "clf"
+    code, err = run_main(
+        ["export", f"--ckpt_path={files['ft_ckpt']}", f"--output_dir={out}"], tmp_path, capsys
+    )
+    assert code == 0, err
+    answers = []
+    for text in ("great movie", "great movie", '["great movie", "dull"]'):
+        capsys.readouterr()
+        with cwd(tmp_path):
+            assert main(["predict", "classify", f"--model={out}", f"--text={text}"]) == 0
+        answers.append(capsys.readouterr().out.strip().splitlines())
+    assert len(answers[0]) == 1 and answers[0][0].endswith("great movie")
+    assert answers[0] == answers[1]  # a trained head: the same answer on every call
+    assert len(answers[2]) == 2 and answers[2][0] == answers[0][0]
+
+
+def test_repeated_finetune_overwrites_last_ckpt(made, tmp_path, capsys):
+    root, _ = made
+    args = finetune_args(
+        root / "export/discriminator",
+        root / "train.csv",
+        root / "dev.csv",
+        "--data.labels=[neg,pos]",
+        f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ft'}",
+    )
+    for seed in (1, 2):
+        code, err = run_main([*args, f"--seed_everything={seed}"], tmp_path, capsys)
+        assert code == 0, err
+        if seed == 1:
+            first = load_checkpoint(str(tmp_path / "ft/last.ckpt"))["state_dict"]
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == ["last.ckpt"]
+    second = load_checkpoint(str(tmp_path / "ft/last.ckpt"))["state_dict"]
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # the second run's weights
+
+
+def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
+    made, tmp_path, corpus_dir, tokenizer_dir, capsys, monkeypatch
+):
+    """torch's zip writer reports a full disk as a RuntimeError, not an OSError."""
+    ckpt_dir = tmp_path / "runs/tiny/checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "last.ckpt").write_bytes(b"previous")
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if hasattr(f, "write"):
+            f.write(b"partial")
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                "PytorchStreamWriter failed writing file data/0: file write failed"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code, err = run_main(["fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2)], tmp_path, capsys)
+    assert code == 2, err[-2000:]
+    assert "cannot write checkpoint" in err and "file write failed" in err, err[-2000:]
+    assert "earlier checkpoints are untouched" in err and "Traceback" not in err
+    assert (ckpt_dir / "last.ckpt").read_bytes() == b"previous"
+    assert not [p.name for p in ckpt_dir.iterdir() if ".tmp-" in p.name]
