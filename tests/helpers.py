@@ -29,3 +29,27 @@ class RankAudit(L.Callback):
             {"rank": trainer.global_rank, "samples": self.samples, "state": state},
             os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
         )
+
+
+class StepFile(L.Callback):
+    """Writes the number of finished optimizer steps to a file after every batch, so a test
+    knows where a run is without waiting for a logger to flush."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        with open(self.path, "w") as f:
+            f.write(str(trainer.global_step))
+
+
+class SendSignal(L.Callback):
+    """Sends ``signum`` to this process when step ``at_step`` starts (a cluster's SIGTERM, SLURM's
+    SIGUSR1, Ctrl-C)."""
+
+    def __init__(self, signum: int, at_step: int):
+        self.signum, self.at_step = signum, at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)

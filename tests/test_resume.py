@@ -1,6 +1,7 @@
 """Kill a run anywhere, resume it, and get bit-identical weights; checkpoint safety."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -42,13 +43,110 @@ def losses(workdir):
     return {int(r["step"]): float(r["train/loss"]) for r in rows}
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, corpus_dir, tokenizer_dir):
+    """The uninterrupted run every interrupted one is compared with."""
+    workdir = tmp_path_factory.mktemp("straight")
+    run_cli("fit", *resume_args(corpus_dir, tokenizer_dir, workdir), cwd=workdir)
+    assert final_state(workdir)["global_step"] == STEPS
+    return workdir
+
+
+def assert_same_run(straight, resumed_dir, stopped_at):
+    """Weights, Adam moments and the losses logged after ``stopped_at`` equal the straight run's."""
+    reference, resumed = final_state(straight), final_state(resumed_dir)
+    assert resumed["global_step"] == STEPS
+    for key, tensor in reference["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key
+    ref_opt = reference["optimizer_states"][0]["state"]
+    res_opt = resumed["optimizer_states"][0]["state"]
+    for k in ref_opt:
+        assert torch.equal(ref_opt[k]["exp_avg"], res_opt[k]["exp_avg"])
+        assert torch.equal(ref_opt[k]["exp_avg_sq"], res_opt[k]["exp_avg_sq"])
+    a, b = losses(straight), losses(resumed_dir)
+    after = [s for s in a if s > stopped_at]
+    assert after and all(a[s] == b[s] for s in after)
+
+
 @pytest.mark.slow
-def test_sigkill_and_resume_is_bit_identical(tmp_path, corpus_dir, tokenizer_dir):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    straight.mkdir(), killed.mkdir()
-    run_cli("fit", *resume_args(corpus_dir, tokenizer_dir, straight), cwd=straight)
-    reference = final_state(straight)
-    assert reference["global_step"] == STEPS
+def test_sigterm_to_the_process_group_saves_the_current_step_and_resumes_exactly(
+    straight, tmp_path, corpus_dir, tokenizer_dir
+):
+    """SIGTERM (SLURM/Kubernetes preemption) to the whole group, workers included, with no
+    periodic checkpoint due: exit 143, one line, last.ckpt at the current step, exact resume."""
+    steps_file = tmp_path / "steps"
+    helper = json.dumps(
+        {"class_path": "tests.helpers.StepFile", "init_args": {"path": str(steps_file)}}
+    )
+    args = [
+        *resume_args(corpus_dir, tokenizer_dir, tmp_path),
+        "--trainer.callbacks.init_args.every_n_train_steps=1000",  # nothing saved periodically
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "electra_lightning", "fit", *args, f"--trainer.callbacks+={helper}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as under a scheduler
+    )
+    while proc.poll() is None:  # bounded by the run itself: it ends at STEPS if never signalled
+        if (
+            steps_file.exists()
+            and steps_file.read_text().strip()
+            and int(steps_file.read_text()) >= 13
+        ):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    last = [line for line in err.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert len(last) == 1 and "Resume with the same command plus --ckpt_path last" in last[0]
+    saved = final_state(tmp_path)
+    stopped_at = saved["global_step"]
+    assert stopped_at == int(steps_file.read_text())  # zero steps lost
+    assert 13 <= stopped_at < STEPS
+    assert f"at step {stopped_at}; saved" in last[0]
+
+    run_cli("fit", *args, "--ckpt_path=last", cwd=tmp_path)
+    assert_same_run(straight, tmp_path, stopped_at)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGUSR1, 138)])
+def test_sigint_and_sigusr1_save_and_exit_with_their_codes(
+    signum, code, tmp_path, corpus_dir, tokenizer_dir, capsys
+):
+    from electra_lightning.cli import main
+
+    from .test_bad_input import cwd
+
+    helper = json.dumps(
+        {
+            "class_path": "tests.helpers.SendSignal",
+            "init_args": {"signum": int(signum), "at_step": 3},
+        }
+    )
+    argv = [
+        *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=20)),
+        f"--trainer.callbacks+={helper}",
+    ]
+    with cwd(tmp_path):
+        assert main(["fit", *argv]) == code
+    err = capsys.readouterr().err
+    name = signal.Signals(signum).name
+    assert f"stopped by {name} at step 4; saved" in err and "Traceback" not in err
+    assert load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))["global_step"] == 4
+    assert signal.getsignal(signum) is not None  # handlers handed back after the run
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bit_identical(straight, tmp_path, corpus_dir, tokenizer_dir):
+    killed = tmp_path / "killed"
+    killed.mkdir()
 
     # SIGKILL the second run somewhere after its second checkpoint
     proc = subprocess.Popen(
@@ -63,9 +161,8 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path, corpus_dir, tokenizer_dir
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 300
     ckpt = killed / "ckpt" / "last.ckpt"
-    while time.time() < deadline and proc.poll() is None:
+    while proc.poll() is None:  # bounded by the run itself
         if ckpt.exists() and load_checkpoint(str(ckpt))["global_step"] >= 2 * EVERY:
             break
         time.sleep(0.2)
@@ -77,36 +174,34 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path, corpus_dir, tokenizer_dir
     assert 2 * EVERY <= killed_at < STEPS
 
     run_cli("fit", *resume_args(corpus_dir, tokenizer_dir, killed), "--ckpt_path=last", cwd=killed)
-    resumed = final_state(killed)
-    assert resumed["global_step"] == STEPS
-    for key, tensor in reference["state_dict"].items():
-        assert torch.equal(tensor, resumed["state_dict"][key]), key
-    # optimizer moments too
-    ref_opt, res_opt = (
-        reference["optimizer_states"][0]["state"],
-        resumed["optimizer_states"][0]["state"],
-    )
-    for k in ref_opt:
-        assert torch.equal(ref_opt[k]["exp_avg"], res_opt[k]["exp_avg"])
-    # the steps after the resume logged the same losses
-    a, b = losses(straight), losses(killed)
-    after = [s for s in a if s > killed_at]
-    assert after and all(a[s] == b[s] for s in after)
+    assert_same_run(straight, killed, killed_at)
 
 
-def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "error,reason",
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        # what torch's zip writer raises on a full disk
+        (
+            RuntimeError(
+                "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                "PytorchStreamWriter failed writing file data/0: file write failed"
+            ),
+            "PytorchStreamWriter failed writing file data/0: file write failed",
+        ),
+    ],
+)
+def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch, error, reason):
     path = tmp_path / "last.ckpt"
     atomic_save({"step": 1}, path)
     before = path.read_bytes()
 
     def disk_full(obj, f):
         f.write(b"partial")
-        raise OSError(28, "No space left on device")
+        raise error
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(
-        ValueError, match="No space left on device.*earlier checkpoints are untouched"
-    ):
+    with pytest.raises(ValueError, match=f"{reason}.*earlier checkpoints are untouched"):
         atomic_save({"step": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
