@@ -16,6 +16,7 @@ from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, load_checkpoi
 from electra_lightning.cli import main
 
 from .test_cli import REPO, tiny_args
+from .test_data import jsonl_with_bad_records
 
 
 @contextmanager
@@ -102,6 +103,7 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
     train_tokenizer(
         str(corpus_dir / "val.txt"), str(root / "other-tokenizer"), vocab_size=2000, min_frequency=1
     )
+    jsonl_with_bad_records(corpus_dir, root / "bad.jsonl", bad_every=3)
     (root / "nan.csv").write_text("text,label\nfine,0.5\nodd,nan\n")
     (root / "inf.csv").write_text("text,label\nfine,0.5\nodd,inf\n")
     (root / "nolabel.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "odd"}\n')
@@ -233,6 +235,14 @@ CASES = {
     "parquet null text": (
         corpus("null.parquet", "parquet-null"),
         "null.parquet:row 1: field 'text'",
+    ),
+    "more bad records than allowed": (
+        lambda ctx: [
+            *pretrain("--data.on_bad_record=skip")(ctx),
+            f"--data.train_files={ctx.root / 'bad.jsonl'}",
+            "--data.max_bad_records=2",
+        ],
+        "bad records skipped, more than data.max_bad_records=2",
     ),
     # checkpoints given to --ckpt_path
     "ckpt: a tensor": (
@@ -434,3 +444,24 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     assert "earlier checkpoints are untouched" in err and "Traceback" not in err
     assert (ckpt_dir / "last.ckpt").read_bytes() == b"previous"
     assert not [p.name for p in ckpt_dir.iterdir() if ".tmp-" in p.name]
+
+
+def test_skip_mode_trains_past_bad_records_and_logs_the_count(
+    made, tmp_path, corpus_dir, tokenizer_dir, capsys
+):
+    root, _ = made
+    argv = [
+        "fit",
+        *tiny_args(corpus_dir, tokenizer_dir, steps=6),
+        f"--data.train_files={root / 'bad.jsonl'}",
+        "--data.on_bad_record=skip",
+        "--trainer.log_every_n_steps=2",
+    ]
+    code, err = run_main(argv, tmp_path, capsys)
+    assert code == 0, err[-2000:]
+    assert "warning: skipped bad record" in err and "bad.jsonl:3: " in err
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    counts = [float(r["train/skipped_records"]) for r in rows if r.get("train/skipped_records")]
+    assert counts and counts[-1] > 0 and counts == sorted(counts)

@@ -104,13 +104,6 @@ def make_stream(corpus_dir, tokenizer_info, **kwargs):
     return PretrainingStream(**args)
 
 
-def example_keys(stream, shard, num_shards, epoch=0):
-    return [
-        tuple(ex.input_ids[: ex.length].tolist())
-        for ex in stream.examples(shard, num_shards, epoch)
-    ]
-
-
 def test_documents_sharded_disjoint_and_complete(corpus_dir, tokenizer_info):
     stream = make_stream(corpus_dir, tokenizer_info)
     everything = [tuple(d) for _, d in stream.shard_documents(0, 1)]
@@ -311,3 +304,117 @@ def test_datamodule_position_state(corpus_dir, tokenizer_dir):
     )
     with pytest.raises(ValueError, match="batch_size.*resume_position=false"):
         changed.load_state_dict(state)
+
+
+def jsonl_with_bad_records(corpus_dir, path, bad_every=37):
+    """The demo corpus as JSONL, one document per 5 lines, with a broken line, a record without
+    the text field and a non-object every ``bad_every`` records."""
+    lines = [line.strip() for line in open(corpus_dir / "train.txt") if line.strip()]
+    bad, kinds = [], ['{"text": broken', '{"body": "no text"}', "[1, 2]"]
+    with open(path, "w") as f:
+        for n, start in enumerate(range(0, len(lines), 5), 1):
+            if n % bad_every == 0:
+                f.write(kinds[len(bad) % 3] + "\n")
+                bad.append(n)
+            else:
+                f.write(json.dumps({"text": "\n".join(lines[start : start + 5])}) + "\n")
+    return bad
+
+
+def test_bad_records_error_or_skip(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "a b"}\n{"text": broken\n{"body": 1}\n[1]\n{"text": "c d"}\n')
+    with pytest.raises(ValueError, match=r"c.jsonl:2: broken JSON line .*data.on_bad_record=skip"):
+        list(read_documents(str(path)))
+    docs = list(read_documents(str(path), on_bad_record="skip"))
+    assert docs[0] == ["a b"] and docs[4] == ["c d"]
+    assert [(d.where.rsplit("/", 1)[-1], d.reason.split(" (")[0]) for d in docs[1:4]] == [
+        ("c.jsonl:2", "broken JSON line"),
+        ("c.jsonl:3", "field 'text' is missing or not a string"),
+        ("c.jsonl:4", "not a JSON object"),
+    ]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", None, "b"]}), tmp_path / "p.parquet")
+    with pytest.raises(ValueError, match=r"p.parquet:row 1: field 'text'"):
+        list(read_documents(str(tmp_path / "p.parquet")))
+    docs = list(read_documents(str(tmp_path / "p.parquet"), on_bad_record="skip"))
+    assert docs[0] == ["a"] and docs[2] == ["b"] and docs[1].where.endswith("p.parquet:row 1")
+
+
+def test_skipped_records_are_counted_deterministic_and_resume_exactly(
+    tmp_path, corpus_dir, tokenizer_info, capfd
+):
+    """Skip mode: every bad record is skipped and counted once per epoch, the count travels with
+    the position, and a stream restarted from any batch's position continues identically (same
+    batches, same counts)."""
+    from electra_lightning.data import DATA_POSITION_KEY
+
+    path = tmp_path / "bad.jsonl"
+    bad = jsonl_with_bad_records(corpus_dir, path)
+    assert len(bad) >= 6
+
+    def stream(**kw):
+        return make_stream(
+            corpus_dir,
+            tokenizer_info,
+            sources=[str(path)],
+            endless=True,
+            batch_size=16,
+            max_seq_length=128,
+            on_bad_record="skip",
+            **kw,
+        )
+
+    one_pass = sum(
+        1
+        for _ in make_stream(
+            corpus_dir,
+            tokenizer_info,
+            sources=[str(path)],
+            batch_size=16,
+            max_seq_length=128,
+            on_bad_record="skip",
+        )
+    )
+    it = iter(stream())
+    reference = [next(it) for _ in range(one_pass + 2)]
+    counts = [b[DATA_POSITION_KEY]["skipped"] for b in reference]
+    assert counts == sorted(counts) and counts[one_pass - 1] == len(bad)  # every one, once
+    assert counts[-1] >= len(bad)  # counted again in the second epoch
+    warned = capfd.readouterr().err
+    assert f"bad.jsonl:{bad[0]}: broken JSON line" in warned and "data.on_bad_record=skip" in warned
+    for cut in (3, one_pass // 2, one_pass - 1):
+        rit = iter(stream(resume_positions={0: reference[cut][DATA_POSITION_KEY]}))
+        for expected in reference[cut + 1 : cut + 3]:
+            got = next(rit)
+            assert torch.equal(got["input_ids"], expected["input_ids"]), cut
+            assert torch.equal(got["masked_positions"], expected["masked_positions"]), cut
+            assert got[DATA_POSITION_KEY]["skipped"] == expected[DATA_POSITION_KEY]["skipped"]
+
+
+def test_skipped_count_survives_the_datamodule_state_and_is_limited(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    path = tmp_path / "bad.jsonl"
+    jsonl_with_bad_records(corpus_dir, path, bad_every=3)
+    kw = dict(
+        train_files=str(path),
+        tokenizer=str(tokenizer_dir),
+        batch_size=4,
+        num_workers=0,
+        on_bad_record="skip",
+        max_bad_records=5,
+    )
+    dm = ElectraDataModule(**kw)
+    it = iter(dm.train_dataloader())
+    for _ in range(3):
+        dm.on_before_batch_transfer(next(it), 0)
+    assert dm.skipped_records() > 0
+    other = ElectraDataModule(**kw)
+    other.load_state_dict(dm.state_dict())
+    assert other.skipped_records() == dm.skipped_records()
+    other.check_skipped_records(5)
+    with pytest.raises(ValueError, match="6 bad records skipped, more than data.max_bad_records=5"):
+        other.check_skipped_records(6)
