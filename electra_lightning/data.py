@@ -849,7 +849,18 @@ class ElectraDataModule(L.LightningDataModule):
                 f"the data settings differ from the checkpoint's ({', '.join(changed)}), so its "
                 "stream position does not apply; restore them or set data.resume_position=false"
             )
-        self.positions = {int(k): v for k, v in state["positions"].items()}
+        positions = {int(k): v for k, v in state["positions"].items()}
+        saved_shards = {p["num_shards"] for p in positions.values()}
+        trainer = self.trainer
+        if saved_shards and trainer is not None:
+            shards = trainer.world_size * max(1, self.hparams.num_workers)
+            if saved_shards != {shards}:  # checked on every rank, before any collective
+                raise ValueError(
+                    f"the checkpoint's data position was saved with {saved_shards.pop()} shards "
+                    f"(devices × num_nodes × data.num_workers), this run has {shards}; resume "
+                    "with the same layout or set data.resume_position=false to restart the stream"
+                )
+        self.positions = positions
 
     def _stream(self, sources: list[str], endless: bool) -> PretrainingStream:
         trainer = self.trainer

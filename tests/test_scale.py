@@ -249,3 +249,31 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
     ).stdout
     assert "offline-test" in out and "final train/gen_loss" in out and "model.hidden_size" in out
     assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resuming_on_another_device_count_is_one_line_from_every_rank(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    """The data position of 1 process cannot continue on 2: every rank refuses it before any
+    collective, so the user sees one line (rank 0's) and no gloo traceback from rank 1."""
+    fit(tmp_path, *dist_args(corpus_dir, tokenizer_dir, tmp_path, 2))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "electra_lightning",
+            "fit",
+            *dist_args(corpus_dir, tokenizer_dir, tmp_path, 4),
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+            "--ckpt_path=last",
+        ],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "saved with 1 shards" in errors[0] and "this run has 2" in errors[0]
+    assert "Traceback" not in proc.stderr and "[rank1]" not in proc.stderr
