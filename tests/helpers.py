@@ -39,8 +39,10 @@ class StepFile(L.Callback):
         self.path = path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        with open(self.path, "w") as f:
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
             f.write(str(trainer.global_step))
+        os.replace(tmp, self.path)  # a reader never sees a half-written file
 
 
 class SendSignal(L.Callback):

@@ -1,0 +1,110 @@
+"""What a run prints: Lightning's own lines, ours and real warnings about the user's data — a
+progress bar in steps with tokens/s and the ETA to ``max_steps``, a model summary with the
+analytic FLOPs, and none of our dependencies' adverts or deprecation notices."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+
+# Short names in the 80-column bar; the logs keep the full names.
+SHORT_NAMES = {
+    "train/loss": "loss",
+    "train/tokens_per_sec": "tok/s",
+    "val/loss": "val_loss",
+    "val/acc": "val_acc",
+}
+# Library lines that say nothing about the user's run (matched exactly, never all messages).
+NOISE_LOG_PREFIXES = (
+    "💡 Tip: For seamless cloud logging",  # Lightning's LitLogger advert
+    "`weights_only` was not set, defaulting to `False`",  # we always load with weights_only=True
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(NOISE_LOG_PREFIXES)
+
+
+def quiet_dependencies() -> None:
+    """Filter the known noise of the pinned dependency versions, by message and module."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+    noise = _DropNoise()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.addFilter(noise)
+        for handler in logger.handlers:
+            handler.addFilter(noise)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """``step k/max_steps`` with loss, tokens/s and the ETA to ``max_steps``.
+
+    Pretraining streams endlessly, so Lightning's per-epoch bar reads ``Epoch 0/-2`` with no total;
+    here the bar counts optimizer steps over the whole run (a resumed run starts at its step).
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
+        if trainer.max_steps and trainer.max_steps > 0:
+            bar = self.train_progress_bar
+            bar.reset(total=trainer.max_steps)
+            bar.initial = 0
+            bar.n = trainer.global_step
+            bar.set_description("step")
+        else:
+            super().on_train_epoch_start(trainer, *_)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not (trainer.max_steps and trainer.max_steps > 0):
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        bar = self.train_progress_bar
+        if self._should_update(trainer.global_step, trainer.max_steps):
+            bar.n = trainer.global_step
+            bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not (trainer.max_steps and trainer.max_steps > 0):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        short = {}
+        for name, value in metrics.items():
+            stage, _, rest = name.rpartition("/")
+            key = SHORT_NAMES.get(name, f"val_{rest}" if stage == "val" else rest)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                short[key] = value
+                continue
+            short[key] = f"{number:,.0f}" if key == "tok/s" else f"{number:.3f}"
+        return short
+
+
+class ElectraModelSummary(ModelSummary):
+    """The parameter counts that matter (generator, discriminator, shared) and the analytic
+    training FLOPs per token, instead of Lightning's per-layer FLOPs column (which reads 0 for a
+    model whose step needs masked positions and sampling)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        counts = getattr(pl_module, "num_parameters", None)
+        flops = getattr(pl_module, "flops_per_token", None)
+        if counts is None:
+            return super().on_fit_start(trainer, pl_module)
+        lines = [f"{type(pl_module).__name__}:"]
+        for name, n in counts().items():
+            lines.append(f"  {name:<14} {n / 1e6:8.2f} M parameters")
+        if flops is not None:
+            lines.append(f"  training FLOPs {flops():8.3g} per token (analytic: fwd + bwd matmuls)")
+        print("\n".join(lines), flush=True)
