@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 DEMO := data/demo
 
-.PHONY: help venv demo test bench lint format clean
+.PHONY: help venv demo test test-all bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELECTRA, export, show it
+demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELECTRA, export, show and explain it
 	$(PY) data/make_demo_corpus.py --output_dir $(DEMO)
 	$(PY) -m electra_lightning tokenizer --files $(DEMO)/train.txt --vocab_size 8000 --output_dir $(DEMO)/tokenizer
 	rm -rf runs/tiny
@@ -29,8 +29,13 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 		--text "the function returns a list of the arguments , raising an error if the file is missing ."
 	$(PY) -m electra_lightning predict detect --model runs/tiny/export/discriminator \
 		--text "the function returns a banana of the arguments , raising an error if the elephant is missing ."
+	$(PY) -m electra_lightning summary --log_dir runs/tiny/version_0 \
+		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
 
-test: venv  ## run the test suite (the command CI runs)
+test: venv  ## the fast loop: unit and in-process tests (~2.5 min on 2 cores)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: venv  ## the full suite: + multi-process, end-to-end and experiment tests (what CI runs)
 	$(PY) -m pytest -q
 
 bench: venv  ## benchmark: step time vs a naive baseline, data pipeline, memory, FLOPs (prints ratios)

@@ -12,6 +12,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from electra_lightning.errors import STOP_SIGNALS, TrainingStopped
+
 # dense bf16 peak FLOP/s by device name, for MFU
 PEAK_BF16_FLOPS = {
     "H100": 989e12,
@@ -118,26 +120,6 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-# What each stop signal means, and the exit code (128 + signal number, the shell convention).
-STOP_SIGNALS = {
-    signal.SIGTERM: "SIGTERM",  # SLURM/Kubernetes/`timeout` preemption: 143
-    signal.SIGUSR1: "SIGUSR1",  # SLURM's warning before the time limit (--signal=USR1@120): 138
-    signal.SIGINT: "SIGINT",  # Ctrl-C: 130
-}
-
-
-class TrainingStopped(Exception):
-    """Raised after a stop signal once the checkpoint is written; the CLI exits ``128 + signum``."""
-
-    def __init__(self, signum: int, path: str, step: int):
-        self.signum, self.path, self.step = signum, path, step
-        self.exit_code = 128 + signum
-        super().__init__(
-            f"stopped by {STOP_SIGNALS.get(signum, signum)} at step {step}; saved {path}. "
-            "Resume with the same command plus --ckpt_path last"
-        )
 
 
 def save_rescue_checkpoint(trainer: L.Trainer) -> str:

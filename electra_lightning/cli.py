@@ -1,96 +1,40 @@
-"""``python -m electra_lightning``: LightningCLI for fit/validate plus tokenizer and export."""
+"""``python -m electra_lightning``: the command dispatcher.
+
+It imports nothing heavy: ``--help`` answers at once, and each command imports what it needs
+(``fit``/``validate``/``test`` load Lightning through ``lightning_cli``; ``predict``, ``export`` …
+load torch/transformers only when they run).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from electra_lightning.errors import TrainingStopped
 
-from electra_lightning.callbacks import GracefulStop, TokenThroughput, TrainingStopped
-from electra_lightning.checkpoint import SafeCheckpointIO
-from electra_lightning.compare import flatten
-from electra_lightning.data import ElectraDataModule
-from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
-
-USAGE = """usage: python -m electra_lightning COMMAND [options]
-
-commands:
-  fit | validate | test             LightningCLI (--config configs/X.yaml; --help for options)
-  tokenizer                        train a WordPiece tokenizer on local text files
-  export                           write a checkpoint as Hugging Face generator/discriminator dirs
+COMMANDS = """commands:
+  fit | validate | test              train or evaluate (--config configs/X.yaml; --help for options)
+  tokenizer                          train a WordPiece tokenizer on local text files
+  export                             write a checkpoint as Hugging Face model directories
   predict fill-mask|detect|classify  use exported models (fill [MASK]; RTD view; labels)
-  compare RUN_DIR...               table + PNG of W&B (offline) or CSV runs
-  glue --init_from DIR --tasks ...  fine-tune GLUE tasks over several seeds; table + test files
+  compare RUN_DIR...                 table + PNG of W&B (offline) or CSV runs
+  glue --init_from DIR --tasks ...   fine-tune GLUE tasks over several seeds; table + test files
+  summary RUN_DIR                    what a run trained, where its files are, what to try next
   (fit/validate with --config configs/finetune/TASK.yaml fine-tune the encoder)
 """
 
 
-class ConfigToLogger(SaveConfigCallback):
-    """Writes config.yaml and sends the full resolved config to every logger (W&B run config,
-    CSV/TensorBoard hparams), with the model size, so runs compare by hyperparameter."""
-
-    def save_config(self, trainer, pl_module, stage: str) -> None:
-        config = flatten(self.config.as_dict())
-        if hasattr(pl_module, "num_parameters"):
-            config.update({f"model/params_{k}": v for k, v in pl_module.num_parameters().items()})
-        for logger in trainer.loggers:
-            logger.log_hyperparams(config)
-            if type(logger).__name__ == "WandbLogger" and os.environ.get("WANDB_MODE") == "offline":
-                run_dir = logger.experiment.dir.rsplit("/files", 1)[0]
-                print(
-                    f"W&B is offline: the run is in {run_dir}; upload it with `wandb sync {run_dir}`"
-                )
+def program_name() -> str:
+    """The command as the user typed it: ``python -m electra_lightning`` or the installed
+    ``electra-lightning`` script."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name in ("", "__main__.py", "-c") or name.endswith(".py"):
+        return "python -m electra_lightning"
+    return name
 
 
-def use_wandb_offline_without_credentials() -> None:
-    """Never prompt or hang: without W&B credentials, log offline (``wandb sync`` uploads later)."""
-    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
-        return
-    netrc = os.path.expanduser("~/.netrc")
-    if os.path.isfile(netrc):
-        with open(netrc, encoding="utf-8", errors="replace") as f:
-            if "api.wandb.ai" in f.read():
-                return
-    os.environ["WANDB_MODE"] = "offline"
-
-
-class ElectraCLI(LightningCLI):
-    """LightningCLI with the sequence length, vocabulary and pad id set once and linked."""
-
-    def add_arguments_to_parser(self, parser):
-        parser.link_arguments("data.max_seq_length", "model.max_seq_length")
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.pad_token_id", "model.pad_token_id", apply_on="instantiate")
-        parser.set_defaults(
-            {
-                "model.optimizer": {
-                    "class_path": "torch.optim.AdamW",
-                    "init_args": {**ADAMW_DEFAULTS, "betas": list(ADAMW_DEFAULTS["betas"])},
-                }
-            }
-        )
-        parser.add_lightning_class_args(TokenThroughput, "throughput")
-
-    def _parse_ckpt_path(self):
-        """Keep the config's model settings on ``--ckpt_path`` (LightningCLI would silently replace
-        them with the checkpoint's). ``ElectraPretraining.on_load_checkpoint`` refuses a checkpoint
-        whose architecture or tokenizer differs, and the checkpoint is loaded once, safely, by
-        ``SafeCheckpointIO``."""
-
-
-class FinetuneCLI(LightningCLI):
-    """LightningCLI for ``ElectraClassifier`` + ``GlueDataModule``: the tokenizer comes from
-    ``model.init_from``; the label set and task from the data."""
-
-    def add_arguments_to_parser(self, parser):
-        parser.link_arguments("model.init_from", "data.tokenizer")
-        parser.link_arguments("data.task", "model.task")
-        parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
-        parser.link_arguments("data.label_names", "model.id2label", apply_on="instantiate")
-
-    def _parse_ckpt_path(self):
-        """The config decides the model (see ElectraCLI)."""
+def usage() -> str:
+    return f"usage: {program_name()} COMMAND [options]\n\n{COMMANDS}"
 
 
 def is_finetune(args: list[str]) -> bool:
@@ -112,73 +56,50 @@ def is_finetune(args: list[str]) -> bool:
     return False
 
 
-def run_finetune_cli(args: list[str] | None, run: bool = True) -> FinetuneCLI:
-    import warnings
+def run(command: str, rest: list[str], argv: list[str], from_shell: bool) -> None:
+    prog = f"{program_name()} {command}"
+    if command == "tokenizer":
+        from electra_lightning.tokenizer import main as tokenizer_main
 
-    from electra_lightning.finetune import ElectraClassifier
-    from electra_lightning.glue import GlueDataModule
+        tokenizer_main(rest, prog)
+    elif command == "export":
+        from electra_lightning.export import main as export_main
 
-    # the glue command passes args from Python while sys.argv holds its own options
-    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-    return FinetuneCLI(
-        ElectraClassifier,
-        GlueDataModule,
-        args=args,
-        run=run,
-        save_config_callback=ConfigToLogger,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"plugins": [SafeCheckpointIO()], "callbacks": [GracefulStop()]},
-    )
+        export_main(rest, prog)
+    elif command == "compare":
+        from electra_lightning.compare import main as compare_main
 
+        compare_main(rest)
+    elif command == "predict":
+        from electra_lightning.predict import main as predict_main
 
-def run_lightning_cli(args: list[str] | None) -> None:
-    use_wandb_offline_without_credentials()
-    ElectraCLI(
-        ElectraPretraining,
-        ElectraDataModule,
-        args=args,
-        save_config_callback=ConfigToLogger,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "max_steps": 1000,
-            "plugins": [SafeCheckpointIO()],
-            "callbacks": [GracefulStop()],
-        },
-    )
+        predict_main(rest, prog)
+    elif command == "glue":
+        from electra_lightning.glue_runner import main as glue_main
+
+        glue_main(rest)
+    elif command == "summary":
+        from electra_lightning.summary import main as summary_main
+
+        summary_main(rest, prog)
+    else:
+        from electra_lightning.lightning_cli import run_finetune_cli, run_lightning_cli
+
+        args = None if from_shell else argv
+        if is_finetune(argv):
+            run_finetune_cli(args, prog=program_name())
+        else:
+            run_lightning_cli(args, prog=program_name())
 
 
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(usage())
         return 0
-    command, rest = argv[0], argv[1:]
     try:
-        if command == "tokenizer":
-            from electra_lightning.tokenizer import main as tokenizer_main
-
-            tokenizer_main(rest)
-        elif command == "export":
-            from electra_lightning.export import main as export_main
-
-            export_main(rest)
-        elif command == "compare":
-            from electra_lightning.compare import main as compare_main
-
-            compare_main(rest)
-        elif command == "predict":
-            from electra_lightning.predict import main as predict_main
-
-            predict_main(rest)
-        elif command == "glue":
-            from electra_lightning.glue_runner import main as glue_main
-
-            glue_main(rest)
-        elif is_finetune(argv):
-            run_finetune_cli(None if from_shell else argv)
-        else:
-            run_lightning_cli(None if from_shell else argv)
+        run(argv[0], argv[1:], argv, from_shell)
     except TrainingStopped as stop:
         # a cluster's SIGTERM/SIGUSR1 or Ctrl-C: a normal event, the state is saved
         if _is_rank_zero():

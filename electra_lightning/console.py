@@ -14,14 +14,16 @@ from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
 SHORT_NAMES = {
     "train/loss": "loss",
     "train/tokens_per_sec": "tok/s",
-    "val/loss": "val_loss",
+    "val/loss": "val",
     "val/acc": "val_acc",
 }
 # Library lines that say nothing about the user's run (matched exactly, never all messages).
 NOISE_LOG_PREFIXES = (
     "💡 Tip: For seamless cloud logging",  # Lightning's LitLogger advert
     "`weights_only` was not set, defaulting to `False`",  # we always load with weights_only=True
+    "Trainer already configured with model summary callbacks",  # ours, on purpose
 )
+BAR_FORMAT = "{desc}{n_fmt}/{total_fmt} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
 
 
 class _DropNoise(logging.Filter):
@@ -58,6 +60,7 @@ class StepProgressBar(TQDMProgressBar):
             bar.initial = 0
             bar.n = trainer.global_step
             bar.set_description("step")
+            bar.bar_format = BAR_FORMAT  # ETA to max_steps; no it/s (tok/s says more)
         else:
             super().on_train_epoch_start(trainer, *_)
 
@@ -86,7 +89,7 @@ class StepProgressBar(TQDMProgressBar):
             except (TypeError, ValueError):
                 short[key] = value
                 continue
-            short[key] = f"{number:,.0f}" if key == "tok/s" else f"{number:.3f}"
+            short[key] = f"{number:,.0f}" if key == "tok/s" else f"{number:.3g}"
         return short
 
 
@@ -98,12 +101,14 @@ class ElectraModelSummary(ModelSummary):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        counts = getattr(pl_module, "num_parameters", None)
+        if hasattr(pl_module, "num_parameters"):
+            counts = pl_module.num_parameters()
+        else:
+            unique = {id(p): p for p in pl_module.parameters()}.values()
+            counts = {"total": sum(p.numel() for p in unique)}
         flops = getattr(pl_module, "flops_per_token", None)
-        if counts is None:
-            return super().on_fit_start(trainer, pl_module)
         lines = [f"{type(pl_module).__name__}:"]
-        for name, n in counts().items():
+        for name, n in counts.items():
             lines.append(f"  {name:<14} {n / 1e6:8.2f} M parameters")
         if flops is not None:
             lines.append(f"  training FLOPs {flops():8.3g} per token (analytic: fwd + bwd matmuls)")

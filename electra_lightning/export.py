@@ -11,19 +11,14 @@ import os
 
 from jsonargparse import CLI
 
-from electra_lightning.checkpoint import (
-    checkpoint_kind,
-    load_checkpoint,
-    require_kind,
-    tokenizer_files_of,
-    write_tokenizer,
-)
-from electra_lightning.module import ElectraPretraining
+# torch, Lightning and the model are imported where they are used, so `export --help` is quick.
 
 
 def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
     """A single-file checkpoint, or a sharded (FSDP2/DCP) checkpoint directory consolidated in CPU
     memory."""
+    from electra_lightning.checkpoint import load_checkpoint
+
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, ".metadata")):
         from pathlib import Path
 
@@ -38,7 +33,10 @@ def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
     return load_checkpoint(path, field)
 
 
-def module_from_checkpoint(checkpoint: dict) -> ElectraPretraining:
+def module_from_checkpoint(checkpoint: dict):
+    """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
+    from electra_lightning.module import ElectraPretraining
+
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     module = ElectraPretraining(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
@@ -54,6 +52,7 @@ def discriminator_from_checkpoint(checkpoint: dict):
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
     """A fine-tuned ``ElectraClassifier`` checkpoint → ``ElectraForSequenceClassification`` dir."""
+    from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
     from electra_lightning.finetune import ElectraClassifier
 
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
@@ -80,6 +79,16 @@ def export(ckpt_path: str, output_dir: str) -> str:
             sharded (FSDP2) checkpoint directory.
         output_dir: Where to write the Hugging Face directories.
     """
+    import transformers
+
+    from electra_lightning.checkpoint import (
+        checkpoint_kind,
+        require_kind,
+        tokenizer_files_of,
+        write_tokenizer,
+    )
+
+    transformers.logging.disable_progress_bar()  # one small file per model: no shard bars
     checkpoint = load_any_checkpoint(ckpt_path)
     if checkpoint_kind(checkpoint) == "finetuning":
         return export_classifier(checkpoint, output_dir, ckpt_path)
@@ -103,5 +112,5 @@ def export(ckpt_path: str, output_dir: str) -> str:
     return output_dir
 
 
-def main(argv: list[str]) -> None:
-    CLI(export, args=argv, as_positional=False)
+def main(argv: list[str], prog: str | None = None) -> None:
+    CLI(export, args=argv, as_positional=False, prog=prog)

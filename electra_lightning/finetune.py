@@ -198,7 +198,7 @@ class ElectraClassifier(L.LightningModule):
         names = id2label or [str(i) for i in range(num_labels)]
         config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in enumerate(names)}
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
         self.hparams.electra_config = {
             k: v for k, v in config.to_dict().items() if k not in ("id2label", "label2id")
         }

@@ -263,7 +263,7 @@ class GlueDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if task == CUSTOM:

@@ -35,7 +35,7 @@ SUBMISSION_NAMES = {
 
 def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
     """Fine-tune one task with one seed; return its dev metrics (and write test predictions)."""
-    from electra_lightning.cli import run_finetune_cli
+    from electra_lightning.lightning_cli import run_finetune_cli
 
     out = Path(args.output_dir) / task / f"seed{seed}"
     cli_args = [

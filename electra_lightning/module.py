@@ -122,7 +122,7 @@ class ElectraPretraining(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.nonfinite_skips = 0

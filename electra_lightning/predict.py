@@ -13,8 +13,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-import torch
 from jsonargparse import CLI
+
+# torch and transformers are imported where they are used, so `predict --help` is quick.
 
 # The head each command needs, and the command to use when a directory holds another model.
 HEADS = {
@@ -66,6 +67,8 @@ class TokenScore:
 
 def fill_mask(model: str, text: str, top_k: int = 5) -> list[list[TokenScore]]:
     """Top-k predictions of the generator for every [MASK] in ``text``."""
+    import torch
+
     tokenizer, net = _load(model, "ElectraForMaskedLM")
     if tokenizer.mask_token not in text:
         raise ValueError(f"--text must contain {tokenizer.mask_token}")
@@ -88,6 +91,8 @@ def fill_mask(model: str, text: str, top_k: int = 5) -> list[list[TokenScore]]:
 
 def detect(model: str, text: str) -> list[TokenScore]:
     """Per-token probability that the discriminator thinks the token was replaced."""
+    import torch
+
     tokenizer, net = _load(model, "ElectraForPreTraining")
     enc = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
@@ -99,6 +104,8 @@ def detect(model: str, text: str) -> list[TokenScore]:
 
 def classify(model: str, texts: list[str], text_pairs: list[str] | None = None) -> list[dict]:
     """Label and per-label probabilities (or a score, for regression) for each text."""
+    import torch
+
     tokenizer, net = _load(model, "ElectraForSequenceClassification")
     texts = [t for t in texts]
     if not texts or any(not t.strip() for t in texts):
@@ -184,9 +191,10 @@ def _classify_cli(model: str, text: list[str] | str | None = None, file: str | N
             print(f"{result['label']}\t({probs})\t{sentence}")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], prog: str | None = None) -> None:
     CLI(
         {"fill-mask": _fill_mask_cli, "detect": _detect_cli, "classify": _classify_cli},
         args=argv,
         as_positional=False,
+        prog=prog,
     )

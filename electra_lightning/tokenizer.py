@@ -6,7 +6,7 @@ import os
 
 from jsonargparse import CLI
 
-from electra_lightning.data import read_documents, resolve_sources
+from electra_lightning.sources import read_documents, resolve_sources
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -91,5 +91,5 @@ def train_tokenizer(
     return output_dir
 
 
-def main(argv: list[str]) -> None:
-    CLI(train_tokenizer, args=argv, as_positional=False)
+def main(argv: list[str], prog: str | None = None) -> None:
+    CLI(train_tokenizer, args=argv, as_positional=False, prog=prog)

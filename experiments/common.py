@@ -250,8 +250,8 @@ class Study:
             return target
         import torch
 
-        from electra_lightning.data import load_tokenizer_info, read_tokenizer_files
-        from electra_lightning.export import write_tokenizer
+        from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
+        from electra_lightning.data import load_tokenizer_info
         from electra_lightning.module import ElectraPretraining
 
         torch.manual_seed(0)

@@ -363,7 +363,7 @@ def test_labels_given_as_numbers_booleans_or_names(made, tmp_path, labels, value
         + json.dumps({"text": "y", "label": json.loads(b) if b != "pos" else b})
         + "\n"
     )
-    from electra_lightning.cli import run_finetune_cli
+    from electra_lightning.lightning_cli import run_finetune_cli
 
     with cwd(tmp_path):
         cli = run_finetune_cli(
@@ -414,7 +414,7 @@ def test_repeated_finetune_overwrites_last_ckpt(made, tmp_path, capsys):
         assert code == 0, err
         if seed == 1:
             first = load_checkpoint(str(tmp_path / "ft/last.ckpt"))["state_dict"]
-    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir() if "ckpt" in p.name) == ["last.ckpt"]
     second = load_checkpoint(str(tmp_path / "ft/last.ckpt"))["state_dict"]
     assert any(not torch.equal(first[k], second[k]) for k in first)  # the second run's weights
 

@@ -12,8 +12,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args, cwd, check=True):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(*args, cwd, check=True, env=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "electra_lightning", *args],
         cwd=cwd,

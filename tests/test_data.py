@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from electra_lightning import data as data_mod
+from electra_lightning import sources as data_mod
 from electra_lightning.data import (
     ElectraDataModule,
     ExamplePacker,

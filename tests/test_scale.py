@@ -223,6 +223,10 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
     assert config["model.hidden_size"] == 128 and config["data.max_seq_length"] == 128
     assert config["data.tokenizer"] == str(tokenizer_dir) and config["model/params_total"] > 0
     assert summary["name"] == "offline-test"
+    # each hyperparameter once, under its CLI name (no un-prefixed copies from the modules)
+    assert not {"hidden_size", "max_seq_length", "tokenizer", "generator_size"} & set(config)
+    assert (run_dir / "files" / "config.yaml").is_file()  # the run's own saved config
+    assert not (tmp_path / "runs" / "config.yaml").exists()  # nothing shared between runs
     records = subprocess.run(
         [wandb, "leet", "inspect", "--json", str(run_dir)],
         capture_output=True,

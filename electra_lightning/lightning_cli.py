@@ -1,0 +1,165 @@
+"""The Lightning side of the command line: ``fit``/``validate``/``test`` for pretraining
+(``ElectraPretraining`` + ``ElectraDataModule``) and fine-tuning (``ElectraClassifier`` +
+``GlueDataModule``), with the plugins and callbacks every run gets."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from electra_lightning.callbacks import GracefulStop, TokenThroughput
+from electra_lightning.checkpoint import SafeCheckpointIO
+from electra_lightning.compare import flatten
+from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
+from electra_lightning.data import ElectraDataModule
+from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
+
+CONFIG_NAME = "config.yaml"
+
+
+class ConfigToLogger(SaveConfigCallback):
+    """Saves the resolved config inside this run's own directories — each logger's run directory
+    (CSV/TensorBoard ``version_N``, the W&B run's ``files/``) and the checkpoint directory — so no
+    run overwrites another's, and sends it to every logger once, under the CLI names
+    (``model.hidden_size``), with the model size."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["save_to_log_dir"] = False  # runs/config.yaml would be shared by every W&B run
+        super().__init__(*args, **kwargs)
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        config = flatten(self.config.as_dict())
+        if hasattr(pl_module, "num_parameters"):
+            config.update({f"model/params_{k}": v for k, v in pl_module.num_parameters().items()})
+        directories = []
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+            if type(logger).__name__ == "WandbLogger":
+                run_files = logger.experiment.dir
+                directories.append(run_files)
+                if os.environ.get("WANDB_MODE") == "offline":
+                    run_dir = run_files.rsplit("/files", 1)[0]
+                    print(
+                        f"W&B is offline: the run is in {run_dir}; upload it with "
+                        f"`wandb sync {run_dir}`"
+                    )
+            elif getattr(logger, "log_dir", None):
+                directories.append(logger.log_dir)
+        self._write(directories)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # the checkpoint directory gets its copy once ModelCheckpoint has looked at the directory
+        if trainer.is_global_zero:
+            self._write([c.dirpath for c in trainer.checkpoint_callbacks if c.dirpath])
+
+    def _write(self, directories: list[str]) -> None:
+        for directory in dict.fromkeys(directories):
+            os.makedirs(directory, exist_ok=True)
+            self.parser.save(
+                self.config,
+                os.path.join(directory, CONFIG_NAME),
+                skip_none=False,
+                overwrite=True,  # the same run's directory (a resumed run continues it)
+                multifile=False,
+            )
+
+
+def use_wandb_offline_without_credentials() -> None:
+    """Never prompt or hang: without W&B credentials, log offline (``wandb sync`` uploads later)."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.expanduser("~/.netrc")
+    if os.path.isfile(netrc):
+        with open(netrc, encoding="utf-8", errors="replace") as f:
+            if "api.wandb.ai" in f.read():
+                return
+    os.environ["WANDB_MODE"] = "offline"
+
+
+class _ElectraLightningCLI(LightningCLI):
+    """Adds to every trainer what users should not have to configure, instantiated here rather
+    than parsed (so jsonargparse never tries to serialise them into the saved config): atomic,
+    ``weights_only`` checkpoint IO, the graceful stop on SIGTERM/SIGUSR1/SIGINT, a progress bar in
+    steps and a model summary with the analytic FLOPs (each only where the trainer shows one)."""
+
+    def _instantiate_trainer(self, config, callbacks):
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(hasattr(p, "save_checkpoint") for p in plugins):
+            config["plugins"] = [*plugins, SafeCheckpointIO()]
+        extra = [GracefulStop()]
+        if config.get("enable_progress_bar") is not False:
+            extra.append(StepProgressBar())
+        if config.get("enable_model_summary") is not False:
+            extra.append(ElectraModelSummary())
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+
+class ElectraCLI(_ElectraLightningCLI):
+    """LightningCLI with the sequence length, vocabulary and pad id set once and linked."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("data.max_seq_length", "model.max_seq_length")
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.pad_token_id", "model.pad_token_id", apply_on="instantiate")
+        parser.set_defaults(
+            {
+                "model.optimizer": {
+                    "class_path": "torch.optim.AdamW",
+                    "init_args": {**ADAMW_DEFAULTS, "betas": list(ADAMW_DEFAULTS["betas"])},
+                }
+            }
+        )
+        parser.add_lightning_class_args(TokenThroughput, "throughput")
+
+    def _parse_ckpt_path(self):
+        """Keep the config's model settings on ``--ckpt_path`` (LightningCLI would silently replace
+        them with the checkpoint's). ``ElectraPretraining.on_load_checkpoint`` refuses a checkpoint
+        whose architecture or tokenizer differs, and the checkpoint is loaded once, safely, by
+        ``SafeCheckpointIO``."""
+
+
+class FinetuneCLI(_ElectraLightningCLI):
+    """LightningCLI for ``ElectraClassifier`` + ``GlueDataModule``: the tokenizer comes from
+    ``model.init_from``; the label set and task from the data."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("model.init_from", "data.tokenizer")
+        parser.link_arguments("data.task", "model.task")
+        parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
+        parser.link_arguments("data.label_names", "model.id2label", apply_on="instantiate")
+
+    def _parse_ckpt_path(self):
+        """The config decides the model (see ElectraCLI)."""
+
+
+def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None = None):
+    from electra_lightning.finetune import ElectraClassifier
+    from electra_lightning.glue import GlueDataModule
+
+    quiet_dependencies()
+    # the glue command passes args from Python while sys.argv holds its own options
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+    return FinetuneCLI(
+        ElectraClassifier,
+        GlueDataModule,
+        args=args,
+        run=run,
+        save_config_callback=ConfigToLogger,
+        parser_kwargs={"prog": prog} if prog else None,
+    )
+
+
+def run_lightning_cli(args: list[str] | None, prog: str | None = None) -> None:
+    quiet_dependencies()
+    use_wandb_offline_without_credentials()
+    ElectraCLI(
+        ElectraPretraining,
+        ElectraDataModule,
+        args=args,
+        save_config_callback=ConfigToLogger,
+        trainer_defaults={"max_steps": 1000},
+        parser_kwargs={"prog": prog} if prog else None,
+    )

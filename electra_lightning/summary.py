@@ -1,0 +1,147 @@
+"""``python -m electra_lightning summary``: what a pretraining run trained, where its files are,
+how to read a small model's predictions, and the next commands — in plain words.
+
+    python -m electra_lightning summary --log_dir runs/tiny/version_0 \\
+        --checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
+
+Everything printed is read from the run (its metrics, its checkpoint); the reference figures are
+the paper's ELECTRA-Small budget and this project's measured experiments.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from jsonargparse import CLI
+
+from electra_lightning.compare import plot, read_csv_run
+
+# ELECTRA-Small's pretraining (paper, Table 6): 1M steps × batch 128 × 128 tokens.
+PAPER_SMALL_TOKENS = 1_000_000 * 128 * 128
+
+
+def _last(run, key: str) -> float | None:
+    points = run.history.get(key)
+    return float(sorted(points)[-1][1]) if points else None
+
+
+def _mean(run, key: str) -> float | None:
+    points = run.history.get(key)
+    return sum(v for _, v in points) / len(points) if points else None
+
+
+def _params(run) -> str:
+    hp = run.config
+    layers, hidden = hp.get("model.num_layers"), hp.get("model.hidden_size")
+    total = hp.get("model/params_total")
+    size = f"{layers} layers × {hidden} hidden" if layers and hidden else "ELECTRA"
+    if total:
+        size += f", {float(total) / 1e6:.1f} M parameters with the generator"
+    gen = hp.get("model.generator_size")
+    if gen:
+        size += f"; generator {float(gen):g} of its width"
+    return size
+
+
+def summarize(
+    log_dir: str,
+    checkpoint: str | None = None,
+    export_dir: str | None = None,
+    plot_path: str | None = None,
+) -> str:
+    """Print a plain-language summary of a pretraining run and write a PNG of its curves.
+
+    Args:
+        log_dir: The run's CSVLogger version directory (metrics.csv, hparams.yaml).
+        checkpoint: Its last.ckpt (the resume point), if you want it named.
+        export_dir: Where ``export`` wrote the generator and discriminator.
+        plot_path: Where to write the PNG of the curves (default: LOG_DIR/curves.png).
+    """
+    if not os.path.isfile(os.path.join(log_dir, "metrics.csv")):
+        raise ValueError(f"--log_dir: '{log_dir}' has no metrics.csv (a CSVLogger version dir)")
+    run = read_csv_run(log_dir)
+    plot_path = plot_path or os.path.join(log_dir, "curves.png")
+    plot([run], plot_path)
+
+    steps = max((s for points in run.history.values() for s, _ in points), default=0) + 1
+    tokens = _last(run, "train/tokens_seen") or 0.0
+    rate = _mean(run, "train/tokens_per_sec")
+    minutes = tokens / rate / 60 if rate else None
+    gen_acc = _last(run, "val/gen_acc") or _last(run, "train/gen_acc")
+    disc_acc = _last(run, "val/disc_acc")
+    replaced = _last(run, "val/replaced_frac") or _last(run, "train/replaced_frac")
+    recall = _last(run, "val/disc_recall")
+
+    out = ["", "=" * 78, "What just happened", "=" * 78]
+
+    def say(text: str, indent: str = "") -> None:
+        out.extend(textwrap.wrap(text, 78, initial_indent=indent, subsequent_indent=indent + "  "))
+
+    took = f" in {minutes:.1f} minutes" if minutes else ""
+    say(
+        f"Trained: an ELECTRA discriminator ({_params(run)}) for {steps:,} steps on "
+        f"{tokens / 1e6:.2f} M tokens{took}. ELECTRA-Small's pretraining in the paper is "
+        f"{PAPER_SMALL_TOKENS / 1e9:.0f} B tokens, {PAPER_SMALL_TOKENS / max(tokens, 1):,.0f}x this."
+    )
+    out += ["", "Files:"]
+    if checkpoint:
+        out.append(f"  checkpoint  {checkpoint}  (resume: --ckpt_path last)")
+    if export_dir:
+        out.append(f"  export      {export_dir}/{{generator,discriminator}}  (Hugging Face format)")
+    out.append(f"  logs        {os.path.join(log_dir, 'metrics.csv')}")
+    out.append(f"  curves      {plot_path}")
+    out += ["", "Reading the predictions above:"]
+    if gen_acc is not None:
+        if gen_acc < 0.3:
+            say(
+                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right on held-out "
+                "text. This early it has learned mostly which words are frequent, so its top "
+                "guesses are common words and punctuation almost anywhere.",
+                "  ",
+            )
+        else:
+            say(f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right.", "  ")
+    if replaced is not None and recall is not None:
+        if recall < 0.05:
+            say(
+                f"detect: {replaced:.0%} of tokens are replaced in training, and a discriminator "
+                f"this young scores nearly every token near that base rate (it flags "
+                f"{recall:.0%} of replaced tokens on held-out text). It has not learned to read "
+                "context yet: a token stands out only when it is rare.",
+                "  ",
+            )
+        else:
+            say(
+                f"detect: the discriminator flags {recall:.0%} of replaced tokens on held-out "
+                f"text (accuracy {disc_acc:.1%} where {replaced:.0%} are replaced).",
+                "  ",
+            )
+    say(
+        "How much training changes that: in experiments/electra_vs_mlm (1.4 M tokens on a "
+        "2-core CPU) the discriminator was still on that plateau; it takes orders of magnitude "
+        "more tokens, which is what a GPU run is for.",
+        "  ",
+    )
+    example = export_dir or "EXPORT"
+    out += [
+        "",
+        "Next:",
+        "  1. pretrain on your own text:",
+        "     python -m electra_lightning tokenizer --files 'corpus/*.txt' --output_dir tok",
+        "     python -m electra_lightning fit --config configs/electra-small.yaml \\",
+        "         --data.train_files 'corpus/*.txt' --data.tokenizer tok",
+        "  2. fine-tune the discriminator (GLUE layout in glue_data/):",
+        "     python -m electra_lightning fit --config configs/finetune/sst2.yaml \\",
+        f"         --model.init_from {example}/discriminator --data.data_dir glue_data",
+        "  3. compare runs:",
+        f"     python -m electra_lightning compare {log_dir} OTHER_RUN \\",
+        "         --output compare.png",
+    ]
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+def main(argv: list[str], prog: str | None = None) -> None:
+    CLI(summarize, args=argv, as_positional=False, prog=prog)
