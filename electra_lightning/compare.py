@@ -33,8 +33,14 @@ KEY_PARAMS = (
     "model/params_total",
 )
 FINAL = ("train/gen_loss", "train/disc_loss", "train/tokens_per_sec")
-BEST = {"val/loss": min, "val/gen_acc": max, "val/disc_acc": max, "val/disc_f1": max}
-CURVES = ("train/gen_loss", "train/disc_loss", "train/disc_acc", "val/disc_acc")
+BEST = {
+    "val/loss": min,
+    "val/gen_acc": max,
+    "val/disc_acc": max,
+    "val/disc_f1": max,
+    "val/disc_auc": max,
+}
+CURVES = ("train/gen_loss", "train/disc_loss", "train/disc_acc", "val/disc_acc", "val/disc_auc")
 
 
 @dataclass

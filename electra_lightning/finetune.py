@@ -10,8 +10,13 @@ import torch
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     BinaryF1Score,
-    MatthewsCorrCoef,
+    BinaryMatthewsCorrCoef,
+    BinaryPrecision,
+    BinaryRecall,
     MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
 )
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from transformers import ElectraConfig, ElectraForSequenceClassification
@@ -39,22 +44,50 @@ TASK_METRICS = {
 }
 
 
+# how a classifier is judged besides its GLUE headline metric: accuracy, and precision, recall and
+# F1 of the positive class (two labels) or macro-averaged over the classes (more than two)
+CLASSIFICATION_METRICS = ("acc", "precision", "recall", "f1")
+
+
 def metric_names(task: str, num_labels: int) -> tuple[str, ...]:
+    """The task's metrics, its GLUE headline metric first."""
     task = task.lower().replace("-", "")
-    if task in TASK_METRICS:
-        return TASK_METRICS[task]
-    return (
-        ("spearman", "pearson")
-        if num_labels == 1
-        else ("acc",) + (("f1",) if num_labels == 2 else ())
-    )
+    if num_labels == 1:
+        return TASK_METRICS.get(task, ("spearman", "pearson"))
+    headline = TASK_METRICS.get(task, ("acc",))
+    return headline + tuple(m for m in CLASSIFICATION_METRICS if m not in headline)
+
+
+class GlueMatthewsCorrCoef(BinaryMatthewsCorrCoef):
+    """Binary MCC as GLUE scores it (sklearn's ``matthews_corrcoef``): 0 whenever a margin of the
+    confusion matrix is empty — the definition's 0/0, e.g. a constant predictor. torchmetrics
+    returns a small non-zero value there (0.026 for CoLA dev predicted all-acceptable)."""
+
+    def compute(self) -> torch.Tensor:
+        (tn, fp), (fn, tp) = self.confmat.tolist()
+        if min(tp + fp, tp + fn, tn + fp, tn + fn) == 0:
+            return torch.tensor(0.0)
+        return super().compute()
+
+
+def glue_mcc(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Functional :class:`GlueMatthewsCorrCoef`."""
+    metric = GlueMatthewsCorrCoef()
+    metric.update(preds, target)
+    return metric.compute()
 
 
 def make_metrics(names: tuple[str, ...], num_labels: int) -> MetricCollection:
+    classes = max(2, num_labels)
+    binary = classes == 2
     factories = {
-        "acc": lambda: MulticlassAccuracy(num_classes=max(2, num_labels), average="micro"),
-        "f1": lambda: BinaryF1Score(),
-        "mcc": lambda: MatthewsCorrCoef(task="binary"),
+        "acc": lambda: MulticlassAccuracy(num_classes=classes, average="micro"),
+        "precision": lambda: (
+            BinaryPrecision() if binary else MulticlassPrecision(classes, average="macro")
+        ),
+        "recall": lambda: BinaryRecall() if binary else MulticlassRecall(classes, average="macro"),
+        "f1": lambda: BinaryF1Score() if binary else MulticlassF1Score(classes, average="macro"),
+        "mcc": lambda: GlueMatthewsCorrCoef(),
         "pearson": lambda: PearsonCorrCoef(),
         "spearman": lambda: SpearmanCorrCoef(),
     }

@@ -82,7 +82,7 @@ def write_submission(task: str, cli, path: Path) -> None:
 
 def summarize(results: list[dict], tasks: list[str]) -> str:
     """Per task and metric: median, mean ± std over seeds; GLUE average of headline medians."""
-    from electra_lightning.finetune import TASK_METRICS
+    from electra_lightning.finetune import CLASSIFICATION_METRICS, TASK_METRICS
 
     lines = ["| task | metric | seeds | median | mean ± std | all |", "|---|---|---|---|---|---|"]
     headline = []
@@ -90,7 +90,8 @@ def summarize(results: list[dict], tasks: list[str]) -> str:
         runs = [r for r in results if r["task"] == task]
         if not runs:
             continue
-        for i, metric in enumerate(TASK_METRICS[task]):
+        extra = tuple(m for m in CLASSIFICATION_METRICS if m not in TASK_METRICS[task])
+        for i, metric in enumerate(TASK_METRICS[task] + extra):
             values = [100 * r["metrics"][metric] for r in runs if metric in r["metrics"]]
             if not values:
                 continue

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
-from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+)
 
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, from_all_ranks, require_kind
@@ -158,6 +164,9 @@ class ElectraPretraining(L.LightningModule):
                 "disc_precision": BinaryPrecision(),
                 "disc_recall": BinaryRecall(),
                 "disc_f1": BinaryF1Score(),
+                # threshold-free: does the discriminator rank replaced tokens above original
+                # ones, whatever its calibration (recall at 0.5 stays 0 on the base-rate plateau)
+                "disc_auc": BinaryAUROC(thresholds=None),
             }
         )
 
@@ -327,6 +336,7 @@ class ElectraPretraining(L.LightningModule):
         target = out.disc_labels[keep]
         for name in ("disc_acc", "disc_precision", "disc_recall", "disc_f1"):
             m[name].update(preds, target)
+        m["disc_auc"].update(out.disc_logits.detach().float()[keep].sigmoid(), target)
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in self.val_metrics.items():

@@ -705,15 +705,11 @@ def glue_split(task: str, split: str, limit: int = 0) -> list:
 
 def headline_metric(task: str):
     """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
-    from torchmetrics.functional.classification import (
-        binary_accuracy,
-        binary_f1_score,
-        binary_matthews_corrcoef,
-    )
+    from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
 
-    from electra_lightning.finetune import TASK_METRICS
+    from electra_lightning.finetune import TASK_METRICS, glue_mcc
 
-    metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": binary_matthews_corrcoef}
+    metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": glue_mcc}
     return metrics[TASK_METRICS[task][0]]
 
 

@@ -69,6 +69,7 @@ def test_fit_lowers_generator_loss_and_exports(tmp_path, corpus_dir, tokenizer_d
         "val/loss",
         "val/gen_loss",
         "val/disc_loss",
+        "val/disc_auc",
     ):
         assert name in metrics[0], name
 

@@ -266,3 +266,38 @@ def test_glue_command_multi_seed_table_and_submission(tmp_path, corpus_dir, toke
     # resumable: a second call reuses results.jsonl and runs nothing new
     again = run_cli(*args, cwd=tmp_path).stdout
     assert "seed 1:" not in again and "| rte | acc | 2 |" in again
+
+
+def test_cola_mcc_of_a_constant_predictor_is_zero_as_glue_scores_it():
+    """CoLA dev: 722 acceptable, 321 unacceptable, all predicted acceptable. sklearn's
+    matthews_corrcoef (GLUE's scorer) gives 0 (the 0/0 case); torchmetrics alone gives 0.026."""
+    target = torch.tensor([1] * 722 + [0] * 321)
+    m = make_metrics(("mcc",), 2)
+    m.update(torch.ones_like(target), target)
+    assert float(m.compute()["mcc"]) == 0.0
+    m.reset()
+    m.update(torch.zeros_like(target), target)  # the other constant
+    assert float(m.compute()["mcc"]) == 0.0
+
+
+def test_classification_reports_accuracy_precision_recall_f1():
+    from electra_lightning.finetune import metric_names
+
+    assert metric_names("sst2", 2) == ("acc", "precision", "recall", "f1")
+    assert metric_names("cola", 2) == ("mcc", "acc", "precision", "recall", "f1")
+    assert metric_names("mrpc", 2) == ("f1", "acc", "precision", "recall")
+    assert metric_names("stsb", 1) == ("spearman", "pearson")
+    # binary: of the positive class. preds 1,1,1,0 vs 1,1,0,0: P = 2/3, R = 1, F1 = 0.8
+    m = make_metrics(metric_names("sst2", 2), 2)
+    m.update(torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 0, 0]))
+    out = {k: float(v) for k, v in m.compute().items()}
+    assert math.isclose(out["precision"], 2 / 3, rel_tol=1e-6) and out["recall"] == 1.0
+    assert math.isclose(out["f1"], 0.8, rel_tol=1e-6) and out["acc"] == 0.75
+    # three classes: macro averages. preds 0,1,2,2 vs 0,1,1,2:
+    # P per class (1, 1, 1/2) → 5/6; R per class (1, 1/2, 1) → 5/6; F1 (1, 2/3, 2/3) → 7/9
+    m = make_metrics(metric_names("custom", 3), 3)
+    m.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]))
+    out = {k: float(v) for k, v in m.compute().items()}
+    assert math.isclose(out["precision"], 5 / 6, rel_tol=1e-6)
+    assert math.isclose(out["recall"], 5 / 6, rel_tol=1e-6)
+    assert math.isclose(out["f1"], 7 / 9, rel_tol=1e-6) and out["acc"] == 0.75

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -233,3 +235,62 @@ def test_training_flops_per_token():
     mlm_head = 5 / SEQ * 2 * (h * e + e * VOCAB)
     assert training_flops_per_token(mlm, SEQ, 5) == pytest.approx(3 * (encoder(h, f) + mlm_head))
     assert training_flops_per_token(mlm, SEQ, 5) < training_flops_per_token(electra, SEQ, 5)
+
+
+def hand_auc(scores, labels):
+    """Probability that a replaced token scores above an original one (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    neg = [s for s, y in zip(scores, labels, strict=True) if y == 0]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_val_disc_auc_is_the_roc_auc_over_non_padding_tokens():
+    """validation_step feeds val/disc_auc the discriminator's scores of every non-padding token:
+    checked against a hand-computed AUC, with padding positions that would change it if counted."""
+    from types import SimpleNamespace
+
+    from electra_lightning.module import ElectraPretraining
+
+    module = ElectraPretraining(
+        vocab_size=50,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=1,
+        intermediate_size=16,
+        embedding_size=16,
+        max_position_embeddings=16,
+        max_seq_length=8,
+    )
+    logits = torch.tensor(
+        [[2.0, -1.0, 0.5, 0.5, -2.0, 3.0, 9.0, 9.0], [-0.5, 1.0, -3.0, 0.0, 1.5, -1.0, -9.0, -9.0]]
+    )
+    labels = torch.tensor([[1, 0, 1, 0, 0, 1, 0, 0], [0, 1, 0, 1, 0, 0, 1, 1]])
+    mask = torch.tensor([[1] * 6 + [0] * 2, [1] * 6 + [0] * 2])  # the last two are padding
+    batch = {
+        "input_ids": torch.ones(2, 8, dtype=torch.long),
+        "attention_mask": mask,
+        "masked_ids": torch.zeros(2, 1, dtype=torch.long),
+        "masked_weights": torch.ones(2, 1),
+    }
+    out = SimpleNamespace(
+        loss=torch.tensor(1.0),
+        gen_loss=torch.tensor(1.0),
+        disc_loss=torch.tensor(1.0),
+        gen_logits=torch.zeros(2, 1, 50),
+        disc_logits=logits,
+        disc_labels=labels,
+    )
+
+    class Stub(torch.nn.Module):
+        def forward(self, **kwargs):
+            return out
+
+    module.electra = Stub()
+    module.validation_step(batch, 0)
+    keep = mask.bool()
+    expected = hand_auc(logits[keep].tolist(), labels[keep].tolist())
+    assert math.isclose(float(module.val_metrics["disc_auc"].compute()), expected, rel_tol=1e-6)
+    assert not math.isclose(
+        expected, hand_auc(logits.flatten().tolist(), labels.flatten().tolist())
+    )
