@@ -12,6 +12,7 @@ are read in bounded pieces.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sys
@@ -38,13 +39,17 @@ from electra_lightning.sources import (  # noqa: F401 (re-exported: the data pip
     TEXT_SUFFIXES,
     BadRecord,
     BadRecordError,
+    Unit,
+    assign_units,
     read_documents,
+    read_unit,
     resolve_sources,
+    split_units,
 )
 
 TOKENIZE_CHUNK_DOCS = 64
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
-DATA_STATE_VERSION = 1
+DATA_STATE_VERSION = 2  # 2: positions name a unit and a block (seekable); 1: a document index
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,9 +284,16 @@ class PretrainingStream(IterableDataset):
         world_size: int = 1,
         resume_positions: dict[int, dict] | None = None,
         on_bad_record: str = "error",
+        shuffle: bool = False,
+        shuffle_block: int = 1024,
     ):
         super().__init__()
+        if shuffle_block < 1:
+            raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
         self.on_bad_record = on_bad_record
+        self.shuffle = shuffle
+        self.shuffle_block = shuffle_block
+        self._units: tuple[int, list[Unit]] | None = None
         self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
         self.resume_positions = resume_positions or {}
         # fixed per stream, used by every batch
@@ -305,45 +317,74 @@ class PretrainingStream(IterableDataset):
 
     # -- stages ----------------------------------------------------------------------------------
 
-    def shard_documents(
-        self, shard: int, num_shards: int, start: int = 0
-    ) -> Iterator[tuple[int, list[str]]]:
-        """(shard-local index, document) for one pass; global document ``i`` goes to shard ``i % n``.
+    def shard_units(self, shard: int, num_shards: int, epoch: int) -> list[Unit]:
+        """The units this shard reads in ``epoch``: a deterministic share of about 1/n of the
+        corpus's bytes, dealt from a unit order shuffled per epoch (corpus order without shuffle)."""
+        if self._units is None or self._units[0] != num_shards:
+            self._units = (num_shards, split_units(self.sources, num_shards))
+        seed = _seed_for(self.seed, epoch, 3) if self.shuffle else None
+        return assign_units(self._units[1], num_shards, seed)[shard]
 
-        Documents before ``start`` are read but not returned (resuming skips them untokenized).
+    def shard_documents(
+        self, shard: int, num_shards: int, epoch: int = 0
+    ) -> Iterator[list[str] | BadRecord]:
+        """This shard's documents for one epoch, in the order it trains on them."""
+        for _, _, _, doc in self._blocks(shard, num_shards, epoch, None):
+            yield doc
+
+    def _blocks(
+        self, shard: int, num_shards: int, epoch: int, position: dict | None
+    ) -> Iterator[tuple[dict, int, int, list[str] | BadRecord]]:
+        """(block, index in the block, the index to resume at, document) in training order.
+
+        Documents are read unit by unit in blocks of ``shuffle_block`` and each block is permuted
+        by a generator seeded with (seed, epoch, shard, unit, block), so memory is bounded by one
+        block and a resume re-reads only its block: it seeks to the block's first document.
         """
-        index = local = 0
-        for source in self.sources:
-            for doc in read_documents(source, self.text_field, self.on_bad_record):
-                if index % num_shards == shard:
-                    if local >= start:
-                        yield local, doc
-                    local += 1
-                index += 1
+        units = self.shard_units(shard, num_shards, epoch)
+        first_unit = position["unit"] if position else 0
+        for u in range(first_unit, len(units)):
+            resuming = position is not None and u == first_unit
+            at = tuple(position["block_at"]) if resuming else None
+            number = position["block"] if resuming else 0
+            start_item = position["item"] if resuming else 0
+            reader = read_unit(units[u], self.text_field, self.on_bad_record, at)
+            while True:
+                items = list(itertools.islice(reader, self.shuffle_block))
+                if not items:
+                    break
+                block = {"unit": u, "block_at": list(items[0][:2]), "block": number}
+                order = list(range(len(items)))
+                if self.shuffle:
+                    random.Random(_seed_for(self.seed, epoch, shard, u, number, 4)).shuffle(order)
+                for i in range(start_item, len(order)):
+                    yield block, i, start_item, items[order[i]][2]
+                start_item = 0
+                number += 1
 
     def tokenized_documents(
-        self, shard: int, num_shards: int, start: int = 0
-    ) -> Iterator[tuple[int, list[list[int]]]]:
-        """This shard's documents from ``start`` on, tokenized in chunks (one Rust call each)."""
+        self, shard: int, num_shards: int, epoch: int, position: dict | None
+    ) -> Iterator[tuple[dict, int, list[list[int]] | BadRecord]]:
+        """This shard's documents from ``position`` on, tokenized in chunks (one Rust call each)."""
         from tokenizers import Tokenizer
 
         encoder = Tokenizer.from_file(os.path.join(self.tokenizer.path, "tokenizer.json"))
-        chunk: list[tuple[int, list[str]]] = []
+        chunk: list[tuple[dict, int, list[str] | BadRecord]] = []
 
         def encode(chunk):
-            docs = [doc for _, doc in chunk if not isinstance(doc, BadRecord)]
+            docs = [doc for _, _, doc in chunk if not isinstance(doc, BadRecord)]
             flat = [sentence for doc in docs for sentence in doc]
             encoded = encoder.encode_batch(flat, add_special_tokens=False)
             offset = 0
-            for index, doc in chunk:
+            for block, index, doc in chunk:
                 if isinstance(doc, BadRecord):
-                    yield index, doc
+                    yield block, index, doc
                     continue
-                yield index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
+                yield block, index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
                 offset += len(doc)
 
-        for item in self.shard_documents(shard, num_shards, start):
-            chunk.append(item)
+        for block, index, _, doc in self._blocks(shard, num_shards, epoch, position):
+            chunk.append((block, index, doc))
             if len(chunk) >= TOKENIZE_CHUNK_DOCS:
                 yield from encode(chunk)
                 chunk = []
@@ -361,21 +402,24 @@ class PretrainingStream(IterableDataset):
         )
 
     def examples(
-        self, shard: int, num_shards: int, position: dict | None = None
+        self, shard: int, num_shards: int, epoch: int = 0, position: dict | None = None
     ) -> Iterator[tuple[Example, dict]]:
-        """One pass of packed examples, each with the position just after it.
+        """One pass (epoch) of packed examples, each with the position just after it.
 
-        ``position`` (from an earlier pass) continues mid-pass: documents before it are skipped,
-        the packer's carry-over and RNG are restored. The tail is flushed at the end of the pass.
+        ``position`` (from an earlier pass) continues mid-pass: the reader seeks to the position's
+        block, the packer's carry-over and RNG are restored. The tail is flushed at the end.
         """
         packer = self.new_packer(shard)
-        start_doc, start_sentence = 0, 0
+        start_sentence = 0
         if position is not None:
             packer.load_state_dict(position["packer"])
-            start_doc, start_sentence = position["document"], position["sentence"]
+            start_sentence = position["sentence"]
             for example in packer.drain():
-                yield example, self._position(packer, start_doc, start_sentence)
-        for index, sentences in self.tokenized_documents(shard, num_shards, start_doc):
+                yield example, {**position, "packer": packer.state_dict()}
+        first = True
+        for block, index, sentences in self.tokenized_documents(shard, num_shards, epoch, position):
+            begin = start_sentence if first and position is not None else 0
+            first = False
             if isinstance(sentences, BadRecord):
                 self.skipped += 1
                 print(
@@ -385,17 +429,20 @@ class PretrainingStream(IterableDataset):
                     flush=True,
                 )
                 continue
-            first = start_sentence if index == start_doc else 0
-            for i in range(first, len(sentences)):
+            for i in range(begin, len(sentences)):
                 for example in packer.add_sentence(sentences[i], i == len(sentences) - 1):
-                    yield example, self._position(packer, index, i + 1)
-        end = {"document": -1, "sentence": 0, "packer": None}
+                    yield (
+                        example,
+                        {
+                            **block,
+                            "item": index,
+                            "sentence": i + 1,
+                            "packer": packer.state_dict(),
+                        },
+                    )
+        end = {"unit": -1, "packer": None}
         for example in packer.flush():
             yield example, end
-
-    @staticmethod
-    def _position(packer: ExamplePacker, document: int, sentence: int) -> dict:
-        return {"document": document, "sentence": sentence, "packer": packer.state_dict()}
 
     def collate(self, examples: list[Example], generator: torch.Generator) -> dict:
         """Stack examples and draw a fresh mask."""
@@ -436,16 +483,14 @@ class PretrainingStream(IterableDataset):
             position = resume["within_epoch"] if resume else None
             resume = None
             examples: list[Example] = []
-            for example, after in self.examples(shard, num_shards, position):
+            for example, after in self.examples(shard, num_shards, epoch, position):
                 examples.append(example)
                 if len(examples) == self.batch_size:
                     batch = self._make_batch(examples, epoch, shard, batch_index)
                     batch_index += 1
                     examples = []
                     if self.endless:
-                        done = (
-                            after["document"] < 0
-                        )  # the pass's last examples: next is a new epoch
+                        done = after["unit"] < 0  # the pass's last examples: next is a new epoch
                         batch[DATA_POSITION_KEY] = {
                             "shard": shard,
                             "num_shards": num_shards,
@@ -504,6 +549,11 @@ class ElectraDataModule(L.LightningDataModule):
             deterministic, so a resumed run skips the same records.
         max_bad_records: With ``skip``: stop once more than this many records were skipped (all
             ranks together; a record is counted again each epoch).
+        shuffle: Shuffle the training stream, deterministically from (seed, epoch): the order of
+            the corpus pieces (files, byte ranges, row groups) every epoch, and documents within
+            blocks of ``shuffle_block``. False keeps corpus order. Validation is never shuffled.
+        shuffle_block: Documents shuffled together (memory is bounded by one block; a resume
+            re-reads only the current block).
     """
 
     def __init__(
@@ -524,6 +574,8 @@ class ElectraDataModule(L.LightningDataModule):
         resume_position: bool = True,
         on_bad_record: Literal["error", "skip"] = "error",
         max_bad_records: int = 100,
+        shuffle: bool = True,
+        shuffle_block: int = 1024,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
@@ -538,6 +590,8 @@ class ElectraDataModule(L.LightningDataModule):
             )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if shuffle_block < 1:
+            raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
         if max_bad_records < 0:
             raise ValueError(f"data.max_bad_records must be >= 0, got {max_bad_records}")
         self.masking = MaskingConfig(
@@ -592,6 +646,11 @@ class ElectraDataModule(L.LightningDataModule):
         hp = self.hparams
         return {
             "sources": list(self.train_sources),
+            "sizes": [
+                os.path.getsize(s) if os.path.isfile(s) else None for s in self.train_sources
+            ],
+            "shuffle": hp.shuffle,
+            "shuffle_block": hp.shuffle_block,
             "max_seq_length": hp.max_seq_length,
             "batch_size": hp.batch_size,
             "single_segment_prob": hp.single_segment_prob,
@@ -654,6 +713,8 @@ class ElectraDataModule(L.LightningDataModule):
             world_size=world,
             resume_positions=self.positions if endless else None,
             on_bad_record=hp.on_bad_record,
+            shuffle=hp.shuffle and endless,  # validation: always the same order
+            shuffle_block=hp.shuffle_block,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:

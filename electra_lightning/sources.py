@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
+import random
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,40 +100,6 @@ def _check_file(path: str, field_name: str) -> None:
         )
 
 
-def _read_text_documents(path: str) -> Iterator[list[str]]:
-    """Documents of a text file: a blank line ends a document; each line is a sentence.
-
-    Lines longer than ``MAX_LINE_CHARS`` arrive as several pieces (bounded memory). Bytes that are
-    not UTF-8 are decoded as U+FFFD and counted; a warning names the file and the count.
-    """
-    doc: list[str] = []
-    doc_chars = replaced = 0
-    with open(path, encoding="utf-8", errors="replace", newline=None) as f:
-        while True:
-            line = f.readline(MAX_LINE_CHARS)
-            if not line:
-                break
-            if "\ufffd" in line:
-                replaced += line.count("\ufffd")
-            line = line.strip()
-            if line:
-                doc.append(line)
-                doc_chars += len(line)
-                if len(doc) >= MAX_DOC_SENTENCES or doc_chars >= MAX_DOC_CHARS:
-                    yield doc
-                    doc, doc_chars = [], 0
-            elif doc:
-                yield doc
-                doc, doc_chars = [], 0
-    if doc:
-        yield doc
-    if replaced:
-        warnings.warn(
-            f"{path}: {replaced} invalid UTF-8 byte sequences were replaced by U+FFFD",
-            stacklevel=2,
-        )
-
-
 @dataclass(frozen=True)
 class BadRecord:
     """A record that could not be read, in ``data.on_bad_record: skip`` mode: it takes a
@@ -171,91 +140,315 @@ def _chunk_sentences(sentences: list[str]) -> Iterator[list[str]]:
         yield sentences[start : start + MAX_DOC_SENTENCES]
 
 
-def _records(items: Iterator, where, text_field: str, on_bad_record: str):
-    """Documents of a stream of (position, record) items; bad records as :class:`BadRecord`."""
-    for position, record in items:
-        if isinstance(record, BadRecord):
-            yield record
-            continue
-        text = record.get(text_field) if isinstance(record, dict) else record
-        sentences = _split_record(text, where(position), text_field, on_bad_record)
-        if isinstance(sentences, BadRecord):
-            yield sentences
+# ---------------------------------------------------------------------------------------------
+# Units: the pieces shards read — whole files, byte ranges, parquet row groups, Hub shards
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of the corpus that one shard reads from start to end.
+
+    Text and JSONL: bytes ``[start, end)`` of a file (``end=-1``: to its end); a document belongs
+    to the range in which its first line starts, so a reader resynchronises at the first document
+    that starts at or after ``start`` and finishes the last one past ``end``. Parquet: row groups
+    ``[start, end)``. Hub: shard ``hub_index`` of ``hub_count`` of the dataset's own file shards.
+    """
+
+    source: str
+    start: int = 0
+    end: int = -1
+    size: int = 0  # bytes, for balancing shards
+    hub_index: int = 0
+    hub_count: int = 1
+
+
+def split_units(sources: list[str], num_shards: int) -> list[Unit]:
+    """The corpus cut so that ``num_shards`` shards can each read about 1/n of its bytes.
+
+    Pieces are at most ``total / (4 · num_shards)`` bytes, so dealing them out leaves no shard
+    more than 1.25× its share: smaller text/JSONL files stay whole, larger ones are cut into byte
+    ranges; parquet files are split by row group; a Hub dataset becomes one unit per shard (see
+    :func:`read_unit`).
+    """
+    local = [s for s in sources if not s.startswith(HUB_PREFIX)]
+    total = sum(os.path.getsize(s) for s in local)
+    target = max(1, math.ceil(total / (4 * max(1, num_shards))))
+    units: list[Unit] = []
+    for source in sources:
+        if source.startswith(HUB_PREFIX):
+            units += [Unit(source, hub_index=i, hub_count=num_shards) for i in range(num_shards)]
+        elif source.endswith(PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(source).metadata
+            for group in range(meta.num_row_groups):
+                size = meta.row_group(group).total_byte_size
+                units.append(Unit(source, group, group + 1, size))
         else:
-            yield from _chunk_sentences(sentences)
+            size = os.path.getsize(source)
+            pieces = max(1, math.ceil(size / target)) if num_shards > 1 else 1
+            bounds = [size * i // pieces for i in range(pieces + 1)]
+            for lo, hi in zip(bounds, bounds[1:], strict=False):
+                units.append(Unit(source, lo, hi if hi < size else -1, hi - lo))
+    return units
 
 
-def _read_jsonl_documents(
-    path: str, text_field: str, on_bad_record: str = "error"
+def assign_units(units: list[Unit], num_shards: int, seed: int | None) -> list[list[Unit]]:
+    """Units per shard for one epoch: in an order shuffled by ``seed`` (None: corpus order), each
+    unit to the shard with the fewest bytes so far (Hub units to their own shard), each shard
+    reading its units in that order."""
+    order = list(range(len(units)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    shards: list[list[Unit]] = [[] for _ in range(num_shards)]
+    load = [0] * num_shards
+    for index in order:
+        unit = units[index]
+        if unit.hub_count > 1:
+            target = unit.hub_index
+        else:
+            target = min(range(num_shards), key=lambda s: (load[s], s))
+        shards[target].append(unit)
+        load[target] += max(1, unit.size)
+    return shards
+
+
+# An item of a unit: (record offset, chunk index within the record, chunk). The offset is the
+# byte where the record starts (text/JSONL), its row (parquet) or its index (Hub); a reader can
+# start exactly at any (offset, chunk index) it yielded, which is how a resume seeks.
+Item = tuple[int, int, "list[str] | BadRecord"]
+
+
+def read_unit(
+    unit: Unit,
+    text_field: str = "text",
+    on_bad_record: str = "error",
+    at: tuple[int, int] | None = None,
+) -> Iterator[Item]:
+    """The documents (chunks of at most ``MAX_DOC_SENTENCES`` sentences) of one unit, in order,
+    from the start of the unit or exactly from ``at`` = (offset, chunk index)."""
+    if unit.source.startswith(HUB_PREFIX):
+        items = _hub_items(unit, text_field, on_bad_record)
+    elif unit.source.endswith(JSONL_SUFFIXES):
+        items = _jsonl_items(unit, text_field, on_bad_record, at)
+    elif unit.source.endswith(PARQUET_SUFFIXES):
+        items = _parquet_items(unit, text_field, on_bad_record, at)
+    else:
+        items = _text_items(unit, at)
+    if at is None:
+        return items
+    return (item for item in items if (item[0], item[1]) >= at)
+
+
+def read_documents(
+    source: str, text_field: str = "text", on_bad_record: str = "error"
 ) -> Iterator[list[str] | BadRecord]:
-    def records():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    where = f"{path}:{lineno}"
-                    yield lineno, _bad(where, f"broken JSON line ({err.msg})", on_bad_record)
-                    continue
-                if not isinstance(record, dict):
-                    record = _bad(f"{path}:{lineno}", "not a JSON object", on_bad_record)
-                yield lineno, record
+    """Documents (lists of sentences) of one whole source, in order.
 
-    return _records(records(), lambda lineno: f"{path}:{lineno}", text_field, on_bad_record)
+    A record without usable text (a broken JSONL line, a missing field, a parquet null) raises a
+    one-line ``ValueError`` naming ``file:line``/``file:row N``, or with ``on_bad_record="skip"``
+    arrives as a :class:`BadRecord` in its place.
+    """
+    units = split_units([source], 1) if source.endswith(PARQUET_SUFFIXES) else [Unit(source)]
+    for unit in units:
+        for _, _, chunk in read_unit(unit, text_field, on_bad_record):
+            yield chunk
 
 
-def _read_parquet_documents(
-    path: str, text_field: str, on_bad_record: str = "error"
-) -> Iterator[list[str] | BadRecord]:
+def _start_of_line_at_or_after(f, start: int) -> int:
+    if start <= 0:
+        return 0
+    f.seek(start - 1)
+    f.readline()
+    return f.tell()
+
+
+def _line_before_is_blank(f, position: int) -> bool:
+    """Whether the line that ends just before ``position`` (a line start) is blank."""
+    if position <= 0:
+        return True
+    cursor = position - 1  # the newline ending the previous line
+    while cursor > 0:
+        step = min(4096, cursor)
+        f.seek(cursor - step)
+        chunk = f.read(step)
+        for byte in reversed(chunk):
+            if byte == 0x0A:
+                return True
+            if byte not in b" \t\r\x0b\x0c":
+                return False
+        cursor -= step
+    return True
+
+
+def _text_items(unit: Unit, at: tuple[int, int] | None) -> Iterator[Item]:
+    """Text: a blank line ends a document, each line is a sentence; lines longer than
+    ``MAX_LINE_CHARS`` bytes arrive in pieces and long documents in chunks (bounded memory).
+    Bytes that are not UTF-8 become U+FFFD; a warning names the file and the count."""
+    replaced = 0
+    with open(unit.source, "rb") as f:
+        if at is not None:
+            position = at[0]
+        else:
+            position = _start_of_line_at_or_after(f, unit.start)
+            if not _line_before_is_blank(f, position):  # inside a document of the range before
+                f.seek(position)
+                while True:
+                    line = f.readline(MAX_LINE_CHARS)
+                    if not line or not line.strip():
+                        break
+                position = f.tell()
+        f.seek(position)
+        doc: list[str] = []
+        doc_start, chunk, doc_chars = -1, 0, 0
+        while True:
+            line_start = f.tell()
+            raw = f.readline(MAX_LINE_CHARS)
+            if not raw:
+                break
+            text = raw.decode("utf-8", errors="replace")
+            replaced += text.count("\ufffd")
+            text = text.strip()
+            if not text:
+                if doc:
+                    yield doc_start, chunk, doc
+                    doc, doc_chars = [], 0
+                doc_start = -1
+                continue
+            if doc_start < 0:  # the first line of a document
+                if unit.end >= 0 and line_start >= unit.end:
+                    break  # it belongs to the next range
+                doc_start, chunk = line_start, 0
+            doc.append(text)
+            doc_chars += len(text)
+            if len(doc) >= MAX_DOC_SENTENCES or doc_chars >= MAX_DOC_CHARS:
+                yield doc_start, chunk, doc
+                doc, doc_chars, chunk = [], 0, chunk + 1
+        if doc:
+            yield doc_start, chunk, doc
+    if replaced:
+        warnings.warn(
+            f"{unit.source}: {replaced} invalid UTF-8 byte sequences were replaced by U+FFFD",
+            stacklevel=2,
+        )
+
+
+def _line_number(path: str, offset: int) -> int:
+    """1-based line of the byte ``offset`` (counted only when a bad record needs naming)."""
+    count, done = 1, 0
+    with open(path, "rb") as f:
+        while done < offset:
+            block = f.read(min(1 << 20, offset - done))
+            if not block:
+                break
+            count += block.count(b"\n")
+            done += len(block)
+    return count
+
+
+def _chunks(offset: int, sentences) -> Iterator[Item]:
+    if isinstance(sentences, BadRecord):
+        yield offset, 0, sentences
+        return
+    for index, chunk in enumerate(_chunk_sentences(sentences)):
+        yield offset, index, chunk
+
+
+def _jsonl_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Iterator[Item]:
+    path = unit.source
+    with open(path, "rb") as f:
+        position = at[0] if at is not None else _start_of_line_at_or_after(f, unit.start)
+        f.seek(position)
+        while True:
+            offset = f.tell()
+            if unit.end >= 0 and offset >= unit.end:
+                break
+            raw = f.readline()
+            if not raw:
+                break
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+
+            def where(offset=offset) -> str:
+                return f"{path}:{_line_number(path, offset)}"
+
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield offset, 0, _bad(where(), f"broken JSON line ({err.msg})", on_bad_record)
+                continue
+            if not isinstance(record, dict):
+                yield offset, 0, _bad(where(), "not a JSON object", on_bad_record)
+                continue
+            text = record.get(text_field)
+            sentences = (
+                _split_record(text, where(), text_field, on_bad_record)
+                if not isinstance(text, str)
+                else [s.strip() for s in text.splitlines() if s.strip()]
+            )
+            yield from _chunks(offset, sentences)
+
+
+def _parquet_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Iterator[Item]:
     import pyarrow.parquet as pq
 
+    path = unit.source
     parquet = pq.ParquetFile(path)
     if text_field not in parquet.schema_arrow.names:
         raise ValueError(
             f"{path}: parquet file has no column '{text_field}' (columns: "
             f"{', '.join(parquet.schema_arrow.names)}); set data.text_field"
         )
+    meta = parquet.metadata
+    first_row = sum(meta.row_group(g).num_rows for g in range(unit.start))
+    end = meta.num_row_groups if unit.end < 0 else unit.end
+    row = first_row
+    for group in range(unit.start, end):
+        rows = meta.row_group(group).num_rows
+        if at is not None and at[0] >= row + rows:
+            row += rows  # seek: a row group before the resume point is not read
+            continue
+        column = parquet.read_row_group(group, columns=[text_field]).column(0).to_pylist()
+        for text in column:
+            if at is None or row >= at[0]:
+                where = f"{path}:row {row}"
+                yield from _chunks(row, _split_record(text, where, text_field, on_bad_record))
+            row += 1
 
-    def records():
-        row = 0
-        for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
-            for text in batch.column(0).to_pylist():
-                yield row, text
-                row += 1
 
-    yield from _records(records(), lambda row: f"{path}:row {row}", text_field, on_bad_record)
+_warned_hub: set[str] = set()
 
 
-def _read_hub_documents(
-    spec: str, text_field: str, on_bad_record: str = "error"
-) -> Iterator[list[str] | BadRecord]:
-    """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network)."""
+def _hub_items(unit: Unit, text_field: str, on_bad_record: str) -> Iterator[Item]:
+    """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network), sharded on the
+    dataset's own file shards; a dataset with fewer file shards than readers falls back to every
+    reader streaming it all and keeping every n-th record (with a warning)."""
     from datasets import load_dataset
 
+    spec = unit.source
     name = spec[len(HUB_PREFIX) :]
     name, _, split = name.partition("@")
     name, _, config = name.partition(":")
     stream = load_dataset(name, config or None, split=split or "train", streaming=True)
-    yield from _records(
-        enumerate(stream), lambda i: f"{spec}:record {i}", text_field, on_bad_record
-    )
-
-
-def read_documents(
-    source: str, text_field: str = "text", on_bad_record: str = "error"
-) -> Iterator[list[str] | BadRecord]:
-    """Documents (lists of sentences) of one source, in order.
-
-    A record without usable text (a broken JSONL line, a missing field, a parquet null) raises a
-    one-line ``ValueError`` naming ``file:line``/``file:row N``, or with ``on_bad_record="skip"``
-    arrives as a :class:`BadRecord` in its place.
-    """
-    if source.startswith(HUB_PREFIX):
-        return _read_hub_documents(source, text_field, on_bad_record)
-    if source.endswith(JSONL_SUFFIXES):
-        return _read_jsonl_documents(source, text_field, on_bad_record)
-    if source.endswith(PARQUET_SUFFIXES):
-        return _read_parquet_documents(source, text_field, on_bad_record)
-    return _read_text_documents(source)
+    every = 1
+    if unit.hub_count > 1:
+        if getattr(stream, "num_shards", 1) >= unit.hub_count:
+            stream = stream.shard(num_shards=unit.hub_count, index=unit.hub_index)
+        else:
+            every = unit.hub_count
+            if spec not in _warned_hub:
+                _warned_hub.add(spec)
+                print(
+                    f"warning: {spec} has {getattr(stream, 'num_shards', 1)} file shards for "
+                    f"{unit.hub_count} readers: each reader streams all of it and keeps every "
+                    f"{unit.hub_count}th record",
+                    file=sys.stderr,
+                )
+    for index, record in enumerate(stream):
+        if every > 1 and index % every != unit.hub_index:
+            continue
+        text = record.get(text_field) if isinstance(record, dict) else None
+        sentences = _split_record(text, f"{spec}:record {index}", text_field, on_bad_record)
+        yield from _chunks(index, sentences)

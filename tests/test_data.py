@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -104,21 +105,77 @@ def make_stream(corpus_dir, tokenizer_info, **kwargs):
     return PretrainingStream(**args)
 
 
-def test_documents_sharded_disjoint_and_complete(corpus_dir, tokenizer_info):
-    stream = make_stream(corpus_dir, tokenizer_info)
-    everything = [tuple(d) for _, d in stream.shard_documents(0, 1)]
-    shards = [[tuple(d) for _, d in stream.shard_documents(s, 4)] for s in range(4)]
-    flat = [d for shard in shards for d in shard]
-    assert len(flat) == len(everything)
-    assert sorted(flat) == sorted(everything)
-    assert all(len(s) > 0 for s in shards)
+def _corpus_files(tmp_path, corpus_dir, kind: str, files: int) -> list[str]:
+    """The demo corpus as ``files`` files of one format (txt: blank-line documents; jsonl: a
+    record per document; parquet: a row per document, small row groups)."""
+    docs = [d for d in read_documents(str(corpus_dir / "train.txt"))]
+    parts = [docs[i::files] for i in range(files)]
+    paths = []
+    for i, part in enumerate(parts):
+        path = tmp_path / f"part{i}.{kind}"
+        if kind == "txt":
+            path.write_text("\n\n".join("\n".join(d) for d in part) + "\n")
+        elif kind == "jsonl":
+            path.write_text("".join(json.dumps({"text": "\n".join(d)}) + "\n" for d in part))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(
+                pa.table({"text": ["\n".join(d) for d in part]}), path, row_group_size=97
+            )
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "parquet"])
+@pytest.mark.parametrize("files", [1, 5])
+def test_every_document_once_over_the_shards(tmp_path, corpus_dir, tokenizer_info, kind, files):
+    """For 1, 2, 3 and 8 shards, with fewer and more files than shards: the shards' documents
+    over one epoch are the corpus, each exactly once; every shard gets a share."""
+    sources = _corpus_files(tmp_path, corpus_dir, kind, files)
+    corpus = sorted(tuple(d) for s in sources for d in read_documents(s))
+    for n in (1, 2, 3, 8):
+        for shuffle in (False, True):
+            stream = make_stream(corpus_dir, tokenizer_info, sources=sources, shuffle=shuffle)
+            shards = [[tuple(d) for d in stream.shard_documents(s, n, 0)] for s in range(n)]
+            assert sorted(d for shard in shards for d in shard) == corpus, (n, shuffle)
+            assert all(shards), [len(s) for s in shards]
+
+
+def test_shards_read_about_their_share_of_the_bytes(tmp_path, corpus_dir):
+    from electra_lightning.sources import assign_units, split_units
+
+    sources = _corpus_files(tmp_path, corpus_dir, "txt", 3)
+    total = sum(os.path.getsize(s) for s in sources)
+    for n in (2, 8, 16):
+        shares = [
+            sum(u.size for u in shard) for shard in assign_units(split_units(sources, n), n, 7)
+        ]
+        assert max(shares) <= 1.25 * total / n + 1, (n, shares)
+
+
+def test_shuffle_changes_the_order_each_epoch_and_none_keeps_it(corpus_dir, tokenizer_info):
+    shuffled = make_stream(corpus_dir, tokenizer_info, shuffle=True, shuffle_block=256)
+    plain = make_stream(corpus_dir, tokenizer_info, shuffle=False)
+
+    def epoch(stream, e):  # both shards' documents, in their training order
+        return [tuple(d) for shard in (0, 1) for d in stream.shard_documents(shard, 2, e)]
+
+    e0, e1 = epoch(shuffled, 0), epoch(shuffled, 1)
+    assert e0 != e1 and sorted(e0) == sorted(e1)
+    p0, p1 = epoch(plain, 0), epoch(plain, 1)
+    assert p0 == p1
+    corpus = [tuple(d) for d in read_documents(str(corpus_dir / "train.txt"))]
+    assert [tuple(d) for d in plain.shard_documents(0, 1, 0)] == corpus  # corpus order
+    assert e0 != p0
 
 
 def test_two_ranks_two_workers_read_every_document_once(corpus_dir, tokenizer_info):
     """2 DDP ranks × 2 DataLoader workers: the batches' tokens together are the corpus's tokens."""
     reference = make_stream(corpus_dir, tokenizer_info)
     all_tokens = np.zeros(tokenizer_info.vocab_size, dtype=np.int64)
-    for ex, _ in reference.examples(0, 1):
+    for ex, _ in reference.examples(0, 1, 0):
         np.add.at(all_tokens, ex.input_ids[: ex.length], 1)
     seen = np.zeros_like(all_tokens)
     examples = 0
@@ -238,17 +295,18 @@ def test_real_text_packs_full_examples(tokenizer_info):
     assert 0.8 < pairs / len(examples) < 0.97  # ~10% single-segment examples
 
 
-def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info, shuffle):
     """Restart a shard from the position a batch carried: the following batches are identical,
-    across an epoch boundary too."""
+    across an epoch boundary too, with the shuffle on (small blocks, so positions land inside
+    later blocks of later units) and off."""
     from electra_lightning.data import DATA_POSITION_KEY
 
-    stream = make_stream(
-        corpus_dir, tokenizer_info, endless=True, batch_size=16, max_seq_length=128
-    )
-    one_pass = sum(
-        1 for _ in make_stream(corpus_dir, tokenizer_info, batch_size=16, max_seq_length=128)
-    )
+    # shard 1 of 3: its share is several byte ranges of the file (units), read block by block
+    kw = dict(batch_size=16, max_seq_length=128, shuffle=shuffle, shuffle_block=50)
+    kw.update(rank=1, world_size=3)
+    stream = make_stream(corpus_dir, tokenizer_info, endless=True, **kw)
+    one_pass = sum(1 for _ in make_stream(corpus_dir, tokenizer_info, **kw))
     it = iter(stream)
     reference = [next(it) for _ in range(one_pass + 3)]
     for cut in (0, 7, one_pass - 2, one_pass - 1):
@@ -257,9 +315,8 @@ def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info):
             corpus_dir,
             tokenizer_info,
             endless=True,
-            batch_size=16,
-            max_seq_length=128,
-            resume_positions={0: position},
+            resume_positions={position["shard"]: position},
+            **kw,
         )
         rit = iter(resumed)
         for expected in reference[cut + 1 : cut + 4]:
