@@ -99,7 +99,8 @@ assert "electra_lightning" not in sys.modules
 
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.export import load_checkpoint, module_from_checkpoint
+    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.export import module_from_checkpoint
 
     module = module_from_checkpoint(load_checkpoint(str(ckpt)))
     reloaded = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
