@@ -282,6 +282,7 @@ def main() -> None:
     parser.add_argument("--data_seconds", type=float, default=20.0)
     parser.add_argument("--skip_data", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--skip_streaming", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (GPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -350,13 +351,26 @@ def main() -> None:
             print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
         if not args.skip_memory:
             rows = bench_memory(tok_info, corpus, tmp)
-            print("\n## Memory streaming a corpus (every document read, 1/256 of them tokenized)")
+            print("\n## Memory streaming a corpus (shard 0 of 256; read + tokenize + pack + mask)")
             print("| corpus | peak RSS | seconds |")
             print("|---|---|---|")
             for row in rows:
                 print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
             print(
                 f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}"
+            )
+        if not args.skip_streaming:
+            # sharding and seeking resume (benchmarks/stream_bench.py, also runnable on its own)
+            print()
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(REPO / "benchmarks/stream_bench.py"),
+                    str(corpus),
+                    tok_info.path,
+                ],
+                check=True,
+                cwd=REPO,
             )
 
 

@@ -56,13 +56,13 @@ def position_at(sources: list[str], tok, fraction: float) -> dict:
         seen += sizes[index]
         index += 1
     packer = stream(sources, tok).new_packer(0).state_dict()
-    try:
+    if hasattr(PretrainingStream, "shard_units"):
         from electra_lightning.sources import assign_units, split_units
 
         units = assign_units(split_units(sources, 1), 1, None)[0]
         unit = next(i for i, u in enumerate(units) if u.source == sources[index])
         within = {"unit": unit, "block_at": [0, 0], "block": 0, "item": 0, "sentence": 0}
-    except ImportError:  # before units: a document index, reached by reading every document
+    else:  # before units: a document index, reached by reading every document
         from electra_lightning.data import read_documents
 
         documents = sum(1 for s in sources[:index] for _ in read_documents(s))
@@ -81,12 +81,18 @@ def main() -> None:
     files = sorted(str(p) for p in Path(args.corpus).rglob("*.txt"))
     mb = sum(Path(f).stat().st_size for f in files) / 2**20
 
+    probe = stream(files, tok)
+    if hasattr(probe, "shard_units"):
+        read = sum(u.size for u in probe.shard_units(0, 16, 0)) / 2**20
+    else:  # every shard read every document and kept 1/16
+        read = mb
     share, share_batches = one_pass_seconds(files, tok, 0, 16)
     whole, whole_batches = one_pass_seconds(files, tok, 0, 1)
     print(f"## Sharding ({mb:.0f} MB, {len(files)} files)")
     print(f"one of 16 shards: {share:.1f} s ({share_batches} batches)")
     print(f"one shard, whole corpus: {whole:.1f} s ({whole_batches} batches)")
     print(f"ratio share / whole: {share / whole:.3f} (goal <= 0.1; ideal 0.0625)")
+    print(f"bytes one of 16 shards reads: {read:.1f} MB of {mb:.1f} MB ({read / mb:.3f})")
 
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     try:
