@@ -468,3 +468,30 @@ def test_skip_mode_trains_past_bad_records_and_logs_the_count(
     rows = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
     counts = [float(r["train/skipped_records"]) for r in rows if r.get("train/skipped_records")]
     assert counts and counts[-1] > 0 and counts == sorted(counts)
+
+
+def test_nonfinite_finetuning_loss_stops_with_a_rescue_checkpoint(made, tmp_path, capsys):
+    """A regression target of 1e39 is finite when read but overflows float32: the loss turns
+    inf, the run stops with one line and keeps the last finite weights in rescue-step=N.ckpt."""
+    root, files = made
+    rows = "".join(f"text {i},{i % 5}.0\n" for i in range(12)) + "odd one,1e39\n"
+    (tmp_path / "huge.csv").write_text("text,label\n" + rows)
+    argv = finetune_args(
+        files["export"] / "discriminator",
+        tmp_path / "huge.csv",
+        root / "dev.csv",
+        "--data.batch_size=13",  # the bad row is in the first batch
+        f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ft'}",
+    )
+    (tmp_path / "dev.csv").write_text("text,label\nfine,1.0\nok,2.0\n")
+    argv[argv.index(f"--data.val_file={root / 'dev.csv'}")] = (
+        f"--data.val_file={tmp_path / 'dev.csv'}"
+    )
+    code, err = run_main(argv, tmp_path, capsys)
+    assert code == 2, err[-2000:]
+    assert "non-finite fine-tuning loss at step 0" in err and "rescue-step=0.ckpt" in err
+    assert "Traceback" not in err
+    rescue = load_checkpoint(str(tmp_path / "ft" / "rescue-step=0.ckpt"))
+    assert all(
+        torch.isfinite(t).all() for t in rescue["state_dict"].values() if t.is_floating_point()
+    )
