@@ -29,6 +29,7 @@ from electra_lightning.checkpoint import (
     require_kind,
     tokenizer_files_of,
 )
+from electra_lightning.export import discriminator_from_checkpoint, load_any_checkpoint
 
 # metrics each task reports (GLUE conventions); the first is the headline number
 TASK_METRICS = {
@@ -109,8 +110,6 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
             )
         encoder = ElectraModel.from_pretrained(init_from)
         return config, encoder.state_dict(), None
-    from electra_lightning.export import load_any_checkpoint
-
     checkpoint = load_any_checkpoint(init_from, "model.init_from")
     hparams = checkpoint.get("hyper_parameters", {})
     kind = checkpoint_kind(checkpoint)
@@ -119,8 +118,6 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
         config = ElectraConfig(**hparams["electra_config"])
         prefix = "classifier.electra."
     elif kind == "pretraining":
-        from electra_lightning.export import discriminator_from_checkpoint
-
         discriminator = discriminator_from_checkpoint(checkpoint)
         return discriminator.config, discriminator.electra.state_dict(), tokenizer_files
     else:

@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from electra_lightning.callbacks import ignore_stop_signals
+from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
+from electra_lightning.export import load_any_checkpoint
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,6 @@ def read_examples(
 def _tokenizer_from_checkpoint(path: str) -> str:
     """Write the tokenizer a checkpoint carries to a temporary directory."""
     import tempfile
-
-    from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
-    from electra_lightning.export import load_any_checkpoint
 
     files = tokenizer_files_of(load_any_checkpoint(path, "data.tokenizer"), path)
     if not files:

@@ -14,6 +14,8 @@ from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.compare import flatten
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
+from electra_lightning.finetune import ElectraClassifier
+from electra_lightning.glue import GlueDataModule
 from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
 
 CONFIG_NAME = "config.yaml"
@@ -136,9 +138,6 @@ class FinetuneCLI(_ElectraLightningCLI):
 
 
 def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None = None):
-    from electra_lightning.finetune import ElectraClassifier
-    from electra_lightning.glue import GlueDataModule
-
     quiet_dependencies()
     # the glue command passes args from Python while sys.argv holds its own options
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")

@@ -1,0 +1,344 @@
+"""The stream of one shard (DDP rank × DataLoader worker): read its units, shuffle in blocks,
+tokenize, pack, mask at batch time; every train batch carries the position just after it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from electra_lightning.masking import MaskingConfig, mask_tokens
+from electra_lightning.packing import Example, ExamplePacker
+from electra_lightning.sources import BadRecord, Unit, assign_units, read_unit, split_units
+
+TOKENIZE_CHUNK_DOCS = 64
+DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
+
+# ---------------------------------------------------------------------------------------------
+# The dataset: one shard's stream of masked batches
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What the pipeline needs to know about the tokenizer (picklable for workers)."""
+
+    path: str
+    vocab_size: int
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    mask_id: int
+    special_ids: tuple[int, ...]
+
+
+def load_tokenizer_info(path: str) -> TokenizerInfo:
+    """Load a tokenizer directory and check it has the special tokens ELECTRA needs."""
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"data.tokenizer: '{path}' is not a directory; train one with "
+            "`python -m electra_lightning tokenizer --files ... --output_dir DIR`"
+        )
+    if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        raise ValueError(
+            f"data.tokenizer: '{path}' has no tokenizer.json (a fast tokenizer is required); "
+            "save it with save_pretrained() from a fast tokenizer"
+        )
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    missing = [
+        name
+        for name in ("cls_token", "sep_token", "pad_token", "mask_token")
+        if getattr(tok, name, None) is None or getattr(tok, f"{name}_id", None) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"data.tokenizer: '{path}' defines no {', '.join(missing)} "
+            "(ELECTRA needs [CLS], [SEP], [PAD] and [MASK])"
+        )
+    return TokenizerInfo(
+        path=str(path),
+        vocab_size=len(tok),
+        cls_id=tok.cls_token_id,
+        sep_id=tok.sep_token_id,
+        pad_id=tok.pad_token_id,
+        mask_id=tok.mask_token_id,
+        special_ids=tuple(sorted(set(tok.all_special_ids))),
+    )
+
+
+def shard_identity(rank: int = 0, world_size: int = 1) -> tuple[int, int]:
+    """(shard index, number of shards) for this process and DataLoader worker."""
+    info = get_worker_info()
+    workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+    return rank * workers + worker, world_size * workers
+
+
+def _seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class PretrainingStream(IterableDataset):
+    """Masked batches from one shard of the corpus, endless (train) or one pass (validation).
+
+    Train: epoch after epoch over the corpus; the same example is masked afresh in every epoch.
+    Every train batch carries ``batch[DATA_POSITION_KEY]``, its shard's position just after it
+    (epoch, document, sentence, the packer's carry-over and RNG); given back as
+    ``resume_positions`` the shard continues exactly there. Masks are a pure function of
+    (seed, epoch, shard, batch index), so they need no state.
+    Validation (``endless=False``): one pass, masked with a fixed seed, identical every time.
+    """
+
+    def __init__(
+        self,
+        sources: list[str],
+        tokenizer: TokenizerInfo,
+        max_seq_length: int,
+        batch_size: int,
+        masking: MaskingConfig,
+        single_segment_prob: float = 0.1,
+        text_field: str = "text",
+        seed: int = 0,
+        endless: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        resume_positions: dict[int, dict] | None = None,
+        on_bad_record: str = "error",
+        shuffle: bool = False,
+        shuffle_block: int = 1024,
+    ):
+        super().__init__()
+        if shuffle_block < 1:
+            raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
+        self.on_bad_record = on_bad_record
+        self.shuffle = shuffle
+        self.shuffle_block = shuffle_block
+        self._units: tuple[int, list[Unit]] | None = None
+        self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
+        self.resume_positions = resume_positions or {}
+        # fixed per stream, used by every batch
+        self.special_ids = torch.tensor(tokenizer.special_ids)
+        self.random_pool = None
+        if masking.random_token_prob > 0:
+            keep = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+            keep[self.special_ids] = False
+            self.random_pool = keep.nonzero().squeeze(-1)
+        self.sources = sources
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+        self.masking = masking
+        self.single_segment_prob = single_segment_prob
+        self.text_field = text_field
+        self.seed = seed
+        self.endless = endless
+        self.rank = rank
+        self.world_size = world_size
+
+    # -- stages ----------------------------------------------------------------------------------
+
+    def shard_units(self, shard: int, num_shards: int, epoch: int) -> list[Unit]:
+        """The units this shard reads in ``epoch``: a deterministic share of about 1/n of the
+        corpus's bytes, dealt from a unit order shuffled per epoch (corpus order without shuffle)."""
+        if self._units is None or self._units[0] != num_shards:
+            self._units = (num_shards, split_units(self.sources, num_shards))
+        seed = _seed_for(self.seed, epoch, 3) if self.shuffle else None
+        return assign_units(self._units[1], num_shards, seed)[shard]
+
+    def shard_documents(
+        self, shard: int, num_shards: int, epoch: int = 0
+    ) -> Iterator[list[str] | BadRecord]:
+        """This shard's documents for one epoch, in the order it trains on them."""
+        for _, _, _, doc in self._blocks(shard, num_shards, epoch, None):
+            yield doc
+
+    def _blocks(
+        self, shard: int, num_shards: int, epoch: int, position: dict | None
+    ) -> Iterator[tuple[dict, int, int, list[str] | BadRecord]]:
+        """(block, index in the block, the index to resume at, document) in training order.
+
+        Documents are read unit by unit in blocks of ``shuffle_block`` and each block is permuted
+        by a generator seeded with (seed, epoch, shard, unit, block), so memory is bounded by one
+        block and a resume re-reads only its block: it seeks to the block's first document.
+        """
+        units = self.shard_units(shard, num_shards, epoch)
+        first_unit = position["unit"] if position else 0
+        for u in range(first_unit, len(units)):
+            resuming = position is not None and u == first_unit
+            at = tuple(position["block_at"]) if resuming else None
+            number = position["block"] if resuming else 0
+            start_item = position["item"] if resuming else 0
+            reader = read_unit(units[u], self.text_field, self.on_bad_record, at)
+            while True:
+                items = list(itertools.islice(reader, self.shuffle_block))
+                if not items:
+                    break
+                block = {"unit": u, "block_at": list(items[0][:2]), "block": number}
+                order = list(range(len(items)))
+                if self.shuffle:
+                    random.Random(_seed_for(self.seed, epoch, shard, u, number, 4)).shuffle(order)
+                for i in range(start_item, len(order)):
+                    yield block, i, start_item, items[order[i]][2]
+                start_item = 0
+                number += 1
+
+    def tokenized_documents(
+        self, shard: int, num_shards: int, epoch: int, position: dict | None
+    ) -> Iterator[tuple[dict, int, list[list[int]] | BadRecord]]:
+        """This shard's documents from ``position`` on, tokenized in chunks (one Rust call each)."""
+        from tokenizers import Tokenizer
+
+        encoder = Tokenizer.from_file(os.path.join(self.tokenizer.path, "tokenizer.json"))
+        chunk: list[tuple[dict, int, list[str] | BadRecord]] = []
+
+        def encode(chunk):
+            docs = [doc for _, _, doc in chunk if not isinstance(doc, BadRecord)]
+            flat = [sentence for doc in docs for sentence in doc]
+            encoded = encoder.encode_batch(flat, add_special_tokens=False)
+            offset = 0
+            for block, index, doc in chunk:
+                if isinstance(doc, BadRecord):
+                    yield block, index, doc
+                    continue
+                yield block, index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
+                offset += len(doc)
+
+        for block, index, _, doc in self._blocks(shard, num_shards, epoch, position):
+            chunk.append((block, index, doc))
+            if len(chunk) >= TOKENIZE_CHUNK_DOCS:
+                yield from encode(chunk)
+                chunk = []
+        if chunk:
+            yield from encode(chunk)
+
+    def new_packer(self, shard: int) -> ExamplePacker:
+        return ExamplePacker(
+            self.max_seq_length,
+            self.tokenizer.cls_id,
+            self.tokenizer.sep_id,
+            self.tokenizer.pad_id,
+            self.single_segment_prob,
+            seed=_seed_for(self.seed, shard, 1),  # same examples every epoch; masks differ
+        )
+
+    def examples(
+        self, shard: int, num_shards: int, epoch: int = 0, position: dict | None = None
+    ) -> Iterator[tuple[Example, dict]]:
+        """One pass (epoch) of packed examples, each with the position just after it.
+
+        ``position`` (from an earlier pass) continues mid-pass: the reader seeks to the position's
+        block, the packer's carry-over and RNG are restored. The tail is flushed at the end.
+        """
+        packer = self.new_packer(shard)
+        start_sentence = 0
+        if position is not None:
+            packer.load_state_dict(position["packer"])
+            start_sentence = position["sentence"]
+            for example in packer.drain():
+                yield example, {**position, "packer": packer.state_dict()}
+        first = True
+        for block, index, sentences in self.tokenized_documents(shard, num_shards, epoch, position):
+            begin = start_sentence if first and position is not None else 0
+            first = False
+            if isinstance(sentences, BadRecord):
+                self.skipped += 1
+                print(
+                    f"warning: skipped bad record {sentences.where}: {sentences.reason} "
+                    f"(data.on_bad_record=skip; {self.skipped} skipped by this reader)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            for i in range(begin, len(sentences)):
+                for example in packer.add_sentence(sentences[i], i == len(sentences) - 1):
+                    yield (
+                        example,
+                        {
+                            **block,
+                            "item": index,
+                            "sentence": i + 1,
+                            "packer": packer.state_dict(),
+                        },
+                    )
+        end = {"unit": -1, "packer": None}
+        for example in packer.flush():
+            yield example, end
+
+    def collate(self, examples: list[Example], generator: torch.Generator) -> dict:
+        """Stack examples and draw a fresh mask."""
+        input_ids = torch.from_numpy(np.stack([e.input_ids for e in examples])).long()
+        token_type_ids = torch.from_numpy(np.stack([e.token_type_ids for e in examples])).long()
+        lengths = torch.tensor([e.length for e in examples])
+        attention_mask = (torch.arange(self.max_seq_length) < lengths[:, None]).long()
+        special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
+        masked = mask_tokens(
+            input_ids,
+            special,
+            self.masking,
+            self.tokenizer.mask_id,
+            self.tokenizer.vocab_size,
+            generator=generator,
+            random_token_ids=self.random_pool,
+        )
+        return {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            **masked,
+        }
+
+    def __iter__(self) -> Iterator[dict]:
+        shard, num_shards = shard_identity(self.rank, self.world_size)
+        resume = self.resume_positions.get(shard)
+        if resume is not None and resume["num_shards"] != num_shards:
+            raise ValueError(
+                f"the checkpoint's data position was saved with {resume['num_shards']} shards "
+                f"(devices × num_nodes × data.num_workers), this run has {num_shards}; resume with "
+                "the same layout or set data.resume_position=false to restart the stream"
+            )
+        epoch = resume["epoch"] if resume else 0
+        self.skipped = resume.get("skipped", 0) if resume else 0
+        while True:
+            batch_index = resume["batch"] if resume else 0
+            position = resume["within_epoch"] if resume else None
+            resume = None
+            examples: list[Example] = []
+            for example, after in self.examples(shard, num_shards, epoch, position):
+                examples.append(example)
+                if len(examples) == self.batch_size:
+                    batch = self._make_batch(examples, epoch, shard, batch_index)
+                    batch_index += 1
+                    examples = []
+                    if self.endless:
+                        done = after["unit"] < 0  # the pass's last examples: next is a new epoch
+                        batch[DATA_POSITION_KEY] = {
+                            "shard": shard,
+                            "num_shards": num_shards,
+                            "epoch": epoch + 1 if done else epoch,
+                            "batch": 0 if done else batch_index,
+                            "within_epoch": None if done else after,
+                            "skipped": self.skipped,
+                        }
+                    yield batch
+            if examples and not self.endless:
+                yield self._make_batch(examples, epoch, shard, batch_index)
+            if not self.endless:
+                return
+            if batch_index == 0:
+                raise ValueError(
+                    f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
+                    f"{self.batch_size}; use more text, fewer workers/devices or a smaller batch"
+                )
+            epoch += 1
+
+    def _make_batch(self, examples: list[Example], epoch: int, shard: int, index: int) -> dict:
+        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch, shard, index, 2))
+        return self.collate(examples, generator)
