@@ -70,8 +70,7 @@ class StepProgressBar(TQDMProgressBar):
         bar = self.train_progress_bar
         if self._should_update(trainer.global_step, trainer.max_steps):
             bar.n = trainer.global_step
-            bar.refresh()
-            bar.set_postfix(self.get_metrics(trainer, pl_module))
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # redraws the bar once
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not (trainer.max_steps and trainer.max_steps > 0):
