@@ -96,6 +96,7 @@ class ElectraDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
         self.positions: dict[int, dict] = {}  # shard → position after its last trained batch
+        self.batches_trained = 0  # train batches this rank took (all ranks take as many)
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_seq_length < 8:
@@ -143,6 +144,7 @@ class ElectraDataModule(L.LightningDataModule):
         position = batch.pop(DATA_POSITION_KEY, None)
         if position is not None:
             self.positions[position["shard"]] = position
+            self.batches_trained += 1
         return batch
 
     def skipped_records(self) -> int:
@@ -180,6 +182,7 @@ class ElectraDataModule(L.LightningDataModule):
             "version": DATA_STATE_VERSION,
             "fingerprint": self._fingerprint(),
             "positions": positions,
+            "batches_trained": self.batches_trained,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -210,6 +213,7 @@ class ElectraDataModule(L.LightningDataModule):
                     "with the same layout or set data.resume_position=false to restart the stream"
                 )
         self.positions = positions
+        self.batches_trained = state.get("batches_trained", 0)
 
     def _stream(self, sources: list[str], endless: bool) -> PretrainingStream:
         trainer = self.trainer
@@ -231,6 +235,8 @@ class ElectraDataModule(L.LightningDataModule):
             on_bad_record=hp.on_bad_record,
             shuffle=hp.shuffle and endless,  # validation: always the same order
             shuffle_block=hp.shuffle_block,
+            # the workers' turn continues where the checkpoint left it (see shard_identity)
+            rotation=self.batches_trained % max(1, hp.num_workers) if endless else 0,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:

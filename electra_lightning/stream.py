@@ -75,11 +75,16 @@ def load_tokenizer_info(path: str) -> TokenizerInfo:
     )
 
 
-def shard_identity(rank: int = 0, world_size: int = 1) -> tuple[int, int]:
-    """(shard index, number of shards) for this process and DataLoader worker."""
+def shard_identity(rank: int = 0, world_size: int = 1, rotation: int = 0) -> tuple[int, int]:
+    """(shard index, number of shards) for this process and DataLoader worker.
+
+    The DataLoader takes batches from its workers in turn, starting with worker 0; ``rotation``
+    shifts which shard worker 0 serves, so that a run resumed after ``k`` batches starts with the
+    shard whose turn it was (shard ``k mod workers`` of this rank), as the uninterrupted run did.
+    """
     info = get_worker_info()
     workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-    return rank * workers + worker, world_size * workers
+    return rank * workers + (worker + rotation) % workers, world_size * workers
 
 
 def _seed_for(*parts: int) -> int:
@@ -114,8 +119,10 @@ class PretrainingStream(IterableDataset):
         on_bad_record: str = "error",
         shuffle: bool = False,
         shuffle_block: int = 1024,
+        rotation: int = 0,
     ):
         super().__init__()
+        self.rotation = rotation
         if shuffle_block < 1:
             raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
         self.on_bad_record = on_bad_record
@@ -296,7 +303,7 @@ class PretrainingStream(IterableDataset):
         }
 
     def __iter__(self) -> Iterator[dict]:
-        shard, num_shards = shard_identity(self.rank, self.world_size)
+        shard, num_shards = shard_identity(self.rank, self.world_size, self.rotation)
         resume = self.resume_positions.get(shard)
         if resume is not None and resume["num_shards"] != num_shards:
             raise ValueError(

@@ -363,6 +363,37 @@ def test_datamodule_position_state(corpus_dir, tokenizer_dir):
         changed.load_state_dict(state)
 
 
+@pytest.mark.parametrize("taken", [3, 4])
+def test_datamodule_with_two_workers_resumes_the_batch_order_after_odd_and_even_counts(
+    corpus_dir, tokenizer_dir, taken
+):
+    """The DataLoader takes batches from its workers in turn, starting with worker 0: after an
+    odd number of batches the uninterrupted run's next batch comes from worker 1's shard, so a
+    resume must start with that shard too (a SIGTERM can stop a run at any step)."""
+
+    def datamodule():
+        return ElectraDataModule(
+            train_files=str(corpus_dir / "train.txt"),
+            tokenizer=str(tokenizer_dir),
+            batch_size=4,
+            max_seq_length=64,
+            num_workers=2,
+        )
+
+    def take(dm, n):
+        it = iter(dm.train_dataloader())
+        return [dm.on_before_batch_transfer(next(it), 0)["input_ids"] for _ in range(n)]
+
+    first = datamodule()
+    straight = take(first, taken + 3)
+    stopped = datamodule()
+    take(stopped, taken)
+    resumed = datamodule()
+    resumed.load_state_dict(stopped.state_dict())
+    for got, expected in zip(take(resumed, 3), straight[taken:], strict=True):
+        assert torch.equal(got, expected)
+
+
 def jsonl_with_bad_records(corpus_dir, path, bad_every=37):
     """The demo corpus as JSONL, one document per 5 lines, with a broken line, a record without
     the text field and a non-object every ``bad_every`` records."""
