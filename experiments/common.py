@@ -18,13 +18,9 @@ import functools
 import json
 import os
 import platform
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +29,11 @@ EXPERIMENTS = Path(__file__).resolve().parent
 REPO = EXPERIMENTS.parent
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))  # electra_lightning, for the stages run in this process
+from probe import PROBE_TASKS, glue_split, headline_metric, linear_probe  # noqa: E402
+from runner import log, merge_history, run_cli  # noqa: E402
+
 RECIPE = EXPERIMENTS / "pretrain.yaml"
 TASKS = ["sst2", "cola", "mrpc", "rte"]
-# the linear probe reads single-sentence tasks: a mean-pooled pair is no fair readout for MRPC/RTE
-PROBE_TASKS = ["sst2", "cola"]
 # The downstream evaluation of every study: GLUE dev after fine-tuning on the first 2000 training
 # examples for 2 epochs (the full official recipe is ~10x this on 2 cores), median over seeds.
 FINETUNE = ["--trainer.max_epochs=2", "--data.limit_train_examples=2000"]
@@ -45,12 +42,6 @@ FINETUNE_QUICK = [
     "--data.limit_train_examples=64",
     "--trainer.limit_val_batches=2",
 ]
-_print_lock = threading.Lock()
-
-
-def log(message: str) -> None:
-    with _print_lock:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 @dataclass
@@ -105,7 +96,7 @@ class Study:
             "PYTHONUNBUFFERED": "1",
         }
         self.corpus = str(SHARED / "nltk_english_text" / ("inaugural" if self.quick else ""))
-        self.tasks = args.tasks[:2] if self.quick else args.tasks
+        self.tasks = args.tasks[:1] if self.quick else args.tasks  # quick: SST-2 only
         self.seeds = 1 if self.quick else args.seeds
         self.finetune_args = FINETUNE_QUICK if self.quick else FINETUNE
         self.tokenizer = self.root / "tokenizer"
@@ -114,16 +105,7 @@ class Study:
 
     # -- stages -------------------------------------------------------------------------------
     def cli(self, *args: str, log_file: Path | None = None) -> None:
-        command = [sys.executable, "-m", "electra_lightning", *args]
-        log("$ " + " ".join(shlex.quote(a) for a in command[1:]))
-        if log_file is None:
-            subprocess.run(command, cwd=REPO, env=self.env, check=True)
-            return
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "a") as f:
-            proc = subprocess.run(command, cwd=REPO, env=self.env, stdout=f, stderr=f)
-        if proc.returncode:
-            raise RuntimeError(f"failed ({proc.returncode}): {' '.join(command)}; see {log_file}")
+        run_cli(*args, env=self.env, log_file=log_file)
 
     def setup(self) -> dict:
         """Tokenizer and the shared step plan (ELECTRA steps from --budget_minutes)."""
@@ -354,43 +336,14 @@ class Study:
         scores = json.loads(store.read_text()) if store.exists() else {}
         if all(t in scores for t in tasks):
             return scores
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         init = self.init_dir(row)
-        tokenizer = AutoTokenizer.from_pretrained(init)
-        encoder = AutoModel.from_pretrained(init).eval()
-
-        @torch.no_grad()
-        def features(examples) -> torch.Tensor:
-            out = []
-            for i in range(0, len(examples), 64):
-                batch = examples[i : i + 64]
-                pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
-                enc = tokenizer(
-                    [e.text for e in batch],
-                    pairs,
-                    padding=True,
-                    truncation=True,
-                    max_length=128,
-                    return_tensors="pt",
-                )
-                hidden = encoder(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                out.append((hidden * mask).sum(1) / mask.sum(1))
-            return torch.cat(out)
-
-        for task in tasks:
-            if task in scores:
-                continue
-            train, dev = glue_split(task, "train", self.train_limit), glue_split(task, "dev")
-            x, x_dev = features(train), features(dev)
-            mean, std = x.mean(0), x.std(0) + 1e-6
-            x, x_dev = (x - mean) / std, (x_dev - mean) / std
-            y = torch.tensor([e.label for e in train], dtype=torch.float32)
-            y_dev = torch.tensor([e.label for e in dev])
-            predicted = logistic_regression(x, y, x_dev)
-            scores[task] = 100 * float(headline_metric(task)(predicted, y_dev))
+        missing = [t for t in tasks if t not in scores]
+        encoder = AutoModel.from_pretrained(init)
+        scores.update(
+            linear_probe(encoder, AutoTokenizer.from_pretrained(init), missing, self.train_limit)
+        )
         store.parent.mkdir(exist_ok=True)
         store.write_text(json.dumps(scores) + "\n")
         return scores
@@ -557,33 +510,7 @@ class Study:
         plt.close(fig)
 
     def metrics_dir(self, name: str) -> Path:
-        """One CSVLogger-style dir with a run's whole history: each (re)start of a run logs into
-        a new version_N (a CSVLogger pointed at an existing version deletes its metrics.csv), so
-        the versions are joined here, a later version winning the steps it re-did."""
-        import csv
-
-        run_dir = self.root / "pretrain" / name
-        versions = sorted(run_dir.glob("version_*"), key=lambda d: int(d.name.split("_")[1]))
-        rows, keys = [], []
-        for version in versions:
-            path = version / "metrics.csv"
-            if not path.exists():
-                continue
-            with open(path) as f:
-                reader = csv.DictReader(f)
-                new = list(reader)
-                keys += [k for k in reader.fieldnames or [] if k not in keys]
-            if new:
-                first = min(int(r["step"]) for r in new)
-                rows = [r for r in rows if int(r["step"]) < first] + new
-        target = run_dir / "history"
-        target.mkdir(exist_ok=True)
-        shutil.copy(versions[0] / "hparams.yaml", target / "hparams.yaml")
-        with open(target / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        return target
+        return merge_history(self.root / "pretrain" / name)
 
     def curves(self, rows: list[Row], output: Path) -> None:
         runs = [str(self.metrics_dir(r.run)) for r in rows if r.run]
@@ -689,48 +616,6 @@ Curves (`python -m electra_lightning compare` over the logged metrics, `results/
   {self.seeds} seeds; every seed is in the seeds table and in `results/` (copied from `runs/`)
 {"- **Quick smoke run: the numbers mean nothing.**" if self.quick else ""}
 """
-
-
-def glue_split(task: str, split: str, limit: int = 0) -> list:
-    """A GLUE task's train or dev examples from ../shared/data/glue (the first `limit` if set)."""
-    from electra_lightning.glue import read_examples, task_spec
-
-    spec = task_spec(task)
-    path = SHARED / "glue" / spec.name / ("train.tsv" if split == "train" else spec.dev)
-    examples = read_examples(
-        str(path), spec.text, spec.text_pair, spec.label, spec.labels, spec.header
-    )
-    return examples[:limit] if limit else examples
-
-
-def headline_metric(task: str):
-    """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
-    from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
-
-    from electra_lightning.finetune import TASK_METRICS, glue_mcc
-
-    metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": glue_mcc}
-    return metrics[TASK_METRICS[task][0]]
-
-
-def logistic_regression(x, y, x_dev):
-    """Fit a lightly L2-regularised logistic regression (full-batch L-BFGS); predict x_dev."""
-    import torch
-
-    weight = torch.zeros(x.shape[1], requires_grad=True)
-    bias = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y)
-        loss = loss + 1e-2 * weight.pow(2).sum() / len(y)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        return (x_dev @ weight + bias > 0).long()
 
 
 def _torch_version() -> str:

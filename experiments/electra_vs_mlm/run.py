@@ -1,58 +1,506 @@
-"""Experiment 1 — ELECTRA vs MLM at equal pretraining compute (the paper's Table 1, scaled down).
+"""Experiment 1 — ELECTRA vs MLM over pretraining compute (the paper's compute comparison, in
+miniature): score vs training FLOPs for both objectives on one figure, and a table.
 
-    python experiments/electra_vs_mlm/run.py --budget_minutes 8     # the documented run
-    python experiments/electra_vs_mlm/run.py --quick                # seconds-scale smoke test
+    python experiments/electra_vs_mlm/run.py --steps 7000                     # the documented CPU run
+    python experiments/electra_vs_mlm/run.py --device cuda --budget_minutes 3  # one H200, ~10 min
+    python experiments/electra_vs_mlm/run.py --quick                           # CI smoke test
 
-Pretrains the same small encoder (experiments/pretrain.yaml) twice: ELECTRA (generator 1/4,
-replaced token detection) and MLM (BERT-style 15% with 80/10/10), with equal training FLOPs — the
-MLM run gets the steps that ELECTRA spends on its generator — then fine-tunes each, and a randomly
-initialised copy, on SST-2, CoLA, MRPC and RTE with 3 seeds. Re-running resumes. Regenerates this
-folder's README.md with the table, the plots, the exact command, the machine and the budget.
+Pretrains the same encoder twice on a shuffled stream of ../shared/data/nltk_english_text (label
+files left out): ELECTRA (generator 1/4, replaced token detection) and MLM (BERT-style 15% with
+80/10/10) — on CPU the small recipe of experiments/pretrain.yaml, on CUDA ELECTRA-Small in bf16.
+Both keep a checkpoint at ``--points`` points of equal training FLOPs (the MLM run gets the steps
+ELECTRA spends on its generator). At every point: the deterministic linear probe (SST-2, CoLA) of
+the frozen encoder, and the last validation's replaced-token-detection ROC AUC (ELECTRA) and
+masked-token accuracy (both). At the last point each encoder, and a randomly initialised one, is
+fine-tuned on the full SST-2 training set. Re-running resumes every stage. Writes the folder's
+README.md (table, curve, exact command, machine, budget, seeds) around the hand-written NOTES.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Row, Study, parser  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from probe import PROBE_TASKS, SHARED, linear_probe  # noqa: E402
+from runner import REPO, log, merge_history, run_cli  # noqa: E402
 
-ROWS = [
-    Row("ELECTRA", "electra-g0.25-shared"),
-    Row(
-        "MLM",
-        "mlm",
-        ["--model.objective=mlm", "--data.mask_token_prob=0.8", "--data.random_token_prob=0.1"],
-        steps_key="mlm_steps",
-    ),
-    Row("no pretraining", None),
+sys.path.insert(0, str(REPO))
+RECIPE = HERE.parent / "pretrain.yaml"
+CORPUS = SHARED / "nltk_english_text"
+# every text of the corpus but reuters/cats.txt (topic labels, not text); the stream shuffles
+# file ranges per epoch and documents within blocks (data.shuffle, the default)
+CORPUS_PARTS = ["abc", "gutenberg", "inaugural", "state_union", "reuters/reuters_apte_all.txt"]
+VAL = SHARED / "wikitext2_raw_test"
+OBJECTIVES = {
+    "ELECTRA": [],
+    "MLM": ["--model.objective=mlm", "--data.mask_token_prob=0.8", "--data.random_token_prob=0.1"],
+}
+# ELECTRA-Small (configs/electra-small.yaml) in bf16 on one GPU; the CPU runs keep the recipe
+CUDA = [
+    "--model.num_layers=12",
+    "--data.batch_size=128",
+    "--trainer.accelerator=gpu",
+    "--trainer.precision=bf16-mixed",
+    "--data.num_workers=4",
 ]
+FINETUNE_NAMES = {"ELECTRA": "electra", "MLM": "mlm", "no pretraining": "random"}
+QUICK = ["--trainer.limit_val_batches=2", "--data.shuffle_block=64"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--steps", type=int, help="ELECTRA steps (default: from --budget_minutes)")
+    p.add_argument(
+        "--budget_minutes",
+        type=float,
+        default=3.0,
+        help="without --steps: minutes of ELECTRA pretraining, converted to steps by timing it",
+    )
+    p.add_argument("--points", type=int, default=7, help="evaluation points along each run")
+    p.add_argument("--seeds", type=int, default=1, help="SST-2 fine-tuning seeds at the end")
+    p.add_argument("--quick", action="store_true", help="seconds-scale smoke test (CI)")
+    p.add_argument("--output_dir", default=str(HERE.parent / "runs" / "electra_vs_mlm"))
+    return p.parse_args()
+
+
+class CurveStudy:
+    def __init__(self, args: argparse.Namespace):
+        if not CORPUS.is_dir() or not (SHARED / "glue").is_dir():
+            sys.exit(f"error: needs {CORPUS} and {SHARED}/glue (../shared/data)")
+        self.args = args
+        self.quick = args.quick
+        self.cuda = args.device == "cuda"
+        self.root = Path(args.output_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workers = 1 if self.cuda else 2  # two runs side by side on the CPU's cores
+        threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        self.env = {
+            **os.environ,
+            "OMP_NUM_THREADS": threads,
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        parts = ["inaugural"] if self.quick else CORPUS_PARTS
+        self.corpus = [str(CORPUS / p) for p in parts]
+        self.tokenizer = self.root / "tokenizer"
+        self.probe_limit = 64 if self.quick else 2000  # training examples of the probe
+        self.device_args = CUDA if self.cuda else []
+        self.plan: dict = {}
+
+    # -- plan -----------------------------------------------------------------------------------
+    def setup(self) -> dict:
+        if not (self.tokenizer / "tokenizer.json").exists():
+            vocab = "2000" if self.quick else "16000"
+            run_cli(
+                "tokenizer",
+                "--files",
+                json.dumps(self.corpus),
+                "--output_dir",
+                str(self.tokenizer),
+                "--vocab_size",
+                vocab,
+                env=self.env,
+            )
+        plan_file = self.root / "plan.json"
+        if plan_file.exists():
+            self.plan = json.loads(plan_file.read_text())
+            log(f"plan (kept from {plan_file}): {self.plan}")
+            return self.plan
+        points = 2 if self.quick else self.args.points
+        per_step = None
+        if self.quick:
+            steps = 20  # two points of 10 steps: MLM gets 11
+        elif self.args.steps:
+            steps = self.args.steps
+        else:  # time ELECTRA alone, as it will run
+            timing = self.pretrain("timing", ["--trainer.log_every_n_steps=5"], 30, 30)
+            per_step = self.seconds_per_step(timing)
+            steps = int(self.args.budget_minutes * 60 / per_step)
+        every = max(1, steps // points)
+        ratio = self.flops_ratio()
+        mlm_every = round(every * ratio)
+        self.plan = {
+            "electra_steps": every * points,
+            "electra_every": every,
+            "mlm_steps": mlm_every * points,
+            "mlm_every": mlm_every,
+            "points": points,
+            "flops_ratio": ratio,
+            "flops_per_electra_step": self.flops_per_step(),
+            "seconds_per_step": per_step,
+            "device": self.args.device,
+            "threads_per_run": self.env["OMP_NUM_THREADS"],
+            "quick": self.quick,
+        }
+        plan_file.write_text(json.dumps(self.plan, indent=1) + "\n")
+        log(f"plan: {self.plan}")
+        return self.plan
+
+    def sizes(self, objective: str = "electra") -> dict:
+        import yaml
+
+        model = dict(yaml.safe_load(RECIPE.read_text())["model"])
+        model.pop("optimizer")
+        if self.cuda:
+            model["num_layers"] = 12
+        return {**model, "objective": objective}
+
+    def batch_tokens(self) -> int:
+        return (128 if self.cuda else 16) * 128
+
+    def pair(self, objective: str):
+        from electra_lightning.data import load_tokenizer_info
+        from electra_lightning.model import build_electra_pair
+
+        vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
+        return build_electra_pair(vocab, 128, **self.sizes(objective))
+
+    def flops_per_token(self, objective: str) -> float:
+        from electra_lightning.masking import MaskingConfig
+        from electra_lightning.model import training_flops_per_token
+
+        masked = MaskingConfig().max_predictions(128)
+        return training_flops_per_token(self.pair(objective), 128, masked)
+
+    def flops_ratio(self) -> float:
+        """Training FLOPs of an ELECTRA step over an MLM step (same encoder and batch)."""
+        return self.flops_per_token("electra") / self.flops_per_token("mlm")
+
+    def flops_per_step(self) -> float:
+        return self.flops_per_token("electra") * self.batch_tokens()
+
+    def seconds_per_step(self, run_dir: Path) -> float:
+        with open(merge_history(run_dir) / "metrics.csv") as f:
+            rates = [
+                float(r["train/tokens_per_sec"])
+                for r in csv.DictReader(f)
+                if r.get("train/tokens_per_sec")
+            ]
+        return self.batch_tokens() / statistics.median(rates[1:] or rates)
+
+    # -- stages ---------------------------------------------------------------------------------
+    def pretrain(self, name: str, overrides: list[str], steps: int, every: int) -> Path:
+        """Train (or resume) run ``name``; keep a checkpoint every ``every`` steps."""
+        run_dir = self.root / "pretrain" / name
+        ckpt_dir = run_dir / "checkpoints"
+        last = ckpt_dir / "last.ckpt"
+        args = [
+            "fit",
+            "--config",
+            str(RECIPE),
+            *self.device_args,
+            *(QUICK if self.quick else []),
+            *overrides,
+            f"--data.train_files={json.dumps(self.corpus)}",
+            f"--data.val_files={VAL}",
+            f"--data.tokenizer={self.tokenizer}",
+            f"--trainer.max_steps={steps}",
+            f"--model.warmup_steps={max(1, steps // 10)}",
+            # validation twice per evaluation point, on 20 fixed batches of wikitext-2
+            f"--trainer.val_check_interval={max(1, every // 2)}",
+            f"--trainer.limit_val_batches={2 if self.quick else 20}",
+            f"--trainer.logger.init_args.save_dir={run_dir.parent}",
+            f"--trainer.logger.init_args.name={name}",
+            f"--trainer.callbacks.init_args.dirpath={ckpt_dir}",
+            f"--trainer.callbacks.init_args.every_n_train_steps={every}",
+            "--trainer.callbacks.init_args.save_top_k=-1",  # keep every point
+            "--trainer.callbacks.init_args.filename=point-{step}",
+        ]
+        if last.exists():
+            from electra_lightning.checkpoint import load_checkpoint
+
+            if load_checkpoint(str(last))["global_step"] >= steps:
+                return run_dir
+            args.append("--ckpt_path=last")
+        run_cli(*args, env=self.env, log_file=run_dir / "log.txt")
+        return run_dir
+
+    def points(self, run_dir: Path) -> dict[int, Path]:
+        """Step → checkpoint of every evaluation point of a finished run."""
+        found = {}
+        for path in (run_dir / "checkpoints").glob("point-step=*.ckpt"):
+            found[int(path.stem.split("=")[1])] = path
+        return dict(sorted(found.items()))
+
+    def probe_point(self, name: str, step: int, ckpt: Path | None) -> dict[str, float]:
+        """Probe scores of one checkpoint (None: the randomly initialised encoder), cached."""
+        store = self.root / "probe" / name / f"step-{step}.json"
+        if store.exists():
+            return json.loads(store.read_text())
+        import torch
+        from transformers import AutoTokenizer
+
+        from electra_lightning.checkpoint import load_checkpoint
+        from electra_lightning.export import discriminator_from_checkpoint
+
+        if ckpt is None:
+            torch.manual_seed(0)
+            encoder = self.pair("electra").discriminator.electra
+        else:
+            encoder = discriminator_from_checkpoint(load_checkpoint(str(ckpt))).electra
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
+        device = "cuda" if self.cuda else "cpu"
+        dev = 128 if self.quick else 0
+        scores = linear_probe(encoder, tokenizer, PROBE_TASKS, self.probe_limit, device, dev)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(scores) + "\n")
+        log(f"probe {name} step {step}: {scores}")
+        return scores
+
+    def finetune(self, name: str, init: Path) -> list[dict]:
+        """Fine-tune on the full SST-2 training set (1 epoch, configs/finetune/sst2.yaml
+        otherwise), ``--seeds`` seeds; dev metrics of each seed."""
+        out = self.root / "sst2" / name
+        store = out / "results.jsonl"
+        seeds = 1 if self.quick else self.args.seeds
+        if store.exists() and len(store.read_text().splitlines()) >= seeds:
+            return [json.loads(line) for line in store.read_text().splitlines()]
+        extra = ["--data.limit_train_examples=64", "--trainer.limit_val_batches=2"]
+        device = ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"]
+        run_cli(
+            "glue",
+            "--init_from",
+            str(init),
+            "--data_dir",
+            str(SHARED / "glue"),
+            "--tasks",
+            "sst2",
+            "--seeds",
+            str(seeds),
+            "--output_dir",
+            str(out),
+            "--no_predict_test",
+            "--trainer.max_epochs=1",
+            "--trainer.callbacks.init_args.save_last=false",  # scores only
+            *(extra if self.quick else []),
+            *(device if self.cuda else []),
+            env=self.env,
+            log_file=out / "log.txt",
+        )
+        return [json.loads(line) for line in store.read_text().splitlines()]
+
+    def random_init(self) -> Path:
+        """A randomly initialised discriminator of the same size, as a model directory."""
+        target = self.root / "random"
+        if (target / "config.json").exists():
+            return target
+        import torch
+
+        from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
+
+        torch.manual_seed(0)
+        self.pair("electra").discriminator.save_pretrained(target)
+        write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)
+        return target
+
+    def run(self) -> dict:
+        plan = self.setup()
+        runs = {
+            "ELECTRA": ("electra", plan["electra_steps"], plan["electra_every"]),
+            "MLM": ("mlm", plan["mlm_steps"], plan["mlm_every"]),
+        }
+        with ThreadPoolExecutor(self.workers) as pool:
+            dirs = {
+                label: pool.submit(self.pretrain, name, OBJECTIVES[label], steps, every)
+                for label, (name, steps, every) in runs.items()
+            }
+            dirs = {label: future.result() for label, future in dirs.items()}
+        curve = {"random": self.probe_point("random", 0, None)}
+        for label, (name, _, _) in runs.items():
+            for step, ckpt in self.points(dirs[label]).items():
+                self.probe_point(name, step, ckpt)
+        inits = {label: dirs[label] / "checkpoints" / "last.ckpt" for label in runs}
+        inits["no pretraining"] = self.random_init()
+        with ThreadPoolExecutor(self.workers) as pool:
+            tuned = {
+                label: pool.submit(self.finetune, FINETUNE_NAMES[label], init)
+                for label, init in inits.items()
+            }
+            curve["finetune"] = {label: future.result() for label, future in tuned.items()}
+        log("done")
+        return {"dirs": dirs, **curve}
+
+
+# -- report -------------------------------------------------------------------------------------
+def validation_at(history: Path, step: int) -> dict[str, float]:
+    """The validation metrics logged closest to ``step``."""
+    with open(history / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
+    if not rows:
+        return {}
+    row = min(rows, key=lambda r: abs(int(r["step"]) - step))
+    return {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+
+
+def table_rows(study: CurveStudy, dirs: dict) -> list[dict]:
+    """One row per evaluation point: FLOPs, both runs' steps, probes and validation metrics."""
+    plan = study.plan
+    rows = []
+    random = study.probe_point("random", 0, None)
+    rows.append(
+        {"point": 0, "flops": 0.0, "ELECTRA": {"step": 0, **random}, "MLM": {"step": 0, **random}}
+    )
+    histories = {label: merge_history(d) for label, d in dirs.items()}
+    for k in range(1, plan["points"] + 1):
+        row = {"point": k, "flops": k * plan["electra_every"] * plan["flops_per_electra_step"]}
+        for label, name, every in (
+            ("ELECTRA", "electra", plan["electra_every"]),
+            ("MLM", "mlm", plan["mlm_every"]),
+        ):
+            step = k * every
+            probe = json.loads((study.root / "probe" / name / f"step-{step}.json").read_text())
+            row[label] = {"step": step, **probe, **validation_at(histories[label], step)}
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = (
+        "| point | pretraining FLOPs | ELECTRA step | MLM step | ELECTRA val/disc_auc | "
+        "ELECTRA val/gen_acc | MLM val/gen_acc | SST-2 probe ELECTRA | SST-2 probe MLM | "
+        "CoLA probe ELECTRA | CoLA probe MLM |"
+    )
+
+    def cell(values: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+        return f"{scale * values[key]:.{digits}f}" if key in values else "—"
+
+    lines = [head, "|---" * 11 + "|"]
+    for r in rows:
+        e, m = r["ELECTRA"], r["MLM"]
+        lines.append(
+            f"| {r['point']} | {r['flops']:.2e} | {e['step']} | {m['step']} | "
+            f"{cell(e, 'val/disc_auc')} | {cell(e, 'val/gen_acc')} | {cell(m, 'val/gen_acc')} | "
+            f"{e['sst2']:.1f} | {m['sst2']:.1f} | {e['cola']:.1f} | {m['cola']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def finetune_table(results: dict[str, list[dict]]) -> str:
+    keys = ["acc", "precision", "recall", "f1"]
+    lines = ["| encoder | seeds | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for label, records in results.items():
+        cells = []
+        for key in keys:
+            values = [100 * r["metrics"][key] for r in sorted(records, key=lambda r: r["seed"])]
+            cells.append(" / ".join(f"{v:.1f}" for v in values))
+        lines.append(f"| {label} | {len(records)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    flops = [r["flops"] for r in rows]
+    panels = [
+        ("SST-2 linear probe (accuracy %)", "sst2", ["ELECTRA", "MLM"]),
+        ("CoLA linear probe (MCC × 100)", "cola", ["ELECTRA", "MLM"]),
+        ("masked-token accuracy (val/gen_acc)", "val/gen_acc", ["ELECTRA", "MLM"]),
+        ("replaced-token detection ROC AUC (val/disc_auc)", "val/disc_auc", ["ELECTRA"]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    colors = {"ELECTRA": "tab:red", "MLM": "tab:blue"}
+    for ax, (title, key, labels) in zip(axes, panels, strict=True):
+        for label in labels:
+            points = [
+                (f, r[label][key]) for f, r in zip(flops, rows, strict=True) if key in r[label]
+            ]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", color=colors[label], label=label)
+        if key == "val/disc_auc":
+            ax.axhline(0.5, color="grey", linestyle=":", label="chance")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("pretraining FLOPs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
+def report(study: CurveStudy, result: dict) -> None:
+    out = HERE if not study.quick else study.root
+    rows = table_rows(study, result["dirs"])
+    plot(rows, out / "curve.png")
+    target = out / "results"
+    target.mkdir(exist_ok=True)  # the source data of the table and figure (runs/ is not committed)
+    (target / "plan.json").write_text(json.dumps(study.plan, indent=1) + "\n")
+    (target / "curve.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (target / "sst2-finetune.json").write_text(json.dumps(result["finetune"], indent=1) + "\n")
+    for label, run_dir in result["dirs"].items():
+        (target / f"pretrain-{label.lower()}.csv").write_text(
+            (merge_history(run_dir) / "metrics.csv").read_text()
+        )
+    plan, args = study.plan, study.args
+    if study.quick:
+        command = "--quick"
+    elif args.steps:
+        command = f"--steps {args.steps} --points {plan['points']} --seeds {args.seeds}"
+    else:
+        command = f"--device {args.device} --budget_minutes {args.budget_minutes:g}"
+    notes = HERE / "NOTES.md"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores" + (
+        ", one GPU" if study.cuda else ", no GPU"
+    )
+    readme = f"""# Experiment 1 — ELECTRA vs MLM over pretraining compute
+
+- **Command**: `python experiments/electra_vs_mlm/run.py {command}` (resumes when re-run;
+  `--quick` is the CI smoke test, `--device cuda --budget_minutes 3` the GPU version)
+- **Machine**: {machine}; the two pretraining runs side by side, {plan["threads_per_run"]} thread(s) each
+- **Budget**: ELECTRA {plan["electra_steps"]} steps, MLM {plan["mlm_steps"]} steps of
+  {study.batch_tokens() // 128} × 128 tokens: equal training FLOPs ({plan["flops_ratio"]:.3f}× per
+  ELECTRA step, generator included), {plan["points"]} evaluation points of equal FLOPs each
+- **Model**: `experiments/pretrain.yaml` ({study.sizes()["num_layers"]} layers, hidden 256, embeddings 128,
+  generator 1/4, AdamW lr 5e-4, linear decay to 0 at the last step, 10% warmup)
+- **Data**: {", ".join("`" + p + "`" for p in (["inaugural"] if study.quick else CORPUS_PARTS))} of
+  `../shared/data/nltk_english_text` (`reuters/cats.txt` left out: topic labels, not text),
+  streamed with the default shuffle (file ranges per epoch, documents in blocks of 1024);
+  WordPiece {"2k" if study.quick else "16k"} trained on the same files; validation: 20 fixed batches of WikiText-2 test
+- **Evaluation at every point**: linear probe of the frozen encoder (mean-pooled last layer,
+  logistic regression on the first {study.probe_limit} training examples, GLUE dev, deterministic);
+  `val/disc_auc` and `val/gen_acc` of the validation logged nearest to the point.
+  **At the last point**: fine-tuning on the full SST-2 training set, 1 epoch,
+  `configs/finetune/sst2.yaml` otherwise, seeds {", ".join(str(s) for s in range(1, (1 if study.quick else args.seeds) + 1))}
+{"- **Quick smoke run: the numbers mean nothing.**" if study.quick else ""}
+## Score vs pretraining compute
+
+Point 0 is the randomly initialised encoder (no pretraining).
+
+![score vs pretraining FLOPs](curve.png)
+
+{markdown_table(rows)}
+
+## Fine-tuned on full SST-2 at the last point (dev; every seed, in order)
+
+{finetune_table(result["finetune"])}
+
+{notes.read_text().strip() if notes.exists() and not study.quick else ""}
+"""
+    (out / "README.md").write_text(readme)
+    print(readme)
 
 
 def main() -> None:
-    args = parser(__doc__, default_budget=8).parse_args()
-    study = Study("electra_vs_mlm", args)
-    results = study.run(ROWS)
-    plan = study.plan
-    study.report(
-        ROWS,
-        results,
-        title="Experiment 1 — ELECTRA vs MLM at equal compute",
-        intro=f"""
-ELECTRA trains {plan["electra_steps"]} steps, MLM {plan["mlm_steps"]}: an ELECTRA step costs
-{plan["flops_ratio"]:.3f}× an MLM step in training FLOPs (generator included), so the MLM run gets
-that share as extra steps. MLM is the discriminator-sized encoder trained BERT-style (15% masked,
-80/10/10), same data pipeline, optimizer and schedule (`model.objective: mlm`).
-""",
-        findings=[
-            study.versus(results, "ELECTRA", "MLM"),
-            study.versus(results, "ELECTRA", "no pretraining"),
-            study.versus(results, "MLM", "no pretraining"),
-        ],
-        first="pretraining",
-        xlabel="pretraining",
-    )
+    args = parse_args()
+    started = time.time()
+    study = CurveStudy(args)
+    result = study.run()
+    report(study, result)
+    log(f"study finished in {(time.time() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":
