@@ -29,7 +29,7 @@ from electra_lightning.callbacks import detect_peak_flops  # noqa: E402
 from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
 from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
 from electra_lightning.model import build_electra_pair, training_flops_per_token  # noqa: E402
-from electra_lightning.module import ADAMW_DEFAULTS, param_groups  # noqa: E402
+from electra_lightning.optim import ADAMW_DEFAULTS, param_groups  # noqa: E402
 
 SIZES = {  # discriminator: layers, hidden, ffn, heads, embedding, generator_size
     "small": (12, 256, 1024, 4, 128, 0.25),

@@ -19,7 +19,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
-from transformers import ElectraConfig, ElectraForSequenceClassification
+from transformers import (
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    get_linear_schedule_with_warmup,
+)
 
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import (
@@ -30,33 +34,10 @@ from electra_lightning.checkpoint import (
     tokenizer_files_of,
 )
 from electra_lightning.export import discriminator_from_checkpoint, load_any_checkpoint
+from electra_lightning.optim import layerwise_lr_groups
+from electra_lightning.tasks import TASKS, metric_names
 
-# metrics each task reports (GLUE conventions); the first is the headline number
-TASK_METRICS = {
-    "cola": ("mcc",),
-    "sst2": ("acc",),
-    "mrpc": ("f1", "acc"),
-    "stsb": ("spearman", "pearson"),
-    "rte": ("acc",),
-    "wnli": ("acc",),
-    "qnli": ("acc",),
-    "mnli": ("acc",),
-    "qqp": ("f1", "acc"),
-}
-
-
-# how a classifier is judged besides its GLUE headline metric: accuracy, and precision, recall and
-# F1 of the positive class (two labels) or macro-averaged over the classes (more than two)
-CLASSIFICATION_METRICS = ("acc", "precision", "recall", "f1")
-
-
-def metric_names(task: str, num_labels: int) -> tuple[str, ...]:
-    """The task's metrics, its GLUE headline metric first."""
-    task = task.lower().replace("-", "")
-    if num_labels == 1:
-        return TASK_METRICS.get(task, ("spearman", "pearson"))
-    headline = TASK_METRICS.get(task, ("acc",))
-    return headline + tuple(m for m in CLASSIFICATION_METRICS if m not in headline)
+TASK_METRICS = {task: spec.metrics for task, spec in TASKS.items()}  # TEMP: a running experiment
 
 
 class GlueMatthewsCorrCoef(BinaryMatthewsCorrCoef):
@@ -131,50 +112,6 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
     if not state:
         raise ValueError(f"model.init_from: '{init_from}' holds no discriminator weights")
     return config, state, tokenizer_files
-
-
-def layerwise_lr_groups(
-    model: ElectraForSequenceClassification,
-    learning_rate: float,
-    decay: float,
-    weight_decay: float,
-    official_depths: bool = False,
-) -> list[dict]:
-    """Parameter groups with layer-wise learning-rate decay (official ``_get_layer_lrs``).
-
-    Depth 0 = embeddings (and ``embeddings_project``), depth i+1 = encoder layer i, and the task
-    head is the top. ``lr(depth) = learning_rate · decay^(top − depth)``. The official code puts
-    the head at depth n+2, one level above the last layer's n+1 that it never assigns, so the top
-    encoder layer is decayed twice (google-research/electra issues #51, #64). By default the head
-    is at n+1 (top layer: one decay step); ``official_depths=True`` reproduces the official numbers.
-    """
-    n = model.config.num_hidden_layers
-    top = n + 2 if official_depths else n + 1
-
-    def depth(name: str) -> int:
-        if name.startswith("electra.embeddings") or name.startswith("electra.embeddings_project"):
-            return 0
-        if name.startswith("electra.encoder.layer."):
-            return int(name.split(".")[3]) + 1
-        return top
-
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        no_decay = param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
-        d = depth(name)
-        group = groups.setdefault(
-            (d, no_decay),
-            {
-                "params": [],
-                "lr": learning_rate * decay ** (top - d),
-                "weight_decay": 0.0 if no_decay else weight_decay,
-                "depth": d,
-            },
-        )
-        group["params"].append(param)
-    return [groups[k] for k in sorted(groups)]
 
 
 class ElectraClassifier(L.LightningModule):
@@ -306,14 +243,10 @@ class ElectraClassifier(L.LightningModule):
         )
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(0.9, 0.999), eps=1e-6)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(hp.warmup_fraction * total)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return step / max(1, warmup)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        # linear warmup over warmup_fraction of the steps, then linear decay to 0
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(hp.warmup_fraction * total), total
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

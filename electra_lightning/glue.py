@@ -15,81 +15,7 @@ from torch.utils.data import DataLoader
 from electra_lightning.callbacks import ignore_stop_signals
 from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
 from electra_lightning.export import load_any_checkpoint
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """Where a task's columns are (by header name, or by index for headerless files)."""
-
-    name: str
-    text: str | int
-    text_pair: str | int | None
-    label: str | int | None
-    labels: tuple[str, ...] | None  # None: regression
-    metric: str  # the headline dev metric
-    header: bool = True
-    dev: str = "dev.tsv"
-    test_index: str = "index"
-    names: tuple[str, ...] | None = None  # readable label names for id2label (default: labels)
-
-
-TASKS = {
-    "cola": TaskSpec(
-        "CoLA", 3, None, 1, ("0", "1"), "mcc", header=False, names=("unacceptable", "acceptable")
-    ),
-    "sst2": TaskSpec(
-        "SST-2", "sentence", None, "label", ("0", "1"), "acc", names=("negative", "positive")
-    ),
-    "mrpc": TaskSpec(
-        "MRPC",
-        "#1 String",
-        "#2 String",
-        "Quality",
-        ("0", "1"),
-        "f1",
-        names=("not_equivalent", "equivalent"),
-    ),
-    "stsb": TaskSpec("STS-B", "sentence1", "sentence2", "score", None, "spearman"),
-    "rte": TaskSpec(
-        "RTE", "sentence1", "sentence2", "label", ("entailment", "not_entailment"), "acc"
-    ),
-    "wnli": TaskSpec(
-        "WNLI",
-        "sentence1",
-        "sentence2",
-        "label",
-        ("0", "1"),
-        "acc",
-        names=("not_entailment", "entailment"),
-    ),
-    "qnli": TaskSpec(
-        "QNLI", "question", "sentence", "label", ("entailment", "not_entailment"), "acc"
-    ),
-    "mnli": TaskSpec(
-        "MNLI",
-        "sentence1",
-        "sentence2",
-        "gold_label",
-        ("contradiction", "entailment", "neutral"),
-        "acc",
-        dev="dev_matched.tsv",
-    ),
-    "qqp": TaskSpec(
-        "QQP", "question1", "question2", "is_duplicate", ("0", "1"), "f1", test_index="id"
-    ),
-}
-ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
-CUSTOM = "custom"
-
-
-def task_spec(task: str) -> TaskSpec:
-    key = ALIASES.get(task.lower(), task.lower())
-    if key not in TASKS:
-        raise ValueError(
-            f"data.task: unknown task '{task}'; choose one of {', '.join(TASKS)} or '{CUSTOM}' "
-            "(with data.train_file/val_file and the column names)"
-        )
-    return TASKS[key]
+from electra_lightning.tasks import CUSTOM, TaskSpec, task_spec
 
 
 @dataclass
@@ -274,7 +200,7 @@ class GlueDataModule(L.LightningDataModule):
                 text_pair_column,
                 label_column,
                 tuple(label_key(label) for label in labels) if labels else None,
-                "acc" if labels else "spearman",
+                ("acc",) if labels else ("spearman", "pearson"),
                 header=header,
             )
             self.files = {"train": train_file, "validate": val_file, "test": None}

@@ -19,18 +19,25 @@ import os
 import statistics
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "finetune"
-SUBMISSION_NAMES = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "stsb": "STS-B",
-    "rte": "RTE",
-    "wnli": "WNLI",
-    "qnli": "QNLI",
-    "mnli": "MNLI-m",
-    "qqp": "QQP",
-}
+from electra_lightning.tasks import metric_names, submission_name, task_spec
+
+
+def recipe_args(task: str, out: Path) -> list[str]:
+    """The official fine-tuning recipe for ``task`` as command-line settings: the model's and the
+    data's defaults (lr 3e-4, layer-wise decay 0.8, no weight decay, 10% warmup, batch 32, 128
+    tokens) plus these. ``configs/finetune/TASK.yaml`` says the same for ``fit --config`` (a test
+    keeps them equal); built here so ``glue`` needs no file outside the installed package."""
+    return [
+        f"--data.task={task}",
+        f"--trainer.max_epochs={task_spec(task).epochs}",
+        "--trainer.gradient_clip_val=1.0",
+        "--trainer.log_every_n_steps=20",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.init_args.save_dir={out}",
+        f"--trainer.logger.init_args.name={task}",
+        "--trainer.callbacks+=electra_lightning.callbacks.LastCheckpoint",
+        f"--trainer.callbacks.init_args.dirpath={out / 'checkpoints'}",
+    ]
 
 
 def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
@@ -39,13 +46,10 @@ def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
 
     out = Path(args.output_dir) / task / f"seed{seed}"
     cli_args = [
-        "--config",
-        str(CONFIGS / f"{task}.yaml"),
+        *recipe_args(task, out),
         f"--model.init_from={args.init_from}",
         f"--data.data_dir={args.data_dir}",
         f"--seed_everything={seed}",
-        f"--trainer.logger.init_args.save_dir={out}",
-        f"--trainer.callbacks.init_args.dirpath={out / 'checkpoints'}",
         "--trainer.enable_progress_bar=false",
         *(["--config", args.size_config] if args.size_config else []),
         *overrides,
@@ -59,7 +63,7 @@ def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
         and cli.datamodule.files.get("test")
         and os.path.isfile(cli.datamodule.files["test"])
     ):
-        write_submission(task, cli, out / f"{SUBMISSION_NAMES[task]}.tsv")
+        write_submission(task, cli, out / f"{submission_name(task)}.tsv")
     return result
 
 
@@ -82,16 +86,14 @@ def write_submission(task: str, cli, path: Path) -> None:
 
 def summarize(results: list[dict], tasks: list[str]) -> str:
     """Per task and metric: median, mean ± std over seeds; GLUE average of headline medians."""
-    from electra_lightning.finetune import CLASSIFICATION_METRICS, TASK_METRICS
-
     lines = ["| task | metric | seeds | median | mean ± std | all |", "|---|---|---|---|---|---|"]
     headline = []
     for task in tasks:
         runs = [r for r in results if r["task"] == task]
         if not runs:
             continue
-        extra = tuple(m for m in CLASSIFICATION_METRICS if m not in TASK_METRICS[task])
-        for i, metric in enumerate(TASK_METRICS[task] + extra):
+        num_labels = 1 if task_spec(task).labels is None else 2
+        for i, metric in enumerate(metric_names(task, num_labels)):
             values = [100 * r["metrics"][metric] for r in runs if metric in r["metrics"]]
             if not values:
                 continue
@@ -137,8 +139,6 @@ def main(argv: list[str]) -> None:
         parser.error(
             f"unknown option {unknown[0]} (overrides start with --trainer., --model., --data.)"
         )
-    from electra_lightning.glue import task_spec
-
     tasks = []
     for task in args.tasks:
         task_spec(task)  # clear error for an unknown name

@@ -16,7 +16,8 @@ from electra_lightning.console import ElectraModelSummary, StepProgressBar, quie
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
-from electra_lightning.module import ADAMW_DEFAULTS, ElectraPretraining
+from electra_lightning.module import ElectraPretraining
+from electra_lightning.optim import ADAMW_DEFAULTS
 
 CONFIG_NAME = "config.yaml"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Literal
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, from_all_ranks, require_kind
+from electra_lightning.masking import MaskingConfig
 from electra_lightning.model import (
     ElectraPair,
     ElectraStepOutput,
@@ -29,40 +30,8 @@ from electra_lightning.model import (
     build_electra_pair,
     training_flops_per_token,
 )
+from electra_lightning.optim import ADAMW_DEFAULTS, official_lr_lambda, param_groups
 from electra_lightning.parallel import shard_electra
-
-# Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
-ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
-
-
-def official_lr_lambda(warmup_steps: int, total_steps: int):
-    """Official schedule: linear decay to 0 at ``total_steps``, times a linear warmup factor.
-
-    ``lr(step) = lr · (1 − step/total) · min(1, step/warmup)`` (google-research/electra
-    ``model/optimization.py``: polynomial_decay(power=1) then ``*= min(1, step/warmup)``).
-    """
-
-    def factor(step: int) -> float:
-        decay = max(0.0, 1.0 - step / max(1, total_steps))
-        warm = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
-        return decay * warm
-
-    return factor
-
-
-def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
-    """Two AdamW groups: weight decay for weight matrices, none for LayerNorm and biases."""
-    decay, no_decay = [], []
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias"):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class ElectraPretraining(L.LightningModule):
@@ -407,7 +376,7 @@ class ElectraPretraining(L.LightningModule):
         seq = self.hparams.max_seq_length
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         masking = getattr(datamodule, "masking", None)
-        n_pred = masking.max_predictions(seq) if masking else max(1, int(0.155 * seq))
+        n_pred = (masking or MaskingConfig()).max_predictions(seq)
         return training_flops_per_token(self.electra, seq, n_pred)
 
     def num_parameters(self) -> dict[str, int]:

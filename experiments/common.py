@@ -349,10 +349,10 @@ class Study:
         return scores
 
     def probe_table(self, rows: list[Row]) -> str:
-        from electra_lightning.finetune import TASK_METRICS
+        from electra_lightning.tasks import task_spec
 
         tasks = [t for t in PROBE_TASKS if t in self.tasks]
-        head = " | ".join(f"{t} ({TASK_METRICS[t][0]})" for t in tasks)
+        head = " | ".join(f"{t} ({task_spec(t).headline})" for t in tasks)
         lines = [f"| row | {head} | average |", "|---" * (len(tasks) + 2) + "|"]
         for row in rows:
             scores = self.probe(row)
@@ -367,11 +367,11 @@ class Study:
     # -- report -------------------------------------------------------------------------------
     def scores(self, results: list[dict]) -> dict[str, list[float]]:
         """Per task: the main metric of every seed, in percent (plus each seed's task average)."""
-        from electra_lightning.finetune import TASK_METRICS
+        from electra_lightning.tasks import task_spec
 
         return {
             task: [
-                100 * r["metrics"][TASK_METRICS[task][0]]
+                100 * r["metrics"][task_spec(task).headline]
                 for r in sorted(results, key=lambda r: r["seed"])
                 if r["task"] == task
             ]
@@ -379,9 +379,9 @@ class Study:
         }
 
     def table(self, all_results: dict[str, list[dict]], first: str = "pretraining") -> str:
-        from electra_lightning.finetune import TASK_METRICS
+        from electra_lightning.tasks import task_spec
 
-        head = " | ".join(f"{t} ({TASK_METRICS[t][0]})" for t in self.tasks)
+        head = " | ".join(f"{t} ({task_spec(t).headline})" for t in self.tasks)
         lines = [f"| {first} | {head} | average |", "|---" * (len(self.tasks) + 2) + "|"]
         for label, results in all_results.items():
             medians = [statistics.median(v) for v in self.scores(results).values()]

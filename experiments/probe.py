@@ -14,7 +14,8 @@ PROBE_TASKS = ["sst2", "cola"]
 
 def glue_split(task: str, split: str, limit: int = 0) -> list:
     """A GLUE task's train or dev examples from ../shared/data/glue (the first `limit` if set)."""
-    from electra_lightning.glue import read_examples, task_spec
+    from electra_lightning.glue import read_examples
+    from electra_lightning.tasks import task_spec
 
     spec = task_spec(task)
     path = SHARED / "glue" / spec.name / ("train.tsv" if split == "train" else spec.dev)
@@ -28,10 +29,11 @@ def headline_metric(task: str):
     """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
     from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
 
-    from electra_lightning.finetune import TASK_METRICS, glue_mcc
+    from electra_lightning.finetune import glue_mcc
+    from electra_lightning.tasks import task_spec
 
     metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": glue_mcc}
-    return metrics[TASK_METRICS[task][0]]
+    return metrics[task_spec(task).headline]
 
 
 def logistic_regression(x, y, x_dev):

@@ -81,12 +81,37 @@ def test_config_parses(path, capsys):
 
 
 def test_finetune_recipes():
+    """configs/finetune/TASK.yaml (for `fit --config`) say what the `glue` command runs from the
+    task table and the defaults — one recipe, for every task in the table."""
+    import inspect
+
+    from electra_lightning.finetune import ElectraClassifier
+    from electra_lightning.glue import GlueDataModule
+    from electra_lightning.glue_runner import recipe_args
+    from electra_lightning.tasks import TASKS
+
     root = REPO_CONFIGS
-    for task in ("cola", "sst2", "mrpc", "stsb", "rte", "wnli", "qnli", "mnli", "qqp"):
+    assert {p.stem for p in (root / "finetune").glob("*.yaml")} == set(TASKS)
+    model = inspect.signature(ElectraClassifier).parameters
+    data = inspect.signature(GlueDataModule).parameters
+    for task, spec in TASKS.items():
         cfg = yaml.safe_load((root / "finetune" / f"{task}.yaml").read_text())
-        assert cfg["trainer"]["max_epochs"] == (10 if task in ("rte", "stsb") else 3)
+        assert cfg["trainer"]["max_epochs"] == spec.epochs == (10 if task in ("rte", "stsb") else 3)
         assert cfg["model"]["learning_rate"] == 3e-4 and cfg["model"]["layerwise_lr_decay"] == 0.8
         assert cfg["model"]["weight_decay"] == 0.0 and cfg["model"]["warmup_fraction"] == 0.1
+        for key, value in cfg["model"].items():
+            assert model[key].default == value, (task, key)
+        for key in ("max_seq_length", "batch_size"):
+            assert data[key].default == cfg["data"][key], (task, key)
+        assert cfg["data"]["task"] == task
+        args = dict(a.removeprefix("--").split("=", 1) for a in recipe_args(task, Path("out")))
+        trainer = cfg["trainer"]
+        assert float(args["trainer.gradient_clip_val"]) == trainer["gradient_clip_val"]
+        assert int(args["trainer.log_every_n_steps"]) == trainer["log_every_n_steps"]
+        assert int(args["trainer.max_epochs"]) == trainer["max_epochs"]
+        assert args["trainer.logger"] == trainer["logger"]["class_path"]
+        assert args["trainer.callbacks+"] == trainer["callbacks"][0]["class_path"]
+        assert trainer.get("precision", "32-true") == "32-true"  # the Trainer's default
     base = yaml.safe_load((root / "finetune/size/base.yaml").read_text())["model"]
     large = yaml.safe_load((root / "finetune/size/large.yaml").read_text())["model"]
     assert (base["learning_rate"], base["layerwise_lr_decay"]) == (1e-4, 0.8)

@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import ElectraConfig, ElectraForSequenceClassification
 
-from electra_lightning.finetune import ElectraClassifier, layerwise_lr_groups, make_metrics
-from electra_lightning.glue import TASKS, GlueDataModule, read_examples, task_spec
+from electra_lightning.finetune import ElectraClassifier, make_metrics
+from electra_lightning.glue import GlueDataModule, read_examples
+from electra_lightning.optim import layerwise_lr_groups
+from electra_lightning.tasks import TASKS, task_spec
 
 from .conftest import shared_data
 
@@ -281,7 +283,7 @@ def test_cola_mcc_of_a_constant_predictor_is_zero_as_glue_scores_it():
 
 
 def test_classification_reports_accuracy_precision_recall_f1():
-    from electra_lightning.finetune import metric_names
+    from electra_lightning.tasks import metric_names
 
     assert metric_names("sst2", 2) == ("acc", "precision", "recall", "f1")
     assert metric_names("cola", 2) == ("mcc", "acc", "precision", "recall", "f1")

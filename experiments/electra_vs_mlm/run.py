@@ -45,14 +45,24 @@ OBJECTIVES = {
     "ELECTRA": [],
     "MLM": ["--model.objective=mlm", "--data.mask_token_prob=0.8", "--data.random_token_prob=0.1"],
 }
-# ELECTRA-Small (configs/electra-small.yaml) in bf16 on one GPU; the CPU runs keep the recipe
-CUDA = [
-    "--model.num_layers=12",
-    "--data.batch_size=128",
-    "--trainer.accelerator=gpu",
-    "--trainer.precision=bf16-mixed",
-    "--data.num_workers=4",
-]
+# Encoder sizes. CPU: the recipe's 4 layers at half its width (hidden 128, as configs/tiny.yaml):
+# ~1/3 of its FLOPs per token, so ~3x the steps and tokens in the same hours — at this compute
+# a smaller model trained on more tokens is the better use of it (compute-optimal scaling), and
+# the question is when the discriminator leaves the plateau, which takes updates. CUDA:
+# ELECTRA-Small (configs/electra-small.yaml), batch 128, bf16.
+SIZES = {
+    "cpu": {"num_layers": 4, "hidden_size": 128, "num_heads": 2, "intermediate_size": 512},
+    "cuda": {"num_layers": 12, "hidden_size": 256, "num_heads": 4, "intermediate_size": 1024},
+}
+DEVICE_ARGS = {
+    "cpu": [],
+    "cuda": [
+        "--data.batch_size=128",
+        "--trainer.accelerator=gpu",
+        "--trainer.precision=bf16-mixed",
+        "--data.num_workers=4",
+    ],
+}
 FINETUNE_NAMES = {"ELECTRA": "electra", "MLM": "mlm", "no pretraining": "random"}
 QUICK = ["--trainer.limit_val_batches=2", "--data.shuffle_block=64"]
 
@@ -96,7 +106,10 @@ class CurveStudy:
         self.corpus = [str(CORPUS / p) for p in parts]
         self.tokenizer = self.root / "tokenizer"
         self.probe_limit = 64 if self.quick else 2000  # training examples of the probe
-        self.device_args = CUDA if self.cuda else []
+        self.device_args = [
+            *(f"--model.{k}={v}" for k, v in SIZES[args.device].items()),
+            *DEVICE_ARGS[args.device],
+        ]
         self.plan: dict = {}
 
     # -- plan -----------------------------------------------------------------------------------
@@ -153,9 +166,7 @@ class CurveStudy:
 
         model = dict(yaml.safe_load(RECIPE.read_text())["model"])
         model.pop("optimizer")
-        if self.cuda:
-            model["num_layers"] = 12
-        return {**model, "objective": objective}
+        return {**model, **SIZES[self.args.device], "objective": objective}
 
     def batch_tokens(self) -> int:
         return (128 if self.cuda else 16) * 128
@@ -453,6 +464,7 @@ def report(study: CurveStudy, result: dict) -> None:
     else:
         command = f"--device {args.device} --budget_minutes {args.budget_minutes:g}"
     notes = HERE / "NOTES.md"
+    sizes = study.sizes()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores" + (
         ", one GPU" if study.cuda else ", no GPU"
     )
@@ -464,8 +476,9 @@ def report(study: CurveStudy, result: dict) -> None:
 - **Budget**: ELECTRA {plan["electra_steps"]} steps, MLM {plan["mlm_steps"]} steps of
   {study.batch_tokens() // 128} × 128 tokens: equal training FLOPs ({plan["flops_ratio"]:.3f}× per
   ELECTRA step, generator included), {plan["points"]} evaluation points of equal FLOPs each
-- **Model**: `experiments/pretrain.yaml` ({study.sizes()["num_layers"]} layers, hidden 256, embeddings 128,
-  generator 1/4, AdamW lr 5e-4, linear decay to 0 at the last step, 10% warmup)
+- **Model**: `experiments/pretrain.yaml` with {sizes["num_layers"]} layers, hidden {sizes["hidden_size"]},
+  {sizes["num_heads"]} heads, FFN {sizes["intermediate_size"]}, embeddings {sizes["embedding_size"]},
+  generator 1/4 of the width; AdamW lr 5e-4, 10% warmup, linear decay to 0 at the last step
 - **Data**: {", ".join("`" + p + "`" for p in (["inaugural"] if study.quick else CORPUS_PARTS))} of
   `../shared/data/nltk_english_text` (`reuters/cats.txt` left out: topic labels, not text),
   streamed with the default shuffle (file ranges per epoch, documents in blocks of 1024);

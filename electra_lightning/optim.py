@@ -1,0 +1,89 @@
+"""Optimizer settings shared by pretraining and fine-tuning: the official AdamW defaults, which
+parameters get weight decay, the official learning-rate schedule, and layer-wise LR decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def decays(name: str, param: torch.nn.Parameter) -> bool:
+    """Weight decay applies to weight matrices, not to LayerNorm parameters or biases (official
+    ``exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"]``)."""
+    return not (param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias"))
+
+
+# Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
+ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
+
+
+def official_lr_lambda(warmup_steps: int, total_steps: int):
+    """Official schedule: linear decay to 0 at ``total_steps``, times a linear warmup factor.
+
+    ``lr(step) = lr · (1 − step/total) · min(1, step/warmup)`` (google-research/electra
+    ``model/optimization.py``: polynomial_decay(power=1) then ``*= min(1, step/warmup)``).
+    """
+
+    def factor(step: int) -> float:
+        decay = max(0.0, 1.0 - step / max(1, total_steps))
+        warm = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+        return decay * warm
+
+    return factor
+
+
+def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Two AdamW groups: weight decay for weight matrices, none for LayerNorm and biases."""
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        (decay if decays(name, param) else no_decay).append(param)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def layerwise_lr_groups(
+    model: torch.nn.Module,
+    learning_rate: float,
+    decay: float,
+    weight_decay: float,
+    official_depths: bool = False,
+) -> list[dict]:
+    """Parameter groups with layer-wise learning-rate decay (official ``_get_layer_lrs``).
+
+    Depth 0 = embeddings (and ``embeddings_project``), depth i+1 = encoder layer i, and the task
+    head is the top. ``lr(depth) = learning_rate · decay^(top − depth)``. The official code puts
+    the head at depth n+2, one level above the last layer's n+1 that it never assigns, so the top
+    encoder layer is decayed twice (google-research/electra issues #51, #64). By default the head
+    is at n+1 (top layer: one decay step); ``official_depths=True`` reproduces the official numbers.
+    """
+    n = model.config.num_hidden_layers
+    top = n + 2 if official_depths else n + 1
+
+    def depth(name: str) -> int:
+        if name.startswith("electra.embeddings") or name.startswith("electra.embeddings_project"):
+            return 0
+        if name.startswith("electra.encoder.layer."):
+            return int(name.split(".")[3]) + 1
+        return top
+
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = not decays(name, param)
+        d = depth(name)
+        group = groups.setdefault(
+            (d, no_decay),
+            {
+                "params": [],
+                "lr": learning_rate * decay ** (top - d),
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "depth": d,
+            },
+        )
+        group["params"].append(param)
+    return [groups[k] for k in sorted(groups)]
