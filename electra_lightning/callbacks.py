@@ -10,11 +10,14 @@ import time
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from electra_lightning.errors import STOP_SIGNALS, TrainingStopped
 
-# dense bf16 peak FLOP/s by device name, for MFU
+# dense bf16 peak FLOP/s by device name, for MFU. Ours first: Lightning's get_available_flops does
+# not recognise "NVIDIA H200" and lists the H200's sparse peak (2x the dense one); it is the
+# fallback for the devices not listed here.
 PEAK_BF16_FLOPS = {
     "H100": 989e12,
     "H200": 989e12,
@@ -29,7 +32,10 @@ def detect_peak_flops() -> float | None:
     if not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name()
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    if peak is None:
+        peak = get_available_flops(torch.device("cuda"), torch.bfloat16)
+    return peak
 
 
 class TokenThroughput(L.Callback):
@@ -43,6 +49,9 @@ class TokenThroughput(L.Callback):
     Args:
         window: Batches between two throughput measurements (0: the trainer's log_every_n_steps).
         peak_flops: Peak FLOP/s of one device for MFU (default: detected for known GPUs).
+
+    Ours rather than Lightning's ``ThroughputMonitor``: that one counts padded tokens and
+    synchronises the GPU after every batch; this counts real tokens and reads them when it logs.
     """
 
     def __init__(self, window: int = 0, peak_flops: float | None = None):
@@ -124,7 +133,9 @@ class LastCheckpoint(ModelCheckpoint):
 
 def save_rescue_checkpoint(trainer: L.Trainer) -> str:
     """Save ``rescue-step=N.ckpt`` (the weights of the last finite step) next to the other
-    checkpoints, for a run that is about to stop on a non-finite loss."""
+    checkpoints, for a run that is about to stop on a non-finite loss. (Not Lightning's
+    ``OnExceptionCheckpoint``: that one also writes on configuration and data errors, under one
+    fixed name, and does not say where it saved.)"""
     callback = trainer.checkpoint_callback
     directory = getattr(callback, "dirpath", None) or trainer.default_root_dir
     path = os.path.join(directory, f"rescue-step={trainer.global_step}.ckpt")

@@ -18,6 +18,12 @@ from torchmetrics.classification import (
     BinaryPrecision,
     BinaryRecall,
 )
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_f1_score,
+    binary_precision,
+    binary_recall,
+)
 
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, from_all_ranks, require_kind
@@ -321,7 +327,8 @@ class ElectraPretraining(L.LightningModule):
 
     @torch.no_grad()
     def _statistics(self, batch: dict, out: ElectraStepOutput) -> dict[str, torch.Tensor]:
-        """Accuracy and replaced-class precision/recall/F1 without host syncs."""
+        """Generator accuracy and the discriminator's accuracy and replaced-class precision, recall
+        and F1 over non-padding tokens (torchmetrics' functions, without host syncs)."""
         weights = batch["masked_weights"].float()
         gen_correct = (out.gen_logits.argmax(-1) == batch["masked_ids"]).float()
         stats = {
@@ -330,21 +337,18 @@ class ElectraPretraining(L.LightningModule):
         }
         if out.disc_logits is None:  # MLM objective
             return stats
-        tokens = self._token_weights(batch).float()
-        n_tokens = tokens.sum().clamp(min=1)
-        preds = (out.disc_logits > 0).float() * tokens
-        labels = out.disc_labels.float() * tokens
-        tp = (preds * labels).sum()
-        precision = tp / preds.sum().clamp(min=1)
-        recall = tp / labels.sum().clamp(min=1)
+        tokens = self._token_weights(batch)
+        preds = (out.disc_logits > 0).long()
+        target = out.disc_labels.long().masked_fill(tokens == 0, -100)  # padding: ignored
+        kw = {"ignore_index": -100, "validate_args": False}  # no host sync
         return {
             **stats,
             "disc_loss": out.disc_loss.detach(),
-            "disc_acc": (((preds == labels).float() * tokens).sum()) / n_tokens,
-            "disc_precision": precision,
-            "disc_recall": recall,
-            "disc_f1": 2 * precision * recall / (precision + recall).clamp(min=1e-12),
-            "replaced_frac": labels.sum() / n_tokens,
+            "disc_acc": binary_accuracy(preds, target, **kw),
+            "disc_precision": binary_precision(preds, target, **kw),
+            "disc_recall": binary_recall(preds, target, **kw),
+            "disc_f1": binary_f1_score(preds, target, **kw),
+            "replaced_frac": (out.disc_labels * tokens).sum() / tokens.sum().clamp(min=1),
         }
 
     # -- optimization ------------------------------------------------------------------------------

@@ -69,12 +69,12 @@ def test_nonfinite_loss_stops_with_a_rescue_checkpoint(tmp_path, corpus_dir, tok
 
 
 def test_nonfinite_loss_skip_mode(tmp_path, corpus_dir, tokenizer_dir):
-    class PoisonOnce(PoisonLoss):
+    class PoisonOnce(L.Callback):  # the third batch only
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             pl_module.electra.disc_weight = float("nan") if batch_idx == 2 else 50.0
 
     trainer, module, dm = tiny_run(
-        tmp_path, corpus_dir, tokenizer_dir, 5, [PoisonOnce(0)], on_nonfinite="skip"
+        tmp_path, corpus_dir, tokenizer_dir, 5, [PoisonOnce()], on_nonfinite="skip"
     )
     trainer.fit(module, dm)
     assert module.nonfinite_skips == 1 and trainer.global_step == 5
