@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Row, Study, parser  # noqa: E402
+from report import Report  # noqa: E402
 
 ROWS = [
     Row(mode, f"electra-g0.25-{mode}", [f"--model.embedding_sharing={mode}"])
@@ -29,7 +30,8 @@ def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("embedding_sharing", args)
     results = study.run(ROWS)
-    study.report(
+    report = Report(study)
+    report.write(
         ROWS,
         results,
         title="Experiment 3 — embedding sharing",
@@ -39,8 +41,8 @@ Same model, data and {study.plan["electra_steps"]} steps for each row; only
 so fine-tuning sees an ordinary ELECTRA discriminator in every row.
 """,
         findings=[
-            study.versus(results, "shared", "none"),
-            study.versus(results, "gdes", "shared"),
+            report.versus(results, "shared", "none"),
+            report.versus(results, "gdes", "shared"),
         ],
         first="embedding_sharing",
         xlabel="model.embedding_sharing",

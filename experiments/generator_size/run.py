@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Row, Study, parser  # noqa: E402
+from report import Report  # noqa: E402
 
 SIZES = {"1/8": 0.125, "1/4": 0.25, "1/2": 0.5, "1": 1.0}
 ROWS = [
@@ -29,10 +30,11 @@ def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("generator_size", args)
     results = study.run(ROWS)
-    averages = {label: study.average(r) for label, r in results.items()}
+    report = Report(study)
+    averages = {label: report.average(r) for label, r in results.items()}
     top = max(averages.values())
     best = [label for label, value in averages.items() if value > top - 0.05]
-    study.report(
+    report.write(
         ROWS,
         results,
         title="Experiment 2 — generator size",
@@ -46,8 +48,8 @@ generator costs more per step). The paper found 1/4–1/2 best.
             f"Best average: generator {', '.join(best)} ({top:.1f})"
             + (" — a tie, no size is better" if len(best) > 1 else "")
             + ".",
-            study.versus(results, "1/4", "1/8"),
-            study.versus(results, "1/4", "1"),
+            report.versus(results, "1/4", "1/8"),
+            report.versus(results, "1/4", "1"),
         ],
         first="generator size",
         xlabel="generator size / discriminator size",
