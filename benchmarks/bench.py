@@ -28,14 +28,13 @@ sys.path.insert(0, str(REPO))
 from electra_lightning.callbacks import detect_peak_flops  # noqa: E402
 from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
 from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
-from electra_lightning.model import build_electra_pair, training_flops_per_token  # noqa: E402
+from electra_lightning.model import (  # noqa: E402
+    OFFICIAL_SIZES,
+    build_electra_pair,
+    training_flops_per_token,
+)
 from electra_lightning.optim import ADAMW_DEFAULTS, param_groups  # noqa: E402
 
-SIZES = {  # discriminator: layers, hidden, ffn, heads, embedding, generator_size
-    "small": (12, 256, 1024, 4, 128, 0.25),
-    "base": (12, 768, 3072, 12, 768, 0.33),
-    "large": (24, 1024, 4096, 16, 1024, 0.25),
-}
 SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
 
 
@@ -139,19 +138,9 @@ def make_batches(tok_info, corpus: Path, batch: int, seq: int, device):
 
 
 def bench_step(size, args, tok_info, corpus, device, dtype):
-    layers, hidden, ffn, heads, emb, gsize = SIZES[size]
     torch.manual_seed(0)
     pair = build_electra_pair(
-        tok_info.vocab_size,
-        args.seq,
-        hidden,
-        layers,
-        heads,
-        ffn,
-        emb,
-        512,
-        gsize,
-        pad_token_id=tok_info.pad_id,
+        tok_info.vocab_size, args.seq, OFFICIAL_SIZES[size], pad_token_id=tok_info.pad_id
     ).to(device)
     gen, disc = pair.generator, pair.discriminator  # naive: same sizes, own copies below
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
@@ -274,7 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--sizes", nargs="+", default=["small"], choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=["small"], choices=list(OFFICIAL_SIZES))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)

@@ -79,7 +79,7 @@ def checkpoint_kind(checkpoint: dict) -> CheckpointKind | None:
     hparams = checkpoint.get("hyper_parameters") or {}
     if "electra_config" in hparams:
         return "finetuning"
-    if "hidden_size" in hparams and "generator_size" in hparams:
+    if isinstance(hparams.get("size"), dict) or "generator_size" in hparams:  # before model.size
         return "pretraining"
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from electra_lightning.config_files import config_files
 from electra_lightning.errors import TrainingStopped
 
 COMMANDS = """commands:
@@ -40,20 +41,12 @@ def usage() -> str:
 def is_finetune(args: list[str]) -> bool:
     """Fine-tuning when ``model.init_from`` or ``data.task`` is given on the command line or in a
     ``--config`` file (configs/finetune/*.yaml)."""
-    import yaml
-
     if any(a.startswith(("--model.init_from", "--data.task")) for a in args):
         return True
-    for i, arg in enumerate(args):
-        path = args[i + 1] if arg == "--config" and i + 1 < len(args) else None
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                config = yaml.safe_load(f) or {}
-            if "init_from" in (config.get("model") or {}) or "task" in (config.get("data") or {}):
-                return True
-    return False
+    return any(
+        "init_from" in (config.get("model") or {}) or "task" in (config.get("data") or {})
+        for _, config in config_files(args)
+    )
 
 
 def run(command: str, rest: list[str], argv: list[str], from_shell: bool) -> None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import yaml
 
 KEY_PARAMS = (
-    "model.hidden_size",
-    "model.num_layers",
-    "model.generator_size",
+    "model.size.hidden_size",
+    "model.size.num_layers",
+    "model.size.generator_size",
     "model.disc_weight",
     "model.optimizer.init_args.lr",
     "data.max_seq_length",
@@ -52,7 +52,8 @@ class Run:
 
 
 def flatten(tree: object, prefix: str = "") -> dict:
-    """``{"model": {"hidden_size": 256}}`` → ``{"model.hidden_size": 256}`` (lists kept whole)."""
+    """``{"model": {"size": {"hidden_size": 256}}}`` → ``{"model.size.hidden_size": 256}`` (lists
+    kept whole)."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     out: dict = {}
@@ -147,11 +148,20 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def config_value(config: dict, key: str):
+    """``config[key]``, also for runs logged before ``model.size`` (``model.hidden_size``) and for
+    ``hparams.yaml`` files, which hold the module's arguments without the ``model.`` prefix."""
+    for candidate in (key, key.replace("model.size.", "model."), key.split(".")[-1]):
+        if candidate in config:
+            return config[candidate]
+    return None
+
+
 def table(runs: list[Run]) -> str:
     """A plain-text table: one column per run."""
     rows: list[tuple[str, list[str]]] = [("run", [r.name for r in runs])]
     for key in KEY_PARAMS:
-        values = [r.config.get(key, r.config.get(key.split(".")[-1])) for r in runs]
+        values = [config_value(r.config, key) for r in runs]
         if any(v is not None for v in values):
             rows.append((key, [_fmt(v) for v in values]))
     rows.append(

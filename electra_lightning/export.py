@@ -35,9 +35,10 @@ def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
 
 def module_from_checkpoint(checkpoint: dict):
     """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
-    from electra_lightning.module import ElectraPretraining
+    from electra_lightning.module import ElectraPretraining, upgrade_hparams
 
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    hparams = upgrade_hparams(checkpoint["hyper_parameters"])
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     module = ElectraPretraining(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()

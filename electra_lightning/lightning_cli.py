@@ -5,17 +5,21 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from dataclasses import fields
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import GracefulStop, TokenThroughput
 from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.compare import flatten
+from electra_lightning.config_files import moved_keys
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
+from electra_lightning.model import ModelSize
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
 
@@ -26,7 +30,7 @@ class ConfigToLogger(SaveConfigCallback):
     """Saves the resolved config inside this run's own directories — each logger's run directory
     (CSV/TensorBoard ``version_N``, the W&B run's ``files/``) and the checkpoint directory — so no
     run overwrites another's, and sends it to every logger once, under the CLI names
-    (``model.hidden_size``), with the model size."""
+    (``model.size.hidden_size``), with the model size."""
 
     def __init__(self, *args, **kwargs):
         kwargs["save_to_log_dir"] = False  # runs/config.yaml would be shared by every W&B run
@@ -153,6 +157,9 @@ def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None 
 
 
 def run_lightning_cli(args: list[str] | None, prog: str | None = None) -> None:
+    # configs written before model.size: one line naming the new key, not a parser error
+    size_fields = {f.name: f"size.{f.name}" for f in fields(ModelSize)}
+    moved_keys(list(sys.argv[1:] if args is None else args), "model", size_fields)
     quiet_dependencies()
     use_wandb_offline_without_credentials()
     ElectraCLI(

@@ -49,30 +49,64 @@ class GDESEmbedding(nn.Module):
         return table
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """The size of the discriminator, and of the generator relative to it: the one declaration
+    that the networks, ``ElectraPretraining`` (``model.size.*`` in configs), the benchmark and the
+    tests read. ``OFFICIAL_SIZES`` holds the paper's three.
+
+    Args:
+        hidden_size: Discriminator hidden size (Small 256, Base 768, Large 1024).
+        num_layers: Discriminator layers.
+        num_heads: Discriminator attention heads (must divide ``hidden_size``).
+        intermediate_size: Discriminator feed-forward size.
+        embedding_size: Size of the (shared) embedding table (Small 128).
+        max_position_embeddings: Position-embedding table size.
+        generator_size: Generator hidden size as a fraction of the discriminator's (official 1/4).
+        generator_layers: Generator depth as a fraction of the discriminator's (official 1).
+    """
+
+    hidden_size: int = 256
+    num_layers: int = 12
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    embedding_size: int = 128
+    max_position_embeddings: int = 512
+    generator_size: float = 0.25
+    generator_layers: float = 1.0
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"model.size.hidden_size {self.hidden_size} is not divisible by "
+                f"model.size.num_heads {self.num_heads}"
+            )
+        for name in ("generator_size", "generator_layers"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"model.size.{name} must be in (0, 1], got {value}")
+
+
+# Clark et al. 2020, Table 6 / official configure_pretraining.py (Base's generator: 1/3)
+OFFICIAL_SIZES = {
+    "small": ModelSize(256, 12, 4, 1024, 128, 512, 0.25),
+    "base": ModelSize(768, 12, 12, 3072, 768, 512, 0.33),
+    "large": ModelSize(1024, 24, 16, 4096, 1024, 512, 0.25),
+}
+
+
 def discriminator_config(
-    vocab_size: int,
-    hidden_size: int = 256,
-    num_layers: int = 12,
-    num_heads: int = 4,
-    intermediate_size: int = 1024,
-    embedding_size: int = 128,
-    max_position_embeddings: int = 512,
-    pad_token_id: int = 0,
-    dropout: float = 0.1,
+    vocab_size: int, size: ModelSize = ModelSize(), pad_token_id: int = 0, dropout: float = 0.1
 ) -> ElectraConfig:
     """An ``ElectraConfig`` for the discriminator (the encoder users fine-tune later)."""
-    if hidden_size % num_heads:
-        raise ValueError(
-            f"hidden_size {hidden_size} is not divisible by num_heads {num_heads} (model.num_heads)"
-        )
     return ElectraConfig(
         vocab_size=vocab_size,
-        embedding_size=embedding_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
+        embedding_size=size.embedding_size,
+        hidden_size=size.hidden_size,
+        num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads,
+        intermediate_size=size.intermediate_size,
+        max_position_embeddings=size.max_position_embeddings,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
         pad_token_id=pad_token_id,
@@ -90,14 +124,6 @@ def generator_config(
     Where the official formula gives a hidden size the heads do not divide (0.33 × 768 = 253),
     hidden is rounded to the nearest multiple of the 64-wide heads (256, the paper's 1/3).
     """
-    if not 0 < generator_size <= 1:
-        raise ValueError(
-            f"generator_size must be in (0, 1], got {generator_size} (model.generator_size)"
-        )
-    if not 0 < generator_layers <= 1:
-        raise ValueError(
-            f"generator_layers must be in (0, 1], got {generator_layers} (model.generator_layers)"
-        )
     hidden = int(round(disc.hidden_size * generator_size))
     heads = max(1, hidden // 64)
     if hidden % heads:
@@ -273,14 +299,7 @@ class ElectraPair(nn.Module):
 def build_electra_pair(
     vocab_size: int,
     max_seq_length: int,
-    hidden_size: int = 256,
-    num_layers: int = 12,
-    num_heads: int = 4,
-    intermediate_size: int = 1024,
-    embedding_size: int = 128,
-    max_position_embeddings: int = 512,
-    generator_size: float = 0.25,
-    generator_layers: float = 1.0,
+    size: ModelSize = ModelSize(),
     pad_token_id: int = 0,
     dropout: float = 0.1,
     embedding_sharing: EmbeddingSharing = "shared",
@@ -291,27 +310,18 @@ def build_electra_pair(
     objective: Objective = "electra",
 ) -> ElectraPair:
     """Build generator + discriminator from sizes (no downloads)."""
-    if max_seq_length > max_position_embeddings:
+    if max_seq_length > size.max_position_embeddings:
         raise ValueError(
-            f"data.max_seq_length {max_seq_length} exceeds model.max_position_embeddings "
-            f"{max_position_embeddings}; lower the sequence length or raise the position embeddings"
+            f"data.max_seq_length {max_seq_length} exceeds model.size.max_position_embeddings "
+            f"{size.max_position_embeddings}; lower the sequence length or raise the position "
+            "embeddings"
         )
-    disc = discriminator_config(
-        vocab_size,
-        hidden_size,
-        num_layers,
-        num_heads,
-        intermediate_size,
-        embedding_size,
-        max_position_embeddings,
-        pad_token_id,
-        dropout,
-    )
+    disc = discriminator_config(vocab_size, size, pad_token_id, dropout)
     if objective == "mlm":  # the MLM baseline trains a discriminator-sized encoder
         gen = ElectraConfig(**disc.to_dict())
         gen._attn_implementation = "sdpa"
     else:
-        gen = generator_config(disc, generator_size, generator_layers)
+        gen = generator_config(disc, size.generator_size, size.generator_layers)
     return ElectraPair(
         disc,
         gen,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from typing import Literal
 
 import lightning as L
@@ -32,6 +34,7 @@ from electra_lightning.model import (
     ElectraPair,
     ElectraStepOutput,
     EmbeddingSharing,
+    ModelSize,
     Objective,
     build_electra_pair,
     training_flops_per_token,
@@ -46,14 +49,10 @@ class ElectraPretraining(L.LightningModule):
     Args:
         vocab_size: Linked from the data module's tokenizer.
         max_seq_length: Linked from ``data.max_seq_length``; must fit the position embeddings.
-        hidden_size: Discriminator hidden size (Small 256, Base 768, Large 1024).
-        num_layers: Discriminator layers.
-        num_heads: Discriminator attention heads.
-        intermediate_size: Discriminator feed-forward size.
-        embedding_size: Size of the shared embedding table (Small 128).
-        max_position_embeddings: Position-embedding table size.
-        generator_size: Generator hidden size as a fraction of the discriminator's (official 0.25).
-        generator_layers: Generator depth as a fraction of the discriminator's (official 1.0).
+        size: The discriminator's size and the generator's relative to it (``model.size.*``:
+            ``hidden_size``, ``num_layers``, ``num_heads``, ``intermediate_size``,
+            ``embedding_size``, ``max_position_embeddings``, ``generator_size``,
+            ``generator_layers``; see :class:`~electra_lightning.model.ModelSize`).
         embedding_sharing: ``shared`` (official: one embedding module), ``none``, or ``gdes``
             (DeBERTa-v3 gradient-disentangled sharing; export folds it into plain weights).
         tie_generator_head: Tie the generator's output layer to the word embeddings.
@@ -80,14 +79,7 @@ class ElectraPretraining(L.LightningModule):
         self,
         vocab_size: int = 30522,
         max_seq_length: int = 128,
-        hidden_size: int = 256,
-        num_layers: int = 12,
-        num_heads: int = 4,
-        intermediate_size: int = 1024,
-        embedding_size: int = 128,
-        max_position_embeddings: int = 512,
-        generator_size: float = 0.25,
-        generator_layers: float = 1.0,
+        size: ModelSize = ModelSize(),  # noqa: B008 (frozen: a shared default is safe)
         embedding_sharing: EmbeddingSharing = "shared",
         tie_generator_head: bool = True,
         gen_weight: float = 1.0,
@@ -103,7 +95,9 @@ class ElectraPretraining(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
+        size = size if isinstance(size, ModelSize) else ModelSize(**size)  # a checkpoint's dict
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
+        self.hparams["size"] = asdict(size)  # plain values: checkpoints load with weights_only
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.nonfinite_skips = 0
@@ -111,14 +105,7 @@ class ElectraPretraining(L.LightningModule):
         self.electra: ElectraPair = build_electra_pair(
             vocab_size=vocab_size,
             max_seq_length=max_seq_length,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            intermediate_size=intermediate_size,
-            embedding_size=embedding_size,
-            max_position_embeddings=max_position_embeddings,
-            generator_size=generator_size,
-            generator_layers=generator_layers,
+            size=size,
             pad_token_id=pad_token_id,
             dropout=dropout,
             embedding_sharing=embedding_sharing,
@@ -179,22 +166,15 @@ class ElectraPretraining(L.LightningModule):
                 f"vocab_size {self.hparams.vocab_size}; use the tokenizer the model was built with"
             )
         seq = getattr(getattr(datamodule, "hparams", None), "max_seq_length", None)
-        if seq is not None and seq > self.hparams.max_position_embeddings:
+        positions = self.hparams.size["max_position_embeddings"]
+        if seq is not None and seq > positions:
             raise ValueError(
-                f"data.max_seq_length {seq} exceeds model.max_position_embeddings "
-                f"{self.hparams.max_position_embeddings}"
+                f"data.max_seq_length {seq} exceeds model.size.max_position_embeddings {positions}"
             )
 
+    # what a resumed checkpoint must share with the config (besides model.size)
     ARCHITECTURE = (
         "vocab_size",
-        "hidden_size",
-        "num_layers",
-        "num_heads",
-        "intermediate_size",
-        "embedding_size",
-        "max_position_embeddings",
-        "generator_size",
-        "generator_layers",
         "embedding_sharing",
         "tie_generator_head",
         "objective",
@@ -209,11 +189,15 @@ class ElectraPretraining(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
         require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
-        saved = checkpoint.get("hyper_parameters", {})
+        saved = upgrade_hparams(checkpoint.get("hyper_parameters", {}))
         changed = [
             f"model.{k}: checkpoint {saved[k]!r}, now {self.hparams[k]!r}"
             for k in self.ARCHITECTURE
             if k in saved and saved[k] != self.hparams[k]
+        ] + [
+            f"model.size.{k}: checkpoint {v!r}, now {self.hparams.size[k]!r}"
+            for k, v in saved.get("size", {}).items()
+            if self.hparams.size.get(k) != v
         ]
         if changed:
             raise ValueError(
@@ -394,6 +378,17 @@ class ElectraPretraining(L.LightningModule):
             "discriminator": count(self.discriminator),
             "total": count(self.electra),
         }
+
+
+def upgrade_hparams(hparams: dict) -> dict:
+    """A checkpoint's hyperparameters in the current layout: checkpoints written before
+    ``model.size`` existed hold the size fields at the top level."""
+    fields = [f.name for f in dataclass_fields(ModelSize)]
+    if "size" in hparams or not any(k in hparams for k in fields):
+        return dict(hparams)
+    upgraded = {k: v for k, v in hparams.items() if k not in fields}
+    upgraded["size"] = {k: hparams[k] for k in fields if k in hparams}
+    return upgraded
 
 
 def _rng_state() -> dict:

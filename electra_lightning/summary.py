@@ -15,7 +15,7 @@ import textwrap
 
 from jsonargparse import CLI
 
-from electra_lightning.compare import plot, read_csv_run
+from electra_lightning.compare import config_value, plot, read_csv_run
 
 # ELECTRA-Small's pretraining (paper, Table 6): 1M steps × batch 128 × 128 tokens.
 PAPER_SMALL_TOKENS = 1_000_000 * 128 * 128
@@ -33,12 +33,13 @@ def _mean(run, key: str) -> float | None:
 
 def _params(run) -> str:
     hp = run.config
-    layers, hidden = hp.get("model.num_layers"), hp.get("model.hidden_size")
+    layers = config_value(hp, "model.size.num_layers")
+    hidden = config_value(hp, "model.size.hidden_size")
     total = hp.get("model/params_total")
     size = f"{layers} layers × {hidden} hidden" if layers and hidden else "ELECTRA"
     if total:
         size += f", {float(total) / 1e6:.1f} M parameters with the generator"
-    gen = hp.get("model.generator_size")
+    gen = config_value(hp, "model.size.generator_size")
     if gen:
         size += f"; generator {float(gen):g} of its width"
     return size

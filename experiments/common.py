@@ -164,22 +164,27 @@ class Study:
 
         return yaml.safe_load(RECIPE.read_text())
 
-    def model_sizes(self, **overrides) -> dict:
+    def model_args(self, **overrides) -> dict:
+        """The recipe's model settings as ``ElectraPretraining``/``build_electra_pair`` take them."""
+        from electra_lightning.model import ModelSize
+
         model = dict(self.recipe()["model"])
         model.pop("optimizer")
+        model["size"] = ModelSize(**model["size"])
         model.update(overrides)
         return model
 
     def flops_ratio(self) -> float:
         """Training FLOPs per token of the ELECTRA step over the MLM step (same encoder)."""
         from electra_lightning.data import load_tokenizer_info
+        from electra_lightning.masking import MaskingConfig
         from electra_lightning.model import build_electra_pair, training_flops_per_token
 
         vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
         seq = self.recipe()["data"]["max_seq_length"]
-        masked = round(0.15 * seq)
-        electra = build_electra_pair(vocab, seq, **self.model_sizes())
-        mlm = build_electra_pair(vocab, seq, **self.model_sizes(objective="mlm"))
+        masked = MaskingConfig().max_predictions(seq)
+        electra = build_electra_pair(vocab, seq, **self.model_args())
+        mlm = build_electra_pair(vocab, seq, **self.model_args(objective="mlm"))
         return training_flops_per_token(electra, seq, masked) / training_flops_per_token(
             mlm, seq, masked
         )
@@ -240,7 +245,7 @@ class Study:
             vocab_size=info.vocab_size,
             max_seq_length=seq,
             pad_token_id=info.pad_id,
-            **self.model_sizes(),
+            **self.model_args(),
         )
         module.discriminator.save_pretrained(target)
         write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)

@@ -197,7 +197,7 @@ CASES = {
     "seq<8": (pretrain("--data.max_seq_length=4"), "data.max_seq_length must be >= 8"),
     "seq>positions": (
         pretrain("--data.max_seq_length=512"),
-        "exceeds model.max_position_embeddings",
+        "exceeds model.size.max_position_embeddings",
     ),
     "max_bad_records<0": (
         pretrain("--data.max_bad_records=-1"),
@@ -205,6 +205,23 @@ CASES = {
     ),
     "shuffle_block<1": (pretrain("--data.shuffle_block=0"), "data.shuffle_block must be >= 1"),
     "unknown key": (pretrain("--model.no_such_option=1"), "no_such_option"),
+    "heads do not divide hidden": (
+        pretrain("--model.size.num_heads=3"),
+        "model.size.hidden_size 128 is not divisible by model.size.num_heads 3",
+    ),
+    "size key before model.size (option)": (
+        pretrain("--model.hidden_size=64"),
+        "--model.hidden_size is now --model.size.hidden_size",
+    ),
+    "size key before model.size (config file)": (
+        lambda ctx: [
+            "fit",
+            "--config",
+            str(_corpus(ctx.workdir, "old.yaml", b"model:\n  num_layers: 2\n")),
+            *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
+        ],
+        "old.yaml: model.num_layers is now model.size.num_layers",
+    ),
     "tokenizer dir without tokenizer.json": (
         lambda ctx: [*pretrain("--data.num_workers=0")(ctx), f"--data.tokenizer={ctx.workdir}"],
         "has no tokenizer.json",
@@ -260,8 +277,8 @@ CASES = {
     "ckpt: missing": (resume("nope.ckpt"), "nope.ckpt' does not exist"),
     "ckpt: garbage bytes": (resume("garbage.ckpt"), "garbage.ckpt' is truncated or corrupt"),
     "ckpt: another model size": (
-        lambda ctx: [*resume("ckpt")(ctx), "--model.hidden_size=64"],
-        "model.hidden_size: checkpoint 128, now 64",
+        lambda ctx: [*resume("ckpt")(ctx), "--model.size.hidden_size=64"],
+        "model.size.hidden_size: checkpoint 128, now 64",
     ),
     "ckpt: another tokenizer": (
         lambda ctx: [*resume("ckpt")(ctx), f"--data.tokenizer={ctx.root / 'other-tokenizer'}"],

@@ -42,7 +42,7 @@ def tiny_args(corpus_dir, tokenizer_dir, steps=30):
         "--trainer.log_every_n_steps=5",
         "--trainer.enable_progress_bar=false",
         "--trainer.callbacks.init_args.every_n_train_steps=15",
-        "--model.num_layers=2",
+        "--model.size.num_layers=2",
         "--model.warmup_steps=5",
         "--data.num_workers=0",
     ]

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from electra_lightning.cli import main
+from electra_lightning.model import OFFICIAL_SIZES, ModelSize
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(REPO_CONFIGS.rglob("*.yaml"))
@@ -122,12 +123,19 @@ def test_finetune_recipes():
 def test_size_configs_match_the_paper(name):
     cfg = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())
     want, model, data = TABLE[name], cfg["model"], cfg["data"]
-    assert model["num_layers"] == want["layers"]
-    assert model["hidden_size"] == want["hidden"]
-    assert model["intermediate_size"] == want["ffn"]
-    assert model["num_heads"] == want["heads"]
-    assert model["embedding_size"] == want["emb"]
-    assert model["generator_size"] == want["gen"]
+    # the official sizes are declared once (model.OFFICIAL_SIZES); the configs spell them out
+    official = OFFICIAL_SIZES[name.removeprefix("electra-")]
+    assert ModelSize(**model["size"]) == official
+    assert (official.num_layers, official.hidden_size, official.intermediate_size) == (
+        want["layers"],
+        want["hidden"],
+        want["ffn"],
+    )
+    assert (official.num_heads, official.embedding_size, official.generator_size) == (
+        want["heads"],
+        want["emb"],
+        want["gen"],
+    )
     assert model["warmup_steps"] == want["warmup"]
     assert model["optimizer"]["init_args"]["lr"] == want["lr"]
     assert data["max_seq_length"] == want["seq"]
@@ -139,11 +147,9 @@ def test_size_configs_match_the_paper(name):
 def test_size_configs_build_the_official_generators():
     from electra_lightning.model import discriminator_config, generator_config
 
-    for name, want in TABLE.items():
-        disc = discriminator_config(
-            30522, want["hidden"], want["layers"], want["heads"], want["ffn"], want["emb"]
-        )
-        gen = generator_config(disc, want["gen"])
+    for name in TABLE:
+        size = OFFICIAL_SIZES[name.removeprefix("electra-")]
+        gen = generator_config(discriminator_config(30522, size), size.generator_size)
         assert (
             gen.hidden_size
             == {"electra-small": 64, "electra-base": 256, "electra-large": 256}[name]

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from electra_lightning import ElectraDataModule, ElectraPretraining
 from electra_lightning.checkpoint import SafeCheckpointIO, load_checkpoint
 from electra_lightning.data import read_documents
+from electra_lightning.model import ModelSize
 
 
 class PoisonLoss(L.Callback):
@@ -35,12 +36,7 @@ def tiny_run(tmp_path, corpus_dir, tokenizer_dir, steps, callbacks=(), **model):
     module = ElectraPretraining(
         vocab_size=dm.vocab_size,
         max_seq_length=64,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=1,
-        intermediate_size=64,
-        embedding_size=32,
-        max_position_embeddings=64,
+        size=ModelSize(32, 1, 1, 64, 32, 64),
         warmup_steps=1,
         **model,
     )

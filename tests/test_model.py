@@ -5,23 +5,21 @@ import torch
 import torch.nn.functional as F
 
 from electra_lightning.masking import MaskingConfig, mask_tokens
-from electra_lightning.model import build_electra_pair, discriminator_config, generator_config
+from electra_lightning.model import (
+    ModelSize,
+    build_electra_pair,
+    discriminator_config,
+    generator_config,
+)
 
 VOCAB, SEQ = 300, 32
 
 
+TINY = ModelSize(64, 2, 2, 128, 16, SEQ, generator_size=0.5)
+
+
 def tiny_pair(**kwargs):
-    args = dict(
-        vocab_size=VOCAB,
-        max_seq_length=SEQ,
-        hidden_size=64,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=128,
-        embedding_size=16,
-        max_position_embeddings=SEQ,
-        generator_size=0.5,
-    )
+    args = dict(vocab_size=VOCAB, max_seq_length=SEQ, size=TINY)
     args.update(kwargs)
     torch.manual_seed(0)
     return build_electra_pair(**args)
@@ -45,7 +43,7 @@ def tiny_batch(batch=4, seed=0):
     [(256, 12, 0.25, 64, 1, 12), (768, 12, 0.33, 256, 4, 12), (1024, 24, 0.25, 256, 4, 24)],
 )
 def test_generator_sizing(hidden, layers, size, expect_hidden, expect_heads, expect_layers):
-    disc = discriminator_config(30522, hidden, layers, hidden // 64, 4 * hidden, 128)
+    disc = discriminator_config(30522, ModelSize(hidden, layers, hidden // 64, 4 * hidden, 128))
     gen = generator_config(disc, size)
     assert (gen.hidden_size, gen.num_attention_heads, gen.num_hidden_layers) == (
         expect_hidden,
@@ -253,14 +251,7 @@ def test_val_disc_auc_is_the_roc_auc_over_non_padding_tokens():
     from electra_lightning.module import ElectraPretraining
 
     module = ElectraPretraining(
-        vocab_size=50,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=1,
-        intermediate_size=16,
-        embedding_size=16,
-        max_position_embeddings=16,
-        max_seq_length=8,
+        vocab_size=50, size=ModelSize(16, 1, 1, 16, 16, 16), max_seq_length=8
     )
     logits = torch.tensor(
         [[2.0, -1.0, 0.5, 0.5, -2.0, 3.0, 9.0, 9.0], [-0.5, 1.0, -3.0, 0.0, 1.5, -1.0, -9.0, -9.0]]

@@ -220,7 +220,7 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
         ).stdout
     )
     config = summary["config"]
-    assert config["model.hidden_size"] == 128 and config["data.max_seq_length"] == 128
+    assert config["model.size.hidden_size"] == 128 and config["data.max_seq_length"] == 128
     assert config["data.tokenizer"] == str(tokenizer_dir) and config["model/params_total"] > 0
     assert summary["name"] == "offline-test"
     # each hyperparameter once, under its CLI name (no un-prefixed copies from the modules)
@@ -251,7 +251,9 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
         str(tmp_path / "cmp.png"),
         cwd=tmp_path,
     ).stdout
-    assert "offline-test" in out and "final train/gen_loss" in out and "model.hidden_size" in out
+    assert (
+        "offline-test" in out and "final train/gen_loss" in out and "model.size.hidden_size" in out
+    )
     assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -107,7 +107,7 @@ class CurveStudy:
         self.tokenizer = self.root / "tokenizer"
         self.probe_limit = 64 if self.quick else 2000  # training examples of the probe
         self.device_args = [
-            *(f"--model.{k}={v}" for k, v in SIZES[args.device].items()),
+            *(f"--model.size.{k}={v}" for k, v in SIZES[args.device].items()),
             *DEVICE_ARGS[args.device],
         ]
         self.plan: dict = {}
@@ -161,22 +161,20 @@ class CurveStudy:
         log(f"plan: {self.plan}")
         return self.plan
 
-    def sizes(self, objective: str = "electra") -> dict:
+    def sizes(self) -> dict:
         import yaml
 
-        model = dict(yaml.safe_load(RECIPE.read_text())["model"])
-        model.pop("optimizer")
-        return {**model, **SIZES[self.args.device], "objective": objective}
+        return {**yaml.safe_load(RECIPE.read_text())["model"]["size"], **SIZES[self.args.device]}
 
     def batch_tokens(self) -> int:
         return (128 if self.cuda else 16) * 128
 
     def pair(self, objective: str):
         from electra_lightning.data import load_tokenizer_info
-        from electra_lightning.model import build_electra_pair
+        from electra_lightning.model import ModelSize, build_electra_pair
 
         vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
-        return build_electra_pair(vocab, 128, **self.sizes(objective))
+        return build_electra_pair(vocab, 128, ModelSize(**self.sizes()), objective=objective)
 
     def flops_per_token(self, objective: str) -> float:
         from electra_lightning.masking import MaskingConfig

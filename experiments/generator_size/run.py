@@ -21,7 +21,7 @@ from report import Report  # noqa: E402
 
 SIZES = {"1/8": 0.125, "1/4": 0.25, "1/2": 0.5, "1": 1.0}
 ROWS = [
-    Row(label, f"electra-g{size}-shared", [f"--model.generator_size={size}"])
+    Row(label, f"electra-g{size}-shared", [f"--model.size.generator_size={size}"])
     for label, size in SIZES.items()
 ]
 
@@ -40,7 +40,7 @@ def main() -> None:
         title="Experiment 2 — generator size",
         intro=f"""
 The discriminator is fixed (4 layers, hidden 256); the generator has the same depth and
-1/8, 1/4, 1/2 or 1× the hidden size (heads and FFN scaled with it, `model.generator_size`). Every
+1/8, 1/4, 1/2 or 1× the hidden size (heads and FFN scaled with it, `model.size.generator_size`). Every
 run trains {study.plan["electra_steps"]} steps (equal steps, as in the paper's Figure 3; a larger
 generator costs more per step). The paper found 1/4–1/2 best.
 """,
