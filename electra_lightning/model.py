@@ -302,14 +302,11 @@ def build_electra_pair(
     size: ModelSize = ModelSize(),
     pad_token_id: int = 0,
     dropout: float = 0.1,
-    embedding_sharing: EmbeddingSharing = "shared",
-    tie_generator_head: bool = True,
-    gen_weight: float = 1.0,
-    disc_weight: float = 50.0,
-    temperature: float = 1.0,
     objective: Objective = "electra",
+    **settings,
 ) -> ElectraPair:
-    """Build generator + discriminator from sizes (no downloads)."""
+    """Build generator + discriminator from sizes (no downloads); ``settings`` are
+    :class:`ElectraPair`'s (embedding sharing, head tying, loss weights, temperature)."""
     if max_seq_length > size.max_position_embeddings:
         raise ValueError(
             f"data.max_seq_length {max_seq_length} exceeds model.size.max_position_embeddings "
@@ -322,16 +319,7 @@ def build_electra_pair(
         gen._attn_implementation = "sdpa"
     else:
         gen = generator_config(disc, size.generator_size, size.generator_layers)
-    return ElectraPair(
-        disc,
-        gen,
-        embedding_sharing,
-        tie_generator_head,
-        gen_weight,
-        disc_weight,
-        temperature,
-        objective,
-    )
+    return ElectraPair(disc, gen, objective=objective, **settings)
 
 
 def training_flops_per_token(pair: ElectraPair, seq_len: int, predictions_per_seq: int) -> float:
