@@ -11,44 +11,8 @@ import os
 
 from jsonargparse import CLI
 
-# torch, Lightning and the model are imported where they are used, so `export --help` is quick.
-
-
-def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
-    """A single-file checkpoint, or a sharded (FSDP2/DCP) checkpoint directory consolidated in CPU
-    memory."""
-    from electra_lightning.checkpoint import load_checkpoint
-
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, ".metadata")):
-        from pathlib import Path
-
-        from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
-        try:
-            return _load_distributed_checkpoint(Path(path))
-        except Exception as err:
-            raise ValueError(
-                f"{field}: cannot read sharded checkpoint directory '{path}' ({err})"
-            ) from None
-    return load_checkpoint(path, field)
-
-
-def module_from_checkpoint(checkpoint: dict):
-    """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
-    from electra_lightning.module import ElectraPretraining, upgrade_hparams
-
-    hparams = upgrade_hparams(checkpoint["hyper_parameters"])
-    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    module = ElectraPretraining(**hparams)
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval()
-
-
-def discriminator_from_checkpoint(checkpoint: dict):
-    """The pretrained discriminator as a plain ``ElectraForPreTraining`` (GDES folded in)."""
-    module = module_from_checkpoint(checkpoint)
-    module.electra.fold_embeddings()
-    return module.discriminator
+# torch, Lightning and the model are imported where they are used, so `export --help` is quick
+# (not to dodge a cycle: loading and finetune do not import this module).
 
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
@@ -88,6 +52,7 @@ def export(ckpt_path: str, output_dir: str) -> str:
         tokenizer_files_of,
         write_tokenizer,
     )
+    from electra_lightning.loading import load_any_checkpoint, module_from_checkpoint
 
     transformers.logging.disable_progress_bar()  # one small file per model: no shard bars
     checkpoint = load_any_checkpoint(ckpt_path)

@@ -33,7 +33,7 @@ from electra_lightning.checkpoint import (
     require_kind,
     tokenizer_files_of,
 )
-from electra_lightning.export import discriminator_from_checkpoint, load_any_checkpoint
+from electra_lightning.loading import discriminator_from_checkpoint, load_any_checkpoint
 from electra_lightning.optim import layerwise_lr_groups
 from electra_lightning.tasks import TASKS, metric_names
 

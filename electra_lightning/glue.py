@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from electra_lightning.callbacks import ignore_stop_signals
 from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
-from electra_lightning.export import load_any_checkpoint
+from electra_lightning.loading import load_any_checkpoint
 from electra_lightning.tasks import CUSTOM, TaskSpec, task_spec
 
 

@@ -100,7 +100,7 @@ assert "electra_lightning" not in sys.modules
     from transformers import ElectraForPreTraining
 
     from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.export import module_from_checkpoint
+    from electra_lightning.loading import module_from_checkpoint
 
     module = module_from_checkpoint(load_checkpoint(str(ckpt)))
     reloaded = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
@@ -171,7 +171,7 @@ def test_gdes_run_exports_plain_weights(tmp_path, corpus_dir, tokenizer_dir):
     from transformers import ElectraForPreTraining
 
     from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.export import discriminator_from_checkpoint
+    from electra_lightning.loading import discriminator_from_checkpoint
 
     hf = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
     folded = discriminator_from_checkpoint(load_checkpoint(str(ckpt))).eval()

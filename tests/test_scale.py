@@ -137,7 +137,7 @@ def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(tmp_path, corpus_
 
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.export import load_any_checkpoint, module_from_checkpoint
+    from electra_lightning.loading import load_any_checkpoint, module_from_checkpoint
 
     checkpoint = load_any_checkpoint(str(ckpt))
     assert checkpoint["global_step"] == 8

@@ -252,7 +252,7 @@ class CurveStudy:
         from transformers import AutoTokenizer
 
         from electra_lightning.checkpoint import load_checkpoint
-        from electra_lightning.export import discriminator_from_checkpoint
+        from electra_lightning.loading import discriminator_from_checkpoint
 
         if ckpt is None:
             torch.manual_seed(0)

@@ -1,0 +1,44 @@
+"""Loading what ``fit`` wrote: a checkpoint file or a sharded (FSDP2/DCP) checkpoint directory,
+and the pretraining module or its discriminator from it. ``export``, ``finetune`` (``init_from``)
+and ``glue`` load through here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Lightning's in-memory reader; torch's public dcp_to_torch_save would first write a full copy of
+# the checkpoint to disk, outside the directories the user named.
+from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+from electra_lightning.checkpoint import load_checkpoint
+from electra_lightning.module import ElectraPretraining, upgrade_hparams
+
+
+def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
+    """A single-file checkpoint, or a sharded (FSDP2/DCP) checkpoint directory consolidated in CPU
+    memory."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, ".metadata")):
+        try:
+            return _load_distributed_checkpoint(Path(path))
+        except Exception as err:
+            raise ValueError(
+                f"{field}: cannot read sharded checkpoint directory '{path}' ({err})"
+            ) from None
+    return load_checkpoint(path, field)
+
+
+def module_from_checkpoint(checkpoint: dict):
+    """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
+    hparams = upgrade_hparams(checkpoint["hyper_parameters"])
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    module = ElectraPretraining(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+def discriminator_from_checkpoint(checkpoint: dict):
+    """The pretrained discriminator as a plain ``ElectraForPreTraining`` (GDES folded in)."""
+    module = module_from_checkpoint(checkpoint)
+    module.electra.fold_embeddings()
+    return module.discriminator
