@@ -30,7 +30,7 @@ from electra_lightning.data import PretrainingStream, load_tokenizer_info, resol
 from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
 from electra_lightning.model import (  # noqa: E402
     OFFICIAL_SIZES,
-    build_electra_pair,
+    build_pretraining_model,
     training_flops_per_token,
 )
 from electra_lightning.optim import ADAMW_DEFAULTS, param_groups  # noqa: E402
@@ -139,7 +139,7 @@ def make_batches(tok_info, corpus: Path, batch: int, seq: int, device):
 
 def bench_step(size, args, tok_info, corpus, device, dtype):
     torch.manual_seed(0)
-    pair = build_electra_pair(
+    pair = build_pretraining_model(
         tok_info.vocab_size, args.seq, OFFICIAL_SIZES[size], pad_token_id=tok_info.pad_id
     ).to(device)
     gen, disc = pair.generator, pair.discriminator  # naive: same sizes, own copies below

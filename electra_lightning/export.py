@@ -66,7 +66,7 @@ def export(ckpt_path: str, output_dir: str) -> str:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--output_dir: cannot create '{output_dir}' ({err.strerror})") from None
-    for name, model in (("discriminator", module.discriminator), ("generator", module.generator)):
+    for name, model in module.electra.exports().items():
         target = os.path.join(output_dir, name)
         model.save_pretrained(target)
         write_tokenizer(tokenizer_files, target)

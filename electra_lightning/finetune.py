@@ -33,7 +33,7 @@ from electra_lightning.checkpoint import (
     require_kind,
     tokenizer_files_of,
 )
-from electra_lightning.loading import discriminator_from_checkpoint, load_any_checkpoint
+from electra_lightning.loading import encoder_from_checkpoint, load_any_checkpoint
 from electra_lightning.optim import layerwise_lr_groups
 from electra_lightning.tasks import TASKS, metric_names
 
@@ -99,8 +99,8 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
         config = ElectraConfig(**hparams["electra_config"])
         prefix = "classifier.electra."
     elif kind == "pretraining":
-        discriminator = discriminator_from_checkpoint(checkpoint)
-        return discriminator.config, discriminator.electra.state_dict(), tokenizer_files
+        encoder = encoder_from_checkpoint(checkpoint)
+        return encoder.config, encoder.state_dict(), tokenizer_files
     else:
         raise ValueError(
             f"model.init_from: '{init_from}' is neither an exported ELECTRA directory nor a "

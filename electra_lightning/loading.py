@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
 from electra_lightning.checkpoint import load_checkpoint
-from electra_lightning.module import ElectraPretraining, upgrade_hparams
+from electra_lightning.module import ElectraPretraining, upgrade_checkpoint
 
 
 def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
@@ -30,15 +30,23 @@ def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
 
 def module_from_checkpoint(checkpoint: dict):
     """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
-    hparams = upgrade_hparams(checkpoint["hyper_parameters"])
-    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    checkpoint = upgrade_checkpoint(checkpoint)
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     module = ElectraPretraining(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
 
 
 def discriminator_from_checkpoint(checkpoint: dict):
-    """The pretrained discriminator as a plain ``ElectraForPreTraining`` (GDES folded in)."""
+    """ELECTRA's pretrained discriminator as a plain ``ElectraForPreTraining`` (GDES folded in)."""
     module = module_from_checkpoint(checkpoint)
     module.electra.fold_embeddings()
     return module.discriminator
+
+
+def encoder_from_checkpoint(checkpoint: dict):
+    """The encoder to fine-tune or probe (``ElectraModel``): ELECTRA's discriminator (GDES folded
+    in) or the MLM baseline's encoder."""
+    module = module_from_checkpoint(checkpoint)
+    module.electra.fold_embeddings()
+    return module.electra.encoder

@@ -1,12 +1,15 @@
-"""The ELECTRA networks: generator + discriminator with shared embeddings, and one training step.
+"""The pretraining networks and their training step, free of Lightning.
 
-Free of Lightning. ``ElectraPair.forward`` runs the whole ELECTRA step (generator MLM at the
-masked positions, sampling, replaced token detection) so that a sharding wrapper (FSDP2) can
-treat it as one root module.
+``ElectraPair``: generator + discriminator with shared embeddings; its ``forward`` runs the whole
+ELECTRA step (generator MLM at the masked positions, sampling, replaced token detection) so that a
+sharding wrapper (FSDP2) can treat it as one root module. ``MaskedLM``: the BERT-style baseline
+(``model.objective: mlm``), one encoder trained on the masked positions only. Both return an
+``ElectraStepOutput`` and say which Hugging Face models they export.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,9 +99,19 @@ OFFICIAL_SIZES = {
 
 
 def discriminator_config(
-    vocab_size: int, size: ModelSize = ModelSize(), pad_token_id: int = 0, dropout: float = 0.1
+    vocab_size: int,
+    size: ModelSize = ModelSize(),
+    pad_token_id: int = 0,
+    dropout: float = 0.1,
+    max_seq_length: int | None = None,
 ) -> ElectraConfig:
     """An ``ElectraConfig`` for the discriminator (the encoder users fine-tune later)."""
+    if max_seq_length is not None and max_seq_length > size.max_position_embeddings:
+        raise ValueError(
+            f"data.max_seq_length {max_seq_length} exceeds model.size.max_position_embeddings "
+            f"{size.max_position_embeddings}; lower the sequence length or raise the position "
+            "embeddings"
+        )
     return ElectraConfig(
         vocab_size=vocab_size,
         embedding_size=size.embedding_size,
@@ -138,6 +151,42 @@ def generator_config(
     return gen
 
 
+def masked_lm_logits(
+    model: ElectraForMaskedLM, input_ids, attention_mask, token_type_ids, masked_positions
+) -> torch.Tensor:
+    """MLM logits ``[B, N, V]`` evaluated only at ``masked_positions``."""
+    hidden = model.electra(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+    ).last_hidden_state
+    hidden = gather_positions(hidden, masked_positions)
+    return model.generator_lm_head(model.generator_predictions(hidden))
+
+
+def masked_lm_loss(logits: torch.Tensor, masked_ids, masked_weights) -> torch.Tensor:
+    """Mean cross-entropy (fp32) over the real masked slots."""
+    weights = masked_weights.float()
+    token_ce = F.cross_entropy(
+        logits.float().flatten(0, 1), masked_ids.flatten(), reduction="none"
+    ).view_as(weights)
+    return (token_ce * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def encoder_flops(cfg: ElectraConfig, seq_len: int) -> float:
+    """Forward matmul FLOPs per token of one encoder: per layer Q, K, V, O ``2·4h²``, feed-forward
+    ``2·2hf``, attention scores and weighted sum ``2·2·L·h``; plus ``embeddings_project``
+    (``2eh``) where the embedding size differs."""
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    per_layer = 2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h
+    project = 2 * cfg.embedding_size * h if cfg.embedding_size != h else 0
+    return cfg.num_hidden_layers * per_layer + project
+
+
+def mlm_head_flops(cfg: ElectraConfig, seq_len: int, predictions_per_seq: int) -> float:
+    """Forward FLOPs per token of an MLM head (``2·h·e + 2·e·V``) run on the masked slots only."""
+    per_slot = 2 * (cfg.hidden_size * cfg.embedding_size + cfg.embedding_size * cfg.vocab_size)
+    return predictions_per_seq / seq_len * per_slot
+
+
 @dataclass
 class ElectraStepOutput:
     """Losses (fp32 scalars) and detached counts for metrics from one ELECTRA step."""
@@ -146,7 +195,7 @@ class ElectraStepOutput:
     gen_loss: torch.Tensor
     disc_loss: torch.Tensor
     gen_logits: torch.Tensor  # [B, N, V] at the masked positions
-    disc_logits: torch.Tensor | None  # [B, L] (None for the MLM objective)
+    disc_logits: torch.Tensor | None  # [B, L] (None for MaskedLM)
     disc_labels: torch.Tensor | None  # [B, L] 1 = replaced
     sampled_ids: torch.Tensor | None  # [B, N]
 
@@ -171,13 +220,8 @@ class ElectraPair(nn.Module):
         gen_weight: float = 1.0,
         disc_weight: float = 50.0,
         temperature: float = 1.0,
-        objective: Objective = "electra",
     ):
         super().__init__()
-        if objective not in ("electra", "mlm"):
-            raise ValueError(
-                f"objective must be 'electra' or 'mlm', got {objective!r} (model.objective)"
-            )
         if embedding_sharing not in ("shared", "none", "gdes"):
             raise ValueError(
                 f"embedding_sharing must be 'shared', 'none' or 'gdes', got {embedding_sharing!r} "
@@ -188,14 +232,7 @@ class ElectraPair(nn.Module):
         gen_config.tie_word_embeddings = tie_generator_head
         self.discriminator = ElectraForPreTraining(disc_config)
         self.generator = ElectraForMaskedLM(gen_config)
-        self.objective = objective
-        if objective == "mlm":
-            # BERT-style baseline: the discriminator-sized encoder *is* the MLM model; the
-            # discriminator shares it (so export and fine-tuning are unchanged) and its RTD head
-            # is frozen and unused.
-            self.discriminator.electra = self.generator.electra
-            self.discriminator.discriminator_predictions.requires_grad_(False)
-        elif embedding_sharing == "shared":
+        if embedding_sharing == "shared":
             self.generator.electra.embeddings = self.discriminator.electra.embeddings
         elif embedding_sharing == "gdes":
             words = self.generator.electra.embeddings.word_embeddings
@@ -208,6 +245,28 @@ class ElectraPair(nn.Module):
         self.disc_weight = disc_weight
         self.temperature = temperature
 
+    @property
+    def encoder(self) -> nn.Module:
+        """The encoder users fine-tune: the discriminator's."""
+        return self.discriminator.electra
+
+    def exports(self) -> dict[str, nn.Module]:
+        """The Hugging Face models ``export`` writes, by directory name."""
+        return {"discriminator": self.discriminator, "generator": self.generator}
+
+    def flops_per_token(self, seq_len: int, predictions_per_seq: int) -> float:
+        """Training matmul FLOPs per token (forward + backward = 3 × forward): both encoders, the
+        discriminator head (``2h² + 2h``) on every token, the generator head on the masked
+        slots. Embedding lookups, LayerNorm, softmax and the loss are not counted."""
+        gen, disc = self.generator.config, self.discriminator.config
+        disc_head = 2 * (disc.hidden_size * disc.hidden_size + disc.hidden_size)
+        return 3.0 * (
+            encoder_flops(gen, seq_len)
+            + mlm_head_flops(gen, seq_len, predictions_per_seq)
+            + encoder_flops(disc, seq_len)
+            + disc_head
+        )
+
     def fold_embeddings(self) -> None:
         """Replace a GDES embedding by a plain table (generator + delta), as export needs."""
         embeddings = self.discriminator.electra.embeddings
@@ -217,14 +276,10 @@ class ElectraPair(nn.Module):
     def generator_logits(
         self, generator_input_ids, attention_mask, token_type_ids, masked_positions
     ):
-        """MLM logits ``[B, N, V]`` evaluated only at ``masked_positions``."""
-        hidden = self.generator.electra(
-            input_ids=generator_input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-        ).last_hidden_state
-        hidden = gather_positions(hidden, masked_positions)
-        return self.generator.generator_lm_head(self.generator.generator_predictions(hidden))
+        """The generator's MLM logits ``[B, N, V]`` at ``masked_positions``."""
+        return masked_lm_logits(
+            self.generator, generator_input_ids, attention_mask, token_type_ids, masked_positions
+        )
 
     def forward(
         self,
@@ -247,23 +302,7 @@ class ElectraPair(nn.Module):
         gen_logits = self.generator_logits(
             generator_input_ids, attention_mask, token_type_ids, masked_positions
         )
-        weights = masked_weights.float()
-        n_masked = weights.sum().clamp(min=1.0)
-        token_ce = F.cross_entropy(
-            gen_logits.float().flatten(0, 1), masked_ids.flatten(), reduction="none"
-        ).view_as(weights)
-        gen_loss = (token_ce * weights).sum() / n_masked
-        if self.objective == "mlm":
-            return ElectraStepOutput(
-                loss=self.gen_weight * gen_loss,
-                gen_loss=gen_loss,
-                disc_loss=torch.zeros((), device=gen_loss.device),
-                gen_logits=gen_logits,
-                disc_logits=None,
-                disc_labels=None,
-                sampled_ids=None,
-            )
-
+        gen_loss = masked_lm_loss(gen_logits, masked_ids, masked_weights)
         if sampled_ids is None:
             sampled_ids = sample_from_logits(gen_logits, self.temperature, sampling_generator)
         sampled_ids = sampled_ids.detach()
@@ -296,7 +335,57 @@ class ElectraPair(nn.Module):
         )
 
 
-def build_electra_pair(
+class MaskedLM(nn.Module):
+    """The BERT-style baseline (``model.objective: mlm``): one ``ElectraForMaskedLM`` the size of
+    ELECTRA's discriminator, trained to predict the masked tokens (use it with
+    ``data.mask_token_prob: 0.8``, ``data.random_token_prob: 0.1``). Same data, optimizer and
+    logging as ELECTRA, so the two differ only in the objective. ``export`` writes ``DIR/mlm``,
+    which fine-tuning takes as ``--model.init_from`` like a discriminator."""
+
+    def __init__(self, config: ElectraConfig):
+        super().__init__()
+        self.mlm = ElectraForMaskedLM(config)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.mlm.electra
+
+    def exports(self) -> dict[str, nn.Module]:
+        return {"mlm": self.mlm}
+
+    def flops_per_token(self, seq_len: int, predictions_per_seq: int) -> float:
+        """Training matmul FLOPs per token: the encoder and the MLM head on the masked slots."""
+        cfg = self.mlm.config
+        return 3.0 * (
+            encoder_flops(cfg, seq_len) + mlm_head_flops(cfg, seq_len, predictions_per_seq)
+        )
+
+    def fold_embeddings(self) -> None:
+        """Nothing to fold (one embedding table)."""
+
+    def forward(self, **batch: torch.Tensor) -> ElectraStepOutput:
+        """One MLM step on a pretraining batch (the keys ``ElectraPair.forward`` takes; this
+        reads the generator's input, the masked positions, their ids and weights)."""
+        logits = masked_lm_logits(
+            self.mlm,
+            batch["generator_input_ids"],
+            batch.get("attention_mask"),
+            batch["token_type_ids"],
+            batch["masked_positions"],
+        )
+        loss = masked_lm_loss(logits, batch["masked_ids"], batch["masked_weights"])
+        return ElectraStepOutput(
+            loss=loss,
+            gen_loss=loss,
+            disc_loss=torch.zeros((), device=loss.device),
+            gen_logits=logits,
+            disc_logits=None,
+            disc_labels=None,
+            sampled_ids=None,
+        )
+
+
+def build_pretraining_model(
     vocab_size: int,
     max_seq_length: int,
     size: ModelSize = ModelSize(),
@@ -304,46 +393,36 @@ def build_electra_pair(
     dropout: float = 0.1,
     objective: Objective = "electra",
     **settings,
-) -> ElectraPair:
-    """Build generator + discriminator from sizes (no downloads); ``settings`` are
-    :class:`ElectraPair`'s (embedding sharing, head tying, loss weights, temperature)."""
-    if max_seq_length > size.max_position_embeddings:
-        raise ValueError(
-            f"data.max_seq_length {max_seq_length} exceeds model.size.max_position_embeddings "
-            f"{size.max_position_embeddings}; lower the sequence length or raise the position "
-            "embeddings"
+) -> ElectraPair | MaskedLM:
+    """Build the model of ``objective`` from sizes (no downloads): ``ElectraPair`` (``settings``
+    are its embedding sharing, head tying, loss weights and temperature) or ``MaskedLM``, which
+    refuses the ELECTRA-only ones (they would be silently ignored): all but
+    ``tie_generator_head`` (its own head's tying), and a generator size."""
+    disc = discriminator_config(vocab_size, size, pad_token_id, dropout, max_seq_length)
+    if objective == "electra":
+        return ElectraPair(
+            disc, generator_config(disc, size.generator_size, size.generator_layers), **settings
         )
-    disc = discriminator_config(vocab_size, size, pad_token_id, dropout)
-    if objective == "mlm":  # the MLM baseline trains a discriminator-sized encoder
-        gen = ElectraConfig(**disc.to_dict())
-        gen._attn_implementation = "sdpa"
-    else:
-        gen = generator_config(disc, size.generator_size, size.generator_layers)
-    return ElectraPair(disc, gen, objective=objective, **settings)
+    if objective != "mlm":
+        raise ValueError(f"model.objective must be 'electra' or 'mlm', got {objective!r}")
+    defaults = {k: p.default for k, p in inspect.signature(ElectraPair).parameters.items()}
+    for key, value in settings.items():
+        if key != "tie_generator_head" and value != defaults.get(key, value):
+            raise ValueError(
+                f"model.{key}={value!r} does not apply to model.objective=mlm (one MLM encoder, "
+                "no generator/discriminator pair); remove it"
+            )
+    for key in ("generator_size", "generator_layers"):
+        if getattr(size, key) != getattr(ModelSize, key):
+            raise ValueError(
+                f"model.size.{key} does not apply to model.objective=mlm (no generator); remove it"
+            )
+    disc.tie_word_embeddings = settings.get("tie_generator_head", True)
+    return MaskedLM(disc)
 
 
-def training_flops_per_token(pair: ElectraPair, seq_len: int, predictions_per_seq: int) -> float:
-    """Matmul FLOPs per token of one training step (forward + backward = 3 × forward).
-
-    Per transformer layer and token: Q, K, V, O projections ``2·4h²``, feed-forward ``2·2hf``,
-    attention scores and weighted sum ``2·2·L·h``. Plus ``embeddings_project`` (``2eh``) where the
-    embedding size differs, the discriminator head (``2h² + 2h``) on every token, and the
-    generator head (``2·h_g·e + 2·e·V``) only on the ``predictions_per_seq`` masked slots.
-    Embedding lookups, LayerNorm, softmax and the loss are not counted (as in MFU conventions).
-    """
-
-    def encoder(cfg) -> float:
-        h, f = cfg.hidden_size, cfg.intermediate_size
-        per_layer = 2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h
-        project = 2 * cfg.embedding_size * h if cfg.embedding_size != h else 0
-        return cfg.num_hidden_layers * per_layer + project
-
-    gen, disc = pair.generator.config, pair.discriminator.config
-    masked = predictions_per_seq / seq_len
-    gen_head = (
-        masked * 2 * (gen.hidden_size * gen.embedding_size + gen.embedding_size * gen.vocab_size)
-    )
-    if getattr(pair, "objective", "electra") == "mlm":  # one encoder, no discriminator
-        return 3.0 * (encoder(gen) + gen_head)
-    disc_head = 2 * (disc.hidden_size * disc.hidden_size + disc.hidden_size)
-    return 3.0 * (encoder(gen) + gen_head + encoder(disc) + disc_head)
+def training_flops_per_token(
+    model: ElectraPair | MaskedLM, seq_len: int, predictions_per_seq: int
+) -> float:
+    """Training matmul FLOPs per token of one step of ``model`` (see its ``flops_per_token``)."""
+    return model.flops_per_token(seq_len, predictions_per_seq)

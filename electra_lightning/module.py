@@ -34,9 +34,10 @@ from electra_lightning.model import (
     ElectraPair,
     ElectraStepOutput,
     EmbeddingSharing,
+    MaskedLM,
     ModelSize,
     Objective,
-    build_electra_pair,
+    build_pretraining_model,
     training_flops_per_token,
 )
 from electra_lightning.optim import ADAMW_DEFAULTS, official_lr_lambda, param_groups
@@ -102,7 +103,8 @@ class ElectraPretraining(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.nonfinite_skips = 0
         self._rng_to_restore: dict | None = None
-        self.electra: ElectraPair = build_electra_pair(
+        self.electra: ElectraPair | MaskedLM = build_pretraining_model(
+            objective=objective,
             vocab_size=vocab_size,
             max_seq_length=max_seq_length,
             size=size,
@@ -113,7 +115,6 @@ class ElectraPretraining(L.LightningModule):
             gen_weight=gen_weight,
             disc_weight=disc_weight,
             temperature=temperature,
-            objective=objective,
         )
         self.val_metrics = torch.nn.ModuleDict(
             {
@@ -134,10 +135,12 @@ class ElectraPretraining(L.LightningModule):
 
     @property
     def generator(self):
+        """ELECTRA's generator (``model.objective: electra``)."""
         return self.electra.generator
 
     @property
     def discriminator(self):
+        """ELECTRA's discriminator (``model.objective: electra``)."""
         return self.electra.discriminator
 
     def forward(self, batch: dict) -> ElectraStepOutput:
@@ -189,7 +192,8 @@ class ElectraPretraining(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
         require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
-        saved = upgrade_hparams(checkpoint.get("hyper_parameters", {}))
+        upgrade_checkpoint(checkpoint)
+        saved = checkpoint.get("hyper_parameters", {})
         changed = [
             f"model.{k}: checkpoint {saved[k]!r}, now {self.hparams[k]!r}"
             for k in self.ARCHITECTURE
@@ -368,27 +372,35 @@ class ElectraPretraining(L.LightningModule):
         return training_flops_per_token(self.electra, seq, n_pred)
 
     def num_parameters(self) -> dict[str, int]:
-        """Unique parameters of the generator, the discriminator and both together."""
+        """Unique parameters of each exported network (generator, discriminator; or the MLM
+        encoder) and of all together (shared embeddings counted once)."""
 
         def count(module) -> int:
             return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
 
-        return {
-            "generator": count(self.generator),
-            "discriminator": count(self.discriminator),
-            "total": count(self.electra),
-        }
+        counts = {name: count(net) for name, net in self.electra.exports().items()}
+        return {**counts, "total": count(self.electra)}
 
 
-def upgrade_hparams(hparams: dict) -> dict:
-    """A checkpoint's hyperparameters in the current layout: checkpoints written before
-    ``model.size`` existed hold the size fields at the top level."""
+def upgrade_checkpoint(checkpoint: dict) -> dict:
+    """A pretraining checkpoint in the current layout, in place. Before ``model.size`` the size
+    fields were top-level hyperparameters; before ``MaskedLM`` the MLM baseline was stored as an
+    ``ElectraPair`` whose "generator" was the encoder (``electra.generator.*``) and whose
+    discriminator aliased it (``electra.discriminator.*``, dropped)."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict):
+        return checkpoint
     fields = [f.name for f in dataclass_fields(ModelSize)]
-    if "size" in hparams or not any(k in hparams for k in fields):
-        return dict(hparams)
-    upgraded = {k: v for k, v in hparams.items() if k not in fields}
-    upgraded["size"] = {k: hparams[k] for k in fields if k in hparams}
-    return upgraded
+    if "size" not in hparams and any(k in hparams for k in fields):
+        hparams["size"] = {k: hparams.pop(k) for k in fields if k in hparams}
+    state = checkpoint.get("state_dict") or {}
+    if hparams.get("objective") == "mlm" and any(k.startswith("electra.generator.") for k in state):
+        checkpoint["state_dict"] = {
+            "electra.mlm." + k.removeprefix("electra.generator."): v
+            for k, v in state.items()
+            if k.startswith("electra.generator.")
+        }
+    return checkpoint
 
 
 def _rng_state() -> dict:

@@ -38,7 +38,8 @@ class FSDP2Strategy(ModelParallelStrategy):
 
 
 def shard_electra(pair: nn.Module, mesh, bf16_params: bool = False) -> None:
-    """``fully_shard`` every transformer layer of both networks, then the ``ElectraPair`` root.
+    """``fully_shard`` every transformer layer of each network, then the root (``ElectraPair`` or
+    ``MaskedLM``).
 
     The root's forward runs the whole ELECTRA step, so the shared embeddings and both heads are
     one unit; sharding the LightningModule instead would mix plain tensors and DTensors.
@@ -52,7 +53,7 @@ def shard_electra(pair: nn.Module, mesh, bf16_params: bool = False) -> None:
         if bf16_params
         else MixedPrecisionPolicy()
     )
-    for net in (pair.generator, pair.discriminator):
+    for net in pair.exports().values():  # generator and discriminator, or the MLM encoder
         for layer in net.electra.encoder.layer:
             fully_shard(layer, mesh=dp_mesh, mp_policy=policy)
     fully_shard(pair, mesh=dp_mesh, mp_policy=policy)

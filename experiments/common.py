@@ -165,7 +165,7 @@ class Study:
         return yaml.safe_load(RECIPE.read_text())
 
     def model_args(self, **overrides) -> dict:
-        """The recipe's model settings as ``ElectraPretraining``/``build_electra_pair`` take them."""
+        """The recipe's model settings as ``ElectraPretraining``/``build_pretraining_model`` take them."""
         from electra_lightning.model import ModelSize
 
         model = dict(self.recipe()["model"])
@@ -178,13 +178,14 @@ class Study:
         """Training FLOPs per token of the ELECTRA step over the MLM step (same encoder)."""
         from electra_lightning.data import load_tokenizer_info
         from electra_lightning.masking import MaskingConfig
-        from electra_lightning.model import build_electra_pair, training_flops_per_token
+        from electra_lightning.model import build_pretraining_model, training_flops_per_token
 
         vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
         seq = self.recipe()["data"]["max_seq_length"]
         masked = MaskingConfig().max_predictions(seq)
-        electra = build_electra_pair(vocab, seq, **self.model_args())
-        mlm = build_electra_pair(vocab, seq, **self.model_args(objective="mlm"))
+        args = {**self.model_args(), "vocab_size": vocab, "max_seq_length": seq}
+        electra = build_pretraining_model(**args)
+        mlm = build_pretraining_model(**{**args, "objective": "mlm"})
         return training_flops_per_token(electra, seq, masked) / training_flops_per_token(
             mlm, seq, masked
         )

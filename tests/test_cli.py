@@ -196,11 +196,17 @@ def test_mlm_baseline_trains_and_exports(tmp_path, corpus_dir, tokenizer_dir):
     )
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
-    from transformers import ElectraModel
+    from transformers import ElectraForMaskedLM, ElectraModel
 
-    encoder = ElectraModel.from_pretrained(tmp_path / "hf" / "discriminator")
-    generator_encoder = ElectraModel.from_pretrained(tmp_path / "hf" / "generator")
+    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.loading import encoder_from_checkpoint
+
+    # one model, DIR/mlm: fill-mask as exported, and the encoder fine-tuning starts from
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["mlm", "tokenizer"]
+    ElectraForMaskedLM.from_pretrained(tmp_path / "hf" / "mlm")
+    exported = ElectraModel.from_pretrained(tmp_path / "hf" / "mlm")
+    trained = encoder_from_checkpoint(load_checkpoint(str(ckpt)))
     for (name, a), (_, b) in zip(
-        encoder.state_dict().items(), generator_encoder.state_dict().items(), strict=True
+        exported.state_dict().items(), trained.state_dict().items(), strict=True
     ):
-        assert torch.equal(a, b), name  # the fine-tunable encoder is the MLM-trained one
+        assert torch.equal(a, b), name

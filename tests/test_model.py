@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -6,8 +7,9 @@ import torch.nn.functional as F
 
 from electra_lightning.masking import MaskingConfig, mask_tokens
 from electra_lightning.model import (
+    MaskedLM,
     ModelSize,
-    build_electra_pair,
+    build_pretraining_model,
     discriminator_config,
     generator_config,
 )
@@ -20,9 +22,11 @@ TINY = ModelSize(64, 2, 2, 128, 16, SEQ, generator_size=0.5)
 
 def tiny_pair(**kwargs):
     args = dict(vocab_size=VOCAB, max_seq_length=SEQ, size=TINY)
+    if kwargs.get("objective") == "mlm":
+        args["size"] = replace(TINY, generator_size=ModelSize.generator_size)  # no generator
     args.update(kwargs)
     torch.manual_seed(0)
-    return build_electra_pair(**args)
+    return build_pretraining_model(**args)
 
 
 def tiny_batch(batch=4, seed=0):
@@ -195,19 +199,17 @@ def test_gdes_embedding_sharing():
         torch.testing.assert_close(pair.discriminator(input_ids=batch["input_ids"]).logits, before)
 
 
-def test_mlm_objective_is_a_discriminator_sized_mlm():
-    """The BERT-style baseline: one disc-sized encoder trained with MLM only; the exported
-    'discriminator' is that encoder."""
-    pair = tiny_pair(objective="mlm").eval()
-    assert pair.generator.config.hidden_size == pair.discriminator.config.hidden_size == 64
-    assert pair.discriminator.electra is pair.generator.electra
-    assert not any(
-        p.requires_grad for p in pair.discriminator.discriminator_predictions.parameters()
-    )
+def test_mlm_objective_is_its_own_discriminator_sized_model():
+    """The BERT-style baseline: one disc-sized ElectraForMaskedLM trained on the masked positions
+    only — no generator/discriminator pair, no alias — and ELECTRA-only settings refused."""
+    mlm = tiny_pair(objective="mlm").eval()
+    assert isinstance(mlm, MaskedLM) and set(mlm.exports()) == {"mlm"}
+    assert mlm.mlm.config.hidden_size == 64 and mlm.encoder is mlm.mlm.electra
+    assert not hasattr(mlm, "discriminator")
     batch = tiny_batch()
-    out = pair(**batch)
+    out = mlm(**batch)
     assert out.disc_logits is None and torch.equal(out.loss, out.gen_loss)
-    logits = pair.generator(
+    logits = mlm.mlm(
         input_ids=batch["generator_input_ids"],
         attention_mask=batch["attention_mask"],
         token_type_ids=batch["token_type_ids"],
@@ -217,8 +219,53 @@ def test_mlm_objective_is_a_discriminator_sized_mlm():
     torch.testing.assert_close(
         out.gen_loss, F.cross_entropy(picked, batch["masked_ids"][w]), atol=1e-6, rtol=0
     )
-    with pytest.raises(ValueError, match="objective"):
+    for setting, value in (
+        ("disc_weight", 10.0),
+        ("temperature", 2.0),
+        ("embedding_sharing", "gdes"),
+    ):
+        with pytest.raises(
+            ValueError, match=f"model.{setting}=.* does not apply to model.objective=mlm"
+        ):
+            tiny_pair(objective="mlm", **{setting: value})
+    with pytest.raises(ValueError, match="model.size.generator_size does not apply"):
+        tiny_pair(objective="mlm", size=TINY)
+    with pytest.raises(ValueError, match="model.objective must be"):
         tiny_pair(objective="gan")
+
+
+def test_checkpoints_from_before_model_size_and_masked_lm_still_load():
+    """A checkpoint written before ``model.size`` (flat size hyperparameters) and before
+    ``MaskedLM`` (the MLM baseline stored as a pair: ``electra.generator.*`` plus an aliased
+    ``electra.discriminator.*``) loads into the current classes with the same weights."""
+    from dataclasses import asdict
+
+    from electra_lightning.loading import encoder_from_checkpoint, module_from_checkpoint
+    from electra_lightning.module import ElectraPretraining
+
+    size = replace(TINY, generator_size=0.25)
+    for objective in ("electra", "mlm"):
+        torch.manual_seed(0)
+        module = ElectraPretraining(
+            vocab_size=VOCAB, max_seq_length=SEQ, size=size, objective=objective
+        )
+        hparams = {k: v for k, v in module.hparams.items() if k != "size"}
+        hparams.update(asdict(size))  # the old, flat layout
+        state = module.state_dict()
+        if objective == "mlm":
+            old = {
+                "electra.generator." + k.removeprefix("electra.mlm."): v for k, v in state.items()
+            }
+            encoder = {k: v for k, v in old.items() if k.startswith("electra.generator.electra.")}
+            old.update({k.replace(".generator.", ".discriminator."): v for k, v in encoder.items()})
+            state = old
+        checkpoint = {"hyper_parameters": hparams, "state_dict": state}
+        loaded = module_from_checkpoint(checkpoint)
+        assert loaded.hparams.size == asdict(size)
+        for key, value in module.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+        encoder = encoder_from_checkpoint({"hyper_parameters": dict(hparams), "state_dict": state})
+        assert encoder.config.hidden_size == 64
 
 
 def test_training_flops_per_token():

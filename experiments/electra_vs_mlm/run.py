@@ -171,10 +171,10 @@ class CurveStudy:
 
     def pair(self, objective: str):
         from electra_lightning.data import load_tokenizer_info
-        from electra_lightning.model import ModelSize, build_electra_pair
+        from electra_lightning.model import ModelSize, build_pretraining_model
 
         vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
-        return build_electra_pair(vocab, 128, ModelSize(**self.sizes()), objective=objective)
+        return build_pretraining_model(vocab, 128, ModelSize(**self.sizes()), objective=objective)
 
     def flops_per_token(self, objective: str) -> float:
         from electra_lightning.masking import MaskingConfig
@@ -252,13 +252,13 @@ class CurveStudy:
         from transformers import AutoTokenizer
 
         from electra_lightning.checkpoint import load_checkpoint
-        from electra_lightning.loading import discriminator_from_checkpoint
+        from electra_lightning.loading import encoder_from_checkpoint
 
         if ckpt is None:
             torch.manual_seed(0)
             encoder = self.pair("electra").discriminator.electra
         else:
-            encoder = discriminator_from_checkpoint(load_checkpoint(str(ckpt))).electra
+            encoder = encoder_from_checkpoint(load_checkpoint(str(ckpt)))
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
         device = "cuda" if self.cuda else "cpu"
         dev = 128 if self.quick else 0
