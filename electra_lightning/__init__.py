@@ -1,5 +1,27 @@
 """electra-lightning: ELECTRA pretraining with PyTorch Lightning.
 
+Architecture — the modules, and the way a pretraining batch flows through them::
+
+    sources.py    files, globs, Hub datasets → units (files or byte ranges) per shard; documents
+    packing.py    sentences → [CLS] A [SEP] B [SEP] examples of max_seq_length
+    stream.py     one shard (rank × worker): shuffled blocks, masking, resumable position
+    masking.py    pure tensor functions: which tokens to mask, Gumbel sampling, scatter/gather
+    data.py       ElectraDataModule: the DataLoaders; the data position in checkpoints
+        │  batch: input_ids, generator_input_ids, masked_positions/ids/weights, attention mask
+        ▼
+    module.py     ElectraPretraining (LightningModule): logging, metrics, optimizer, RNG state
+    model.py      ModelSize; ElectraPair.forward = the whole ELECTRA step (generator MLM at the
+                  masked positions → samples → discriminator RTD → 1·MLM + 50·RTD), or MaskedLM
+    optim.py      AdamW defaults, weight-decay rule, official schedule, layer-wise LR decay
+    parallel.py   FSDP2 sharding of that one root module
+
+Around them: ``cli.py`` (the light dispatcher) → ``lightning_cli.py`` (LightningCLI for fit /
+validate / test, pretraining and fine-tuning), ``callbacks.py`` (throughput, ``last.ckpt``,
+graceful stop), ``checkpoint.py`` (atomic saves, safe loads, the tokenizer a checkpoint carries),
+``loading.py`` (checkpoints → modules), ``export.py`` / ``predict.py`` (Hugging Face
+directories), ``tasks.py`` + ``glue.py`` + ``finetune.py`` + ``glue_runner.py`` (fine-tuning),
+``compare.py`` / ``summary.py`` / ``console.py`` (what a user reads), ``tokenizer.py``.
+
 ``ElectraPretraining`` and ``ElectraDataModule`` are imported on first use, so that
 ``python -m electra_lightning --help`` does not pay for torch and Lightning.
 """
