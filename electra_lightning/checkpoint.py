@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -195,3 +197,54 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         return load_checkpoint(path)
+
+
+# -- what a checkpoint carries besides the weights, and where it goes --------------------------
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def gather_rng_states() -> list[dict]:
+    """Every rank's RNG states (the checkpoint is written by rank 0 only)."""
+    state = _rng_state()
+    tensors = [k for k in ("torch", "cuda") if k in state]  # sent as lists: no device transfer
+    gathered = from_all_ranks({**state, **{k: state[k].tolist() for k in tensors}})
+    return [{**s, **{k: torch.tensor(s[k], dtype=torch.uint8) for k in tensors}} for s in gathered]
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def check_writable(directory: str | None, field: str) -> None:
+    """Fail before training, not at the first checkpoint, when ``directory`` is not writable."""
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(
+            f"{field}: cannot write to '{directory}' ({err.strerror or err}); choose a writable "
+            "directory"
+        ) from None

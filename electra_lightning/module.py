@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import random
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from typing import Literal
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
@@ -28,7 +25,13 @@ from torchmetrics.functional.classification import (
 )
 
 from electra_lightning.callbacks import save_rescue_checkpoint
-from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, from_all_ranks, require_kind
+from electra_lightning.checkpoint import (
+    TOKENIZER_CHECKPOINT_KEY,
+    check_writable,
+    gather_rng_states,
+    require_kind,
+    set_rng_state,
+)
 from electra_lightning.masking import MaskingConfig
 from electra_lightning.model import (
     ElectraPair,
@@ -160,7 +163,7 @@ class ElectraPretraining(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             for callback in self.trainer.checkpoint_callbacks:
-                _check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
+                check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
         datamodule = getattr(self.trainer, "datamodule", None)
         vocab = getattr(datamodule, "vocab_size", None)
         if vocab is not None and vocab != self.hparams.vocab_size:
@@ -187,7 +190,7 @@ class ElectraPretraining(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if hasattr(datamodule, "tokenizer_files"):
             checkpoint[TOKENIZER_CHECKPOINT_KEY] = datamodule.tokenizer_files()
-        checkpoint["rng_states"] = _gather_rng_states()
+        checkpoint["rng_states"] = gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
@@ -225,7 +228,7 @@ class ElectraPretraining(L.LightningModule):
     def on_train_start(self) -> None:
         # Restored here, after the sanity check, right before the first resumed step.
         if self._rng_to_restore is not None:
-            _set_rng_state(self._rng_to_restore)
+            set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
@@ -401,51 +404,3 @@ def upgrade_checkpoint(checkpoint: dict) -> dict:
             if k.startswith("electra.generator.")
         }
     return checkpoint
-
-
-def _rng_state() -> dict:
-    numpy_state = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
-        "python": [version, list(internal), gauss],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _gather_rng_states() -> list[dict]:
-    """Every rank's RNG states (the checkpoint is written by rank 0 only)."""
-    state = _rng_state()
-    tensors = [k for k in ("torch", "cuda") if k in state]  # sent as lists: no device transfer
-    gathered = from_all_ranks({**state, **{k: state[k].tolist() for k in tensors}})
-    return [{**s, **{k: torch.tensor(s[k], dtype=torch.uint8) for k in tensors}} for s in gathered]
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _check_writable(directory: str | None, field: str) -> None:
-    """Fail before training, not at the first checkpoint, when ``directory`` is not writable."""
-    if not directory:
-        return
-    try:
-        os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, f".write-test-{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        os.remove(probe)
-    except OSError as err:
-        raise ValueError(
-            f"{field}: cannot write to '{directory}' ({err.strerror or err}); choose a writable "
-            "directory"
-        ) from None

@@ -11,6 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Subprocesses are bounded by their work (steps, examples); this only stops a hung one from
+# holding CI until its hard limit. Far above what any test takes on a loaded 2-core machine.
+HANG_GUARD = 1800
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -4,12 +4,11 @@ import csv
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import HANG_GUARD, REPO
 
 
 def run_cli(*args, cwd, check=True, env=None):
@@ -20,7 +19,7 @@ def run_cli(*args, cwd, check=True, env=None):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO, shared_data
+from .conftest import HANG_GUARD, REPO, shared_data
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def quick(name, out):
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=HANG_GUARD,
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from .conftest import HANG_GUARD
 from .test_cli import REPO, run_cli, tiny_args
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ def fit(workdir, *args):
         env=env_with_path(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -110,7 +111,7 @@ def test_two_nodes_on_loopback_train_the_same_model(tmp_path, corpus_dir, tokeni
                 text=True,
             )
         )
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=HANG_GUARD) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     r0, r1 = audits(tmp_path, 2)
@@ -169,7 +170,7 @@ def test_killing_a_ddp_rank_ends_the_job(tmp_path, corpus_dir, tokenizer_dir):
         stderr=subprocess.DEVNULL,
     )
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
-    deadline = time.time() + 300
+    deadline = time.time() + HANG_GUARD
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
     assert ckpt.exists() and proc.poll() is None, "training did not get going"
@@ -178,14 +179,12 @@ def test_killing_a_ddp_rank_ends_the_job(tmp_path, corpus_dir, tokenizer_dir):
     ).stdout.split()
     assert children, "no second rank process found"
     os.kill(int(children[0]), signal.SIGKILL)
-    start = time.time()
-    try:
-        code = proc.wait(timeout=60)
+    try:  # a hang guard far above any machine's speed, far below the 30-min collective timeout
+        code = proc.wait(timeout=HANG_GUARD)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail("the job did not exit within 60 s after a rank died")
+        pytest.fail("the job hung after a rank died")
     assert code != 0
-    assert time.time() - start < 60
 
 
 def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokenizer_dir):
@@ -204,7 +203,7 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD,
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
