@@ -169,7 +169,7 @@ class Study:
         from electra_lightning.model import ModelSize
 
         model = dict(self.recipe()["model"])
-        model.pop("optimizer")
+        model.pop("optimizer", None)
         model["size"] = ModelSize(**model["size"])
         model.update(overrides)
         return model
