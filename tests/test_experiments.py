@@ -95,3 +95,37 @@ def test_embedding_sharing_quick(root):
     report = (root / "README.md").read_text()
     for row in ("| shared |", "| none |", "| gdes |", "gdes vs shared:"):
         assert row in report
+
+
+def test_gpu_study_is_electra_small_in_bf16(tmp_path):
+    """`run.py --device cuda` (no GPU here, so its settings are checked, not run): ELECTRA-Small's
+    sizes, the official batch of 128, bf16 and the GPU for pretraining, both runs one after the
+    other."""
+    import argparse
+    import importlib.util
+    from dataclasses import asdict, replace
+
+    from electra_lightning.model import OFFICIAL_SIZES, ModelSize
+
+    shared_data("glue")
+    shared_data("nltk_english_text")
+    sys.path.insert(0, str(REPO / "experiments"))
+    path = REPO / "experiments/electra_vs_mlm/run.py"
+    spec = importlib.util.spec_from_file_location("electra_vs_mlm_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    args = argparse.Namespace(
+        device="cuda", steps=None, budget_minutes=3.0, points=7, seeds=1, quick=False
+    )
+    study = run.CurveStudy(argparse.Namespace(**vars(args), output_dir=str(tmp_path)))
+    size = ModelSize(**study.sizes())
+    small = OFFICIAL_SIZES["small"]
+    assert size == replace(small, max_position_embeddings=size.max_position_embeddings)
+    assert size.max_position_embeddings >= 128  # the sequence length it trains at
+    for setting in ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"):
+        assert setting in study.device_args
+    assert "--data.batch_size=128" in study.device_args and study.batch_tokens() == 128 * 128
+    assert study.workers == 1
+    assert {f"--model.size.{k}={v}" for k, v in asdict(size).items()} >= {
+        a for a in study.device_args if a.startswith("--model.size.")
+    }
