@@ -27,7 +27,7 @@ REPO = EXPERIMENTS.parent
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))  # electra_lightning, for the stages run in this process
 from probe import PROBE_TASKS, linear_probe  # noqa: E402
-from runner import log, merge_history, run_cli  # noqa: E402
+from runner import log, merge_history, run_cli, run_glue, save_plan  # noqa: E402
 
 RECIPE = EXPERIMENTS / "pretrain.yaml"
 TASKS = ["sst2", "cola", "mrpc", "rte"]
@@ -142,7 +142,7 @@ class Study:
                 "threads_per_worker": self.env["OMP_NUM_THREADS"],
                 "quick": self.quick,
             }
-            plan_file.write_text(json.dumps(self.plan, indent=1) + "\n")
+            return save_plan(plan_file, self.plan)
         log(f"plan: {self.plan}")
         return self.plan
 
@@ -257,23 +257,7 @@ class Study:
 
     def finetune(self, row: Row, init: Path) -> None:
         out = self.glue_dir(row)
-        self.cli(
-            "glue",
-            "--init_from",
-            str(init),
-            "--data_dir",
-            str(SHARED / "glue"),
-            "--tasks",
-            *self.tasks,
-            "--seeds",
-            str(self.seeds),
-            "--output_dir",
-            str(out),
-            "--no_predict_test",
-            "--trainer.callbacks.init_args.save_last=false",  # scores only: no checkpoints
-            *self.finetune_args,
-            log_file=out / "log.txt",
-        )
+        run_glue(init, self.tasks, self.seeds, out, self.finetune_args, self.env)
 
     def run_row(self, row: Row) -> None:
         # studies may run at the same time and share a row: one process works on it, the other

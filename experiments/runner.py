@@ -4,6 +4,7 @@ history across resumes."""
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+GLUE = REPO.parent / "shared" / "data" / "glue"
 _print_lock = threading.Lock()
 
 
@@ -61,3 +63,34 @@ def merge_history(run_dir: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return target
+
+
+def save_plan(path: Path, plan: dict) -> dict:
+    """Write a study's plan (steps, FLOPs, timing) where re-runs find it, and say it."""
+    path.write_text(json.dumps(plan, indent=1) + "\n")
+    log(f"plan: {plan}")
+    return plan
+
+
+def run_glue(init: Path, tasks: list[str], seeds: int, out: Path, extra: list[str], env: dict):
+    """Fine-tune ``init`` on GLUE ``tasks`` (../shared/data/glue) with seeds 1..``seeds`` through
+    the ``glue`` command, keeping scores only (no checkpoints, no test predictions); resumes from
+    ``out/results.jsonl``."""
+    run_cli(
+        "glue",
+        "--init_from",
+        str(init),
+        "--data_dir",
+        str(GLUE),
+        "--tasks",
+        *tasks,
+        "--seeds",
+        str(seeds),
+        "--output_dir",
+        str(out),
+        "--no_predict_test",
+        "--trainer.callbacks.init_args.save_last=false",
+        *extra,
+        env=env,
+        log_file=out / "log.txt",
+    )

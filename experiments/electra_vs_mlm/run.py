@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from probe import PROBE_TASKS, SHARED, linear_probe  # noqa: E402
-from runner import REPO, log, merge_history, run_cli  # noqa: E402
+from runner import REPO, log, merge_history, run_cli, run_glue, save_plan  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 RECIPE = HERE.parent / "pretrain.yaml"
@@ -144,21 +144,22 @@ class CurveStudy:
         every = max(1, steps // points)
         ratio = self.flops_ratio()
         mlm_every = round(every * ratio)
-        self.plan = {
-            "electra_steps": every * points,
-            "electra_every": every,
-            "mlm_steps": mlm_every * points,
-            "mlm_every": mlm_every,
-            "points": points,
-            "flops_ratio": ratio,
-            "flops_per_electra_step": self.flops_per_step(),
-            "seconds_per_step": per_step,
-            "device": self.args.device,
-            "threads_per_run": self.env["OMP_NUM_THREADS"],
-            "quick": self.quick,
-        }
-        plan_file.write_text(json.dumps(self.plan, indent=1) + "\n")
-        log(f"plan: {self.plan}")
+        self.plan = save_plan(
+            plan_file,
+            {
+                "electra_steps": every * points,
+                "electra_every": every,
+                "mlm_steps": mlm_every * points,
+                "mlm_every": mlm_every,
+                "points": points,
+                "flops_ratio": ratio,
+                "flops_per_electra_step": self.flops_per_step(),
+                "seconds_per_step": per_step,
+                "device": self.args.device,
+                "threads_per_run": self.env["OMP_NUM_THREADS"],
+                "quick": self.quick,
+            },
+        )
         return self.plan
 
     def sizes(self) -> dict:
@@ -278,26 +279,12 @@ class CurveStudy:
             return [json.loads(line) for line in store.read_text().splitlines()]
         extra = ["--data.limit_train_examples=64", "--trainer.limit_val_batches=2"]
         device = ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"]
-        run_cli(
-            "glue",
-            "--init_from",
-            str(init),
-            "--data_dir",
-            str(SHARED / "glue"),
-            "--tasks",
-            "sst2",
-            "--seeds",
-            str(seeds),
-            "--output_dir",
-            str(out),
-            "--no_predict_test",
+        tune = [
             "--trainer.max_epochs=1",
-            "--trainer.callbacks.init_args.save_last=false",  # scores only
             *(extra if self.quick else []),
             *(device if self.cuda else []),
-            env=self.env,
-            log_file=out / "log.txt",
-        )
+        ]
+        run_glue(init, ["sst2"], seeds, out, tune, self.env)
         return [json.loads(line) for line in store.read_text().splitlines()]
 
     def random_init(self) -> Path:
