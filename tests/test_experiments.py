@@ -115,7 +115,13 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
     args = argparse.Namespace(
-        device="cuda", steps=None, budget_minutes=3.0, points=7, seeds=1, quick=False
+        device="cuda",
+        steps=None,
+        budget_minutes=3.0,
+        points=7,
+        seeds=1,
+        quick=False,
+        finetune_examples=0,
     )
     study = run.CurveStudy(argparse.Namespace(**vars(args), output_dir=str(tmp_path)))
     size = ModelSize(**study.sizes())

@@ -79,6 +79,12 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--points", type=int, default=7, help="evaluation points along each run")
     p.add_argument("--seeds", type=int, default=1, help="SST-2 fine-tuning seeds at the end")
+    p.add_argument(
+        "--finetune_examples",
+        type=int,
+        default=0,
+        help="fine-tune on the first N SST-2 training examples (default 0: all 67,349)",
+    )
     p.add_argument("--quick", action="store_true", help="seconds-scale smoke test (CI)")
     p.add_argument("--output_dir", default=str(HERE.parent / "runs" / "electra_vs_mlm"))
     return p.parse_args()
@@ -279,8 +285,10 @@ class CurveStudy:
             return [json.loads(line) for line in store.read_text().splitlines()]
         extra = ["--data.limit_train_examples=64", "--trainer.limit_val_batches=2"]
         device = ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"]
+        limit = self.args.finetune_examples
         tune = [
             "--trainer.max_epochs=1",
+            *([f"--data.limit_train_examples={limit}"] if limit and not self.quick else []),
             *(extra if self.quick else []),
             *(device if self.cuda else []),
         ]
@@ -446,6 +454,8 @@ def report(study: CurveStudy, result: dict) -> None:
         command = "--quick"
     elif args.steps:
         command = f"--steps {args.steps} --points {plan['points']} --seeds {args.seeds}"
+        if args.finetune_examples:
+            command += f" --finetune_examples {args.finetune_examples}"
     else:
         command = f"--device {args.device} --budget_minutes {args.budget_minutes:g}"
     notes = HERE / "NOTES.md"
@@ -471,7 +481,7 @@ def report(study: CurveStudy, result: dict) -> None:
 - **Evaluation at every point**: linear probe of the frozen encoder (mean-pooled last layer,
   logistic regression on the first {study.probe_limit} training examples, GLUE dev, deterministic);
   `val/disc_auc` and `val/gen_acc` of the validation logged nearest to the point.
-  **At the last point**: fine-tuning on the full SST-2 training set, 1 epoch,
+  **At the last point**: fine-tuning on {f"the first {args.finetune_examples:,} examples of" if args.finetune_examples else "the full"} SST-2 training set, 1 epoch,
   `configs/finetune/sst2.yaml` otherwise, seeds {", ".join(str(s) for s in range(1, (1 if study.quick else args.seeds) + 1))}
 {"- **Quick smoke run: the numbers mean nothing.**" if study.quick else ""}
 ## Score vs pretraining compute
@@ -482,7 +492,7 @@ Point 0 is the randomly initialised encoder (no pretraining).
 
 {markdown_table(rows)}
 
-## Fine-tuned on full SST-2 at the last point (dev; every seed, in order)
+## Fine-tuned on SST-2 at the last point (dev; every seed, in order)
 
 {finetune_table(result["finetune"])}
 
