@@ -35,9 +35,7 @@ from electra_lightning.checkpoint import (
 )
 from electra_lightning.loading import encoder_from_checkpoint, load_any_checkpoint
 from electra_lightning.optim import layerwise_lr_groups
-from electra_lightning.tasks import TASKS, metric_names
-
-TASK_METRICS = {task: spec.metrics for task, spec in TASKS.items()}  # TEMP: a running experiment
+from electra_lightning.tasks import metric_names
 
 
 class GlueMatthewsCorrCoef(BinaryMatthewsCorrCoef):
