@@ -42,6 +42,8 @@ def recipe_args(task: str, out: Path) -> list[str]:
 
 def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
     """Fine-tune one task with one seed; return its dev metrics (and write test predictions)."""
+    # here, not at the top: `glue --help` must not import Lightning (not a cycle: lightning_cli
+    # does not import this module)
     from electra_lightning.lightning_cli import run_finetune_cli
 
     out = Path(args.output_dir) / task / f"seed{seed}"
