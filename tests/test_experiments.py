@@ -52,7 +52,8 @@ def test_electra_vs_mlm_quick(root):
     run resumes every stage and trains or fine-tunes nothing."""
     out = root / "electra_vs_mlm"
     stdout = quick("electra_vs_mlm", out)
-    assert trained(stdout) == {"electra", "mlm"}
+    # the curve's two runs, and two knob probes (quick mode's share of them)
+    assert trained(stdout) == {"electra", "mlm", "baseline", "batch128"}
     plan = json.loads((out / "plan.json").read_text())
     # equal FLOPs: the MLM run gets the steps ELECTRA spends on its generator
     assert plan["mlm_every"] > plan["electra_every"]
@@ -71,7 +72,15 @@ def test_electra_vs_mlm_quick(root):
     assert "| point | pretraining FLOPs |" in report and "| no pretraining | 1 |" in report
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
     kept = {p.name for p in (out / "results").iterdir()}
-    assert {"plan.json", "pretrain-electra.csv", "pretrain-mlm.csv"} <= kept
+    assert {"plan.json", "pretrain-electra.csv", "pretrain-mlm.csv", "knobs.json"} <= kept
+    knobs = json.loads((out / "results" / "knobs.json").read_text())
+    # equal tokens: batch 128 trains 1/8 of the baseline's steps, both validated along the way
+    assert knobs["plan"]["baseline"]["steps"] == 8 * knobs["plan"]["batch128"]["steps"]
+    ends = [knobs["results"][k]["validations"][-1]["tokens"] for k in ("baseline", "batch128")]
+    assert ends[0] == ends[1]
+    assert all(0 <= v["val/disc_auc"] <= 1 for v in knobs["results"]["baseline"]["validations"])
+    assert {"sst2", "cola"} <= knobs["results"]["batch128"]["probe"].keys()
+    assert "## Knob probes" in report and (out / "knobs.png").exists()
     again = quick("electra_vs_mlm", out)
     assert not trained(again) and " glue " not in again
 
@@ -79,10 +88,12 @@ def test_electra_vs_mlm_quick(root):
 @pytest.mark.slow
 def test_generator_size_quick(root):
     stdout = quick("generator_size", root)
-    assert trained(stdout) == {f"electra-g{s}-shared" for s in (0.125, 0.25, 0.5, 1.0)}
+    # quick mode trains two of the four sizes (the full run: 1/8, 1/4, 1/2, 1)
+    assert trained(stdout) == {f"electra-g{s}-shared" for s in (0.125, 0.25)}
     report = (root / "README.md").read_text()
-    for row in ("| 1/8 |", "| 1/4 |", "| 1/2 |", "| 1 |", "Best average: generator"):
+    for row in ("| 1/8 |", "| 1/4 |", "Best average: generator", "1/4 vs 1/8:"):
         assert row in report
+    assert "| 1/2 |" not in report
     cfg = (root / "pretrain/electra-g0.125-shared/version_0/hparams.yaml").read_text()
     assert "generator_size: 0.125" in cfg
 
@@ -90,10 +101,11 @@ def test_generator_size_quick(root):
 @pytest.mark.slow
 def test_embedding_sharing_quick(root):
     stdout = quick("embedding_sharing", root)
-    # the official setting (shared, generator 1/4) is the generator study's 1/4 run: trained once
-    assert trained(stdout) == {"electra-g0.25-none", "electra-g0.25-gdes"}
+    # the official setting (shared, generator 1/4) is the generator study's 1/4 run: trained once;
+    # quick mode leaves out `none` (the full run: shared, none, gdes)
+    assert trained(stdout) == {"electra-g0.25-gdes"}
     report = (root / "README.md").read_text()
-    for row in ("| shared |", "| none |", "| gdes |", "gdes vs shared:"):
+    for row in ("| shared |", "| gdes |", "gdes vs shared:"):
         assert row in report
 
 
@@ -122,6 +134,7 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
         seeds=1,
         quick=False,
         finetune_examples=0,
+        knob_steps=0,
     )
     study = run.CurveStudy(argparse.Namespace(**vars(args), output_dir=str(tmp_path)))
     size = ModelSize(**study.sizes())
@@ -135,3 +148,57 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
     assert {f"--model.size.{k}={v}" for k, v in asdict(size).items()} >= {
         a for a in study.device_args if a.startswith("--model.size.")
     }
+
+
+def test_knob_probes_train_equal_tokens_and_read_the_gap_to_the_base_rate(tmp_path):
+    """The knob probes' plan (equal tokens, validation on >= the curve's 320 sequences) and their
+    reading of a run's history: the training RTD loss against the entropy of the replaced
+    fraction, averaged over the steps since the previous validation."""
+    import math
+
+    sys.path[:0] = [str(REPO / "experiments"), str(REPO / "experiments/electra_vs_mlm")]
+    import knobs
+
+    plan = knobs.probe_plan(1500, quick=False)
+    assert set(plan) == set(knobs.KNOBS)
+    assert plan["baseline"] | {"overrides": []} == {
+        "steps": 1500,
+        "val_every": 250,
+        "val_batches": 20,
+        "batch_size": 16,
+        "overrides": [],
+    }
+    assert (plan["batch128"]["steps"], plan["batch128"]["val_batches"]) == (187, 3)
+    assert list(knobs.probe_plan(16, quick=True)) == knobs.QUICK_KNOBS
+
+    run = tmp_path / "probe" / "version_0"
+    run.mkdir(parents=True)
+    (run / "hparams.yaml").write_text("{}\n")
+    h = knobs.entropy(0.25)
+    assert math.isclose(h, -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    (run / "metrics.csv").write_text(
+        "step,train/disc_loss,train/replaced_frac,val/disc_auc,val/gen_acc\n"
+        f"1,{h - 0.1},0.25,,\n"
+        f"2,{h - 0.3},0.25,,\n"
+        "2,,,0.6,0.1\n"
+        f"3,{h + 0.2},0.25,,\n"
+        "3,,,0.4,0.2\n"
+    )
+    read = knobs.read_probe(tmp_path / "probe", batch_size=16)
+    # logged steps are 0-based: the validation logged at step 2 follows 3 steps
+    assert [(v["step"], v["tokens"], v["val/disc_auc"]) for v in read] == [
+        (3, 3 * 16 * 128, 0.6),
+        (4, 4 * 16 * 128, 0.4),
+    ]
+    assert math.isclose(read[0]["base_rate_gap"], 0.2) and math.isclose(
+        read[1]["base_rate_gap"], -0.2
+    )
+    probe = {"sst2": 55.25, "cola": 1.5}
+    table = knobs.knob_table(
+        {
+            "baseline": {"validations": read, "probe": probe},
+            "gen1-8": {"validations": read[:1], "probe": probe},
+        }
+    )
+    assert "| 0.600 | 0.400 | 0.200 | -0.2000 | 55.2 | 1.5 |" in table
+    assert "| 0.600 | — | 0.100 | +0.2000 | 55.2 | 1.5 |" in table

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import platform
@@ -31,6 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+import knobs  # noqa: E402
 from probe import PROBE_TASKS, SHARED, linear_probe  # noqa: E402
 from runner import REPO, log, merge_history, run_cli, run_glue, save_plan  # noqa: E402
 
@@ -84,6 +87,13 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=0,
         help="fine-tune on the first N SST-2 training examples (default 0: all 67,349)",
+    )
+    p.add_argument(
+        "--knob_steps",
+        type=int,
+        default=0,
+        help="also run the short knob probes (knobs.py), each N steps of batch 16 in tokens "
+        "(default 0: none)",
     )
     p.add_argument("--quick", action="store_true", help="seconds-scale smoke test (CI)")
     p.add_argument("--output_dir", default=str(HERE.parent / "runs" / "electra_vs_mlm"))
@@ -207,9 +217,20 @@ class CurveStudy:
         return self.batch_tokens() / statistics.median(rates[1:] or rates)
 
     # -- stages ---------------------------------------------------------------------------------
-    def pretrain(self, name: str, overrides: list[str], steps: int, every: int) -> Path:
-        """Train (or resume) run ``name``; keep a checkpoint every ``every`` steps."""
-        run_dir = self.root / "pretrain" / name
+    def pretrain(
+        self,
+        name: str,
+        overrides: list[str],
+        steps: int,
+        every: int,
+        group: str = "pretrain",
+        val_every: int | None = None,
+        val_batches: int | None = None,
+    ) -> Path:
+        """Train (or resume) run ``ROOT/group/name``; keep a checkpoint every ``every`` steps,
+        validate every ``val_every`` (default twice per checkpoint) on ``val_batches`` fixed
+        batches of WikiText-2 (default 20)."""
+        run_dir = self.root / group / name
         ckpt_dir = run_dir / "checkpoints"
         last = ckpt_dir / "last.ckpt"
         args = [
@@ -218,21 +239,20 @@ class CurveStudy:
             str(RECIPE),
             *self.device_args,
             *(QUICK if self.quick else []),
-            *overrides,
             f"--data.train_files={json.dumps(self.corpus)}",
             f"--data.val_files={VAL}",
             f"--data.tokenizer={self.tokenizer}",
             f"--trainer.max_steps={steps}",
             f"--model.warmup_steps={max(1, steps // 10)}",
-            # validation twice per evaluation point, on 20 fixed batches of wikitext-2
-            f"--trainer.val_check_interval={max(1, every // 2)}",
-            f"--trainer.limit_val_batches={2 if self.quick else 20}",
+            f"--trainer.val_check_interval={val_every or max(1, every // 2)}",
+            f"--trainer.limit_val_batches={val_batches or (2 if self.quick else 20)}",
             f"--trainer.logger.init_args.save_dir={run_dir.parent}",
             f"--trainer.logger.init_args.name={name}",
             f"--trainer.callbacks.init_args.dirpath={ckpt_dir}",
             f"--trainer.callbacks.init_args.every_n_train_steps={every}",
             "--trainer.callbacks.init_args.save_top_k=-1",  # keep every point
             "--trainer.callbacks.init_args.filename=point-{step}",
+            *overrides,  # last: they win
         ]
         if last.exists():
             from electra_lightning.checkpoint import load_checkpoint
@@ -277,18 +297,25 @@ class CurveStudy:
 
     def finetune(self, name: str, init: Path) -> list[dict]:
         """Fine-tune on the full SST-2 training set (1 epoch, configs/finetune/sst2.yaml
-        otherwise), ``--seeds`` seeds; dev metrics of each seed."""
-        out = self.root / "sst2" / name
+        otherwise), ``--seeds`` seeds; dev metrics of each seed. Two processes of the study may
+        run at once (e.g. one adding knob probes): one fine-tunes, the other waits, then reads."""
+        limit = 0 if self.quick else self.args.finetune_examples
+        out = self.root / ("sst2" if not limit else f"sst2-first-{limit}") / name
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._finetune(out, init, limit)
+
+    def _finetune(self, out: Path, init: Path, limit: int) -> list[dict]:
         store = out / "results.jsonl"
         seeds = 1 if self.quick else self.args.seeds
         if store.exists() and len(store.read_text().splitlines()) >= seeds:
             return [json.loads(line) for line in store.read_text().splitlines()]
         extra = ["--data.limit_train_examples=64", "--trainer.limit_val_batches=2"]
         device = ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"]
-        limit = self.args.finetune_examples
         tune = [
             "--trainer.max_epochs=1",
-            *([f"--data.limit_train_examples={limit}"] if limit and not self.quick else []),
+            *([f"--data.limit_train_examples={limit}"] if limit else []),
             *(extra if self.quick else []),
             *(device if self.cuda else []),
         ]
@@ -309,6 +336,38 @@ class CurveStudy:
         write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)
         return target
 
+    def knob_plan(self) -> dict[str, dict]:
+        steps16 = 8 if self.quick else self.args.knob_steps
+        return knobs.probe_plan(steps16, self.quick) if steps16 else {}
+
+    def knob_probes(self) -> dict[str, dict]:
+        """The short knob probes (``--knob_steps``; two of them in quick mode): by knob name,
+        every validation and the linear probe of the last checkpoint; {} when not asked for."""
+        plan = self.knob_plan()
+        with ThreadPoolExecutor(self.workers) as pool:
+            dirs = {
+                name: pool.submit(
+                    self.pretrain,
+                    name,
+                    p["overrides"],
+                    p["steps"],
+                    p["steps"],  # one checkpoint: the end
+                    "knobs",
+                    p["val_every"],
+                    p["val_batches"],
+                )
+                for name, p in plan.items()
+            }
+            dirs = {name: future.result() for name, future in dirs.items()}
+        results = {}
+        for name, run_dir in dirs.items():
+            vals = knobs.read_probe(run_dir, plan[name]["batch_size"])
+            steps = plan[name]["steps"]
+            probe = self.probe_point(f"knob-{name}", steps, run_dir / "checkpoints" / "last.ckpt")
+            results[name] = {"validations": vals, "probe": probe}
+            log(f"knob {name}: val/disc_auc " + " ".join(f"{v['val/disc_auc']:.3f}" for v in vals))
+        return results
+
     def run(self) -> dict:
         plan = self.setup()
         runs = {
@@ -321,7 +380,7 @@ class CurveStudy:
                 for label, (name, steps, every) in runs.items()
             }
             dirs = {label: future.result() for label, future in dirs.items()}
-        curve = {"random": self.probe_point("random", 0, None)}
+        curve = {"random": self.probe_point("random", 0, None), "knobs": self.knob_probes()}
         for label, (name, _, _) in runs.items():
             for step, ckpt in self.points(dirs[label]).items():
                 self.probe_point(name, step, ckpt)
@@ -445,6 +504,22 @@ def report(study: CurveStudy, result: dict) -> None:
     (target / "plan.json").write_text(json.dumps(study.plan, indent=1) + "\n")
     (target / "curve.json").write_text(json.dumps(rows, indent=1) + "\n")
     (target / "sst2-finetune.json").write_text(json.dumps(result["finetune"], indent=1) + "\n")
+    knob_section = ""
+    if result["knobs"]:
+        knob_plan = study.knob_plan()
+        knobs.save(result["knobs"], knob_plan, target)
+        knobs.knob_plot(result["knobs"], out / "knobs.png")
+        tokens = next(iter(knob_plan.values()))["steps"] * 16 * 128
+        knob_section = f"""## Knob probes: what moves the discriminator off the plateau sooner
+
+Each probe trains {tokens / 1e6:.1f} M tokens (the baseline: {knob_plan["baseline"]["steps"]} steps of 16 × 128) with its
+own schedule (10% warmup, linear decay to 0 at its last step), ELECTRA only, and validates
+{knobs.VALIDATIONS} times on the first ≥ {knobs.VAL_SEQUENCES} WikiText-2 test sequences. One seed each.
+
+![val/disc_auc of the knob probes](knobs.png)
+
+{knobs.knob_table(result["knobs"])}
+"""
     for label, run_dir in result["dirs"].items():
         (target / f"pretrain-{label.lower()}.csv").write_text(
             (merge_history(run_dir) / "metrics.csv").read_text()
@@ -456,6 +531,8 @@ def report(study: CurveStudy, result: dict) -> None:
         command = f"--steps {args.steps} --points {plan['points']} --seeds {args.seeds}"
         if args.finetune_examples:
             command += f" --finetune_examples {args.finetune_examples}"
+        if args.knob_steps:
+            command += f" --knob_steps {args.knob_steps}"
     else:
         command = f"--device {args.device} --budget_minutes {args.budget_minutes:g}"
     notes = HERE / "NOTES.md"
@@ -496,6 +573,7 @@ Point 0 is the randomly initialised encoder (no pretraining).
 
 {finetune_table(result["finetune"])}
 
+{knob_section}
 {notes.read_text().strip() if notes.exists() and not study.quick else ""}
 """
     (out / "README.md").write_text(readme)
