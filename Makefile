@@ -36,7 +36,7 @@ test: venv  ## the fast loop: unit and in-process tests (~2.5 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: venv  ## the full suite: + multi-process, end-to-end and experiment tests (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 bench: venv  ## benchmark: step time vs a naive baseline, data pipeline, memory, FLOPs (prints ratios)
 	$(PY) benchmarks/bench.py

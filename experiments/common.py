@@ -223,9 +223,12 @@ class Study:
         return ckpt
 
     def export(self, name: str, ckpt: Path) -> Path:
+        """The ``export`` command's work, in this process (no second start-up of the stack)."""
         target = self.root / "pretrain" / name / "export"
         if not (target / "discriminator" / "config.json").exists():
-            self.cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(target))
+            from electra_lightning.export import export
+
+            export(str(ckpt), str(target))
         return target / "discriminator"
 
     def random_init(self) -> Path:
@@ -328,9 +331,9 @@ class Study:
         init = self.init_dir(row)
         missing = [t for t in tasks if t not in scores]
         encoder = AutoModel.from_pretrained(init)
-        scores.update(
-            linear_probe(encoder, AutoTokenizer.from_pretrained(init), missing, self.train_limit)
-        )
+        tokenizer = AutoTokenizer.from_pretrained(init)
+        dev = 128 if self.quick else 0  # quick: the first 128 dev examples (0: all)
+        scores.update(linear_probe(encoder, tokenizer, missing, self.train_limit, dev_limit=dev))
         store.parent.mkdir(exist_ok=True)
         store.write_text(json.dumps(scores) + "\n")
         return scores

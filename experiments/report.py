@@ -185,7 +185,9 @@ class Report:
 
     def curves(self, rows: list[Row], output: Path) -> None:
         runs = [str(self.study.metrics_dir(r.run)) for r in rows if r.run]
-        self.study.cli("compare", *runs, "--output", str(output))
+        from electra_lightning.compare import compare  # the `compare` command, in this process
+
+        compare(runs, str(output))
 
     def pretraining_table(self, rows: list[Row]) -> str:
         """The last validation of each pretraining run (fixed-seed replacements, 20 batches)."""

@@ -75,7 +75,12 @@ def save_plan(path: Path, plan: dict) -> dict:
 def run_glue(init: Path, tasks: list[str], seeds: int, out: Path, extra: list[str], env: dict):
     """Fine-tune ``init`` on GLUE ``tasks`` (../shared/data/glue) with seeds 1..``seeds`` through
     the ``glue`` command, keeping scores only (no checkpoints, no test predictions); resumes from
-    ``out/results.jsonl``."""
+    ``out/results.jsonl`` (without starting the command when every task and seed is there)."""
+    store = out / "results.jsonl"
+    if store.exists():
+        done = {(r["task"], r["seed"]) for r in map(json.loads, store.read_text().splitlines())}
+        if all((t, s) in done for t in tasks for s in range(1, seeds + 1)):
+            return
     run_cli(
         "glue",
         "--init_from",
