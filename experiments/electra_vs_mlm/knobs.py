@@ -93,7 +93,7 @@ def knob_table(results: dict[str, dict]) -> str:
     validations = {name: r["validations"] for name, r in results.items()}
     columns = max(len(v) for v in validations.values())
     ref = max(validations.values(), key=len)
-    head = [f"{ref[i]['tokens'] / 1e6:.2f}M" for i in range(columns)]
+    head = [f"{ref[i]['tokens']:,}" for i in range(columns)]
     lines = [
         "| knob | "
         + " | ".join(f"AUC @ {h} tokens" for h in head)

@@ -509,12 +509,13 @@ def report(study: CurveStudy, result: dict) -> None:
         knob_plan = study.knob_plan()
         knobs.save(result["knobs"], knob_plan, target)
         knobs.knob_plot(result["knobs"], out / "knobs.png")
-        tokens = next(iter(knob_plan.values()))["steps"] * 16 * 128
+        baseline = result["knobs"]["baseline"]["validations"]
         knob_section = f"""## Knob probes: what moves the discriminator off the plateau sooner
 
-Each probe trains {tokens / 1e6:.1f} M tokens (the baseline: {knob_plan["baseline"]["steps"]} steps of 16 × 128) with its
+Each probe trains {baseline[-1]["tokens"]:,} tokens (the baseline: {knob_plan["baseline"]["steps"]} steps of 16 × 128) with its
 own schedule (10% warmup, linear decay to 0 at its last step), ELECTRA only, and validates
-{knobs.VALIDATIONS} times on the first ≥ {knobs.VAL_SEQUENCES} WikiText-2 test sequences. One seed each.
+{len(baseline)} times on the first ≥ {knobs.VAL_SEQUENCES} WikiText-2 test sequences; the linear probe
+(as above) reads its last checkpoint. One seed each.
 
 ![val/disc_auc of the knob probes](knobs.png)
 
