@@ -1,7 +1,7 @@
 """Experiment 1 — ELECTRA vs MLM over pretraining compute (the paper's compute comparison, in
 miniature): score vs training FLOPs for both objectives on one figure, and a table.
 
-    python experiments/electra_vs_mlm/run.py --steps 7000                     # the documented CPU run
+    python experiments/electra_vs_mlm/run.py --steps 7000 --seeds 2 --knob_steps 1500  # CPU run
     python experiments/electra_vs_mlm/run.py --device cuda --budget_minutes 3  # one H200, ~10 min
     python experiments/electra_vs_mlm/run.py --quick                           # CI smoke test
 
@@ -12,8 +12,10 @@ Both keep a checkpoint at ``--points`` points of equal training FLOPs (the MLM r
 ELECTRA spends on its generator). At every point: the deterministic linear probe (SST-2, CoLA) of
 the frozen encoder, and the last validation's replaced-token-detection ROC AUC (ELECTRA) and
 masked-token accuracy (both). At the last point each encoder, and a randomly initialised one, is
-fine-tuned on the full SST-2 training set. Re-running resumes every stage. Writes the folder's
-README.md (table, curve, exact command, machine, budget, seeds) around the hand-written NOTES.md.
+fine-tuned on the full SST-2 training set. ``--knob_steps N`` adds the short knob probes of
+knobs.py (batch, learning rate, generator size; ELECTRA only, N steps of batch 16 in tokens
+each). Re-running resumes every stage. Writes the folder's README.md (table, curve, exact
+command, machine, budget, seeds) around the hand-written NOTES.md.
 """
 
 from __future__ import annotations
