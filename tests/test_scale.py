@@ -282,3 +282,34 @@ def test_resuming_on_another_device_count_is_one_line_from_every_rank(
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "saved with 1 shards" in errors[0] and "this run has 2" in errors[0]
     assert "Traceback" not in proc.stderr and "[rank1]" not in proc.stderr
+
+
+def _rank_auc(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One rank of the val/disc_auc reduction test: its half of the scores into the module's
+    own metric, then compute() (torchmetrics gathers every rank's state)."""
+    import torch.distributed as dist
+
+    from electra_lightning.model import ModelSize
+    from electra_lightning.module import ElectraPretraining
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    module = ElectraPretraining(
+        vocab_size=50, size=ModelSize(16, 1, 1, 16, 16, 16), max_seq_length=8
+    )
+    scores = [[0.9, 0.8, 0.1, 0.2], [0.3, 0.4, 0.5, 0.6]][rank]
+    metric = module.val_metrics["disc_auc"]
+    metric.update(torch.tensor(scores), torch.tensor([1, 1, 0, 0]))
+    with open(os.path.join(out_dir, f"auc{rank}.txt"), "w") as f:
+        f.write(str(float(metric.compute())))
+    dist.destroy_process_group()
+
+
+def test_val_disc_auc_is_one_auc_over_every_ranks_tokens(tmp_path):
+    """Two gloo ranks, one perfect (AUC 1) and one inverted (AUC 0): val/disc_auc is the AUC of
+    all their tokens together (12 of 16 replaced-original pairs ranked right: 0.75) on both
+    ranks, not the mean of the ranks' AUCs (0.5)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_auc, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        assert float((tmp_path / f"auc{rank}.txt").read_text()) == pytest.approx(0.75)
