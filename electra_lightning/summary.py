@@ -120,8 +120,8 @@ def summarize(
             )
     say(
         "How much training changes that: in experiments/electra_vs_mlm a discriminator trained "
-        "on 14 M tokens (7,000 steps on a 2-core CPU) was still on that plateau; it takes orders "
-        "of magnitude more tokens, which is what a GPU run is for.",
+        "on 14 M tokens (7,000 steps on a 2-core CPU) was only starting to leave that plateau at "
+        "the end; it takes orders of magnitude more tokens, which is what a GPU run is for.",
         "  ",
     )
     example = export_dir or "EXPORT"

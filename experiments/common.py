@@ -279,6 +279,10 @@ class Study:
                 self.finetune(row, init)
         log(f"done: {row.label}")
 
+    def select(self, rows: list[Row], quick_labels: list[str]) -> list[Row]:
+        """The rows to run: all of them, or in quick mode only those labelled ``quick_labels``."""
+        return [r for r in rows if r.label in quick_labels] if self.quick else rows
+
     def run(self, rows: list[Row]) -> dict[str, list[dict]]:
         """Run every row (in parallel); return each row's fine-tuning results (all seeds)."""
         self.setup()

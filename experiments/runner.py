@@ -4,6 +4,7 @@ history across resumes."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import shlex
 import shutil
@@ -75,27 +76,32 @@ def save_plan(path: Path, plan: dict) -> dict:
 def run_glue(init: Path, tasks: list[str], seeds: int, out: Path, extra: list[str], env: dict):
     """Fine-tune ``init`` on GLUE ``tasks`` (../shared/data/glue) with seeds 1..``seeds`` through
     the ``glue`` command, keeping scores only (no checkpoints, no test predictions); resumes from
-    ``out/results.jsonl`` (without starting the command when every task and seed is there)."""
+    ``out/results.jsonl`` (without starting the command when every task and seed is there).
+    Two processes may ask for the same ``out`` at once: one fine-tunes, the other waits, then
+    finds it done."""
+    out.mkdir(parents=True, exist_ok=True)
     store = out / "results.jsonl"
-    if store.exists():
-        done = {(r["task"], r["seed"]) for r in map(json.loads, store.read_text().splitlines())}
-        if all((t, s) in done for t in tasks for s in range(1, seeds + 1)):
-            return
-    run_cli(
-        "glue",
-        "--init_from",
-        str(init),
-        "--data_dir",
-        str(GLUE),
-        "--tasks",
-        *tasks,
-        "--seeds",
-        str(seeds),
-        "--output_dir",
-        str(out),
-        "--no_predict_test",
-        "--trainer.callbacks.init_args.save_last=false",
-        *extra,
-        env=env,
-        log_file=out / "log.txt",
-    )
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if store.exists():
+            done = {(r["task"], r["seed"]) for r in map(json.loads, store.read_text().splitlines())}
+            if all((t, s) in done for t in tasks for s in range(1, seeds + 1)):
+                return
+        run_cli(
+            "glue",
+            "--init_from",
+            str(init),
+            "--data_dir",
+            str(GLUE),
+            "--tasks",
+            *tasks,
+            "--seeds",
+            str(seeds),
+            "--output_dir",
+            str(out),
+            "--no_predict_test",
+            "--trainer.callbacks.init_args.save_last=false",
+            *extra,
+            env=env,
+            log_file=out / "log.txt",
+        )

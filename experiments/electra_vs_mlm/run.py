@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import json
 import os
 import platform
@@ -299,20 +298,9 @@ class CurveStudy:
 
     def finetune(self, name: str, init: Path) -> list[dict]:
         """Fine-tune on the full SST-2 training set (1 epoch, configs/finetune/sst2.yaml
-        otherwise), ``--seeds`` seeds; dev metrics of each seed. Two processes of the study may
-        run at once (e.g. one adding knob probes): one fine-tunes, the other waits, then reads."""
+        otherwise), ``--seeds`` seeds; dev metrics of each seed (run_glue resumes and locks)."""
         limit = 0 if self.quick else self.args.finetune_examples
         out = self.root / ("sst2" if not limit else f"sst2-first-{limit}") / name
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._finetune(out, init, limit)
-
-    def _finetune(self, out: Path, init: Path, limit: int) -> list[dict]:
-        store = out / "results.jsonl"
-        seeds = 1 if self.quick else self.args.seeds
-        if store.exists() and len(store.read_text().splitlines()) >= seeds:
-            return [json.loads(line) for line in store.read_text().splitlines()]
         extra = ["--data.limit_train_examples=64", "--trainer.limit_val_batches=2"]
         device = ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"]
         tune = [
@@ -321,8 +309,8 @@ class CurveStudy:
             *(extra if self.quick else []),
             *(device if self.cuda else []),
         ]
-        run_glue(init, ["sst2"], seeds, out, tune, self.env)
-        return [json.loads(line) for line in store.read_text().splitlines()]
+        run_glue(init, ["sst2"], 1 if self.quick else self.args.seeds, out, tune, self.env)
+        return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
     def random_init(self) -> Path:
         """A randomly initialised discriminator of the same size, as a model directory."""

@@ -30,7 +30,7 @@ QUICK_ROWS = ["shared", "gdes"]  # the smoke test's share (shared: the generator
 def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("embedding_sharing", args)
-    rows = [r for r in ROWS if r.label in QUICK_ROWS] if args.quick else ROWS
+    rows = study.select(ROWS, QUICK_ROWS)
     results = study.run(rows)
     report = Report(study)
     report.write(

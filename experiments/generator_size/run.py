@@ -30,7 +30,7 @@ QUICK_ROWS = ["1/8", "1/4"]  # the smoke test's share: every stage and the repor
 def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
     study = Study("generator_size", args)
-    rows = [r for r in ROWS if r.label in QUICK_ROWS] if args.quick else ROWS
+    rows = study.select(ROWS, QUICK_ROWS)
     results = study.run(rows)
     report = Report(study)
     averages = {label: report.average(r) for label, r in results.items()}
