@@ -27,7 +27,13 @@ from electra_lightning.masking import MaskingConfig
 
 # ExamplePacker and read_documents are re-exported: the pipeline's names, importable from here
 from electra_lightning.packing import ExamplePacker  # noqa: F401
-from electra_lightning.sources import HUB_PREFIX, read_documents, resolve_sources  # noqa: F401
+from electra_lightning.sources import (  # noqa: F401
+    HUB_PREFIX,
+    import_for_workers,
+    open_hub,
+    read_documents,
+    resolve_sources,
+)
 from electra_lightning.stream import DATA_POSITION_KEY, PretrainingStream, load_tokenizer_info
 
 DATA_STATE_VERSION = 2  # 2: positions name a unit and a block (seekable); 1: a document index
@@ -117,6 +123,16 @@ class ElectraDataModule(L.LightningDataModule):
         self.tokenizer_info = load_tokenizer_info(tokenizer)
         self.train_sources = resolve_sources(train_files, "data.train_files")
         self.val_sources = resolve_sources(val_files, "data.val_files") if val_files else []
+        # each hub: source opened once here, before a logger or worker starts: an unreachable
+        # one is one line, not a worker's traceback
+        for field_name, sources in (
+            ("data.train_files", self.train_sources),
+            ("data.val_files", self.val_sources),
+        ):
+            for source in sources:
+                if source.startswith(HUB_PREFIX):
+                    open_hub(source, field_name)
+        import_for_workers(self.train_sources + self.val_sources)
 
     def setup(self, stage: str) -> None:
         """Leave the run's own output out of its input (see :func:`exclude_outputs`)."""

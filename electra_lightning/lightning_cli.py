@@ -9,7 +9,7 @@ import sys
 import warnings
 from dataclasses import fields
 
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import GracefulStop, TokenThroughput
 from electra_lightning.checkpoint import SafeCheckpointIO
@@ -85,6 +85,45 @@ def use_wandb_offline_without_credentials() -> None:
     os.environ["WANDB_MODE"] = "offline"
 
 
+class OneLineParser(LightningArgumentParser):
+    """Options are spelled out (``--trainer.max_step`` is not taken as ``max_steps``), and a
+    mistake is one ``error:`` line with the nearest known options and a pointer to ``--help``,
+    not the ~90-line usage."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse parsing a nested value: it catches this
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        print(one_line_error(message, parser), file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line_error(message: str, parser) -> str:
+    """``error: <first line of message>`` + the known options nearest to each unknown one."""
+    import difflib
+    import re
+
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "invalid arguments"
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    unknown = re.findall(r"(--[A-Za-z0-9_.+-]+)", " ".join(lines[:3]))
+    unknown += [f"--{key}" for key in re.findall(r"(?:[Kk]ey|option) '([A-Za-z0-9_.]+)'", " ".join(lines))]
+    hints = []
+    for option in dict.fromkeys(unknown):
+        if option in known:
+            continue
+        hints += difflib.get_close_matches(option.split("=")[0], known, n=1, cutoff=0.75)
+    if len(lines) > 1 and not unknown:
+        first += f" ({lines[-1][:200]})"
+    hint = f"; did you mean {' or '.join(dict.fromkeys(hints))}?" if hints else ""
+    prog = parser.prog.replace(" [options]", "")
+    return f"error: {first}{hint} (all options: {prog} --help)"
+
+
 class _ElectraLightningCLI(LightningCLI):
     """Adds to every trainer what users should not have to configure, instantiated here rather
     than parsed (so jsonargparse never tries to serialise them into the saved config): atomic,
@@ -151,6 +190,7 @@ def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None 
         GlueDataModule,
         args=args,
         run=run,
+        parser_class=OneLineParser,
         save_config_callback=ConfigToLogger,
         parser_kwargs={"prog": prog} if prog else None,
     )
@@ -166,6 +206,7 @@ def run_lightning_cli(args: list[str] | None, prog: str | None = None) -> None:
         ElectraPretraining,
         ElectraDataModule,
         args=args,
+        parser_class=OneLineParser,
         save_config_callback=ConfigToLogger,
         trainer_defaults={"max_steps": 1000},
         parser_kwargs={"prog": prog} if prog else None,

@@ -419,19 +419,63 @@ def _parquet_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Itera
 
 
 _warned_hub: set[str] = set()
+HUB_READ_BATCH = 256  # records fetched from a hub: stream at a time
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
+    """``hub:name[:config][@split]`` → (name, config or None, split; default ``train``). The name
+    may be a local dataset directory laid out as on the Hub (tests and offline mirrors)."""
+    name = spec[len(HUB_PREFIX) :]
+    name, _, split = name.partition("@")
+    name, _, config = name.partition(":")
+    return name, config or None, split or "train"
+
+
+def open_hub(spec: str, field_name: str = "data.train_files"):
+    """The ``datasets`` stream of a ``hub:`` source, or a one-line ``ValueError`` naming the
+    dataset and the fix when it cannot be opened (offline, a typo, a private dataset)."""
+    from datasets import load_dataset
+
+    name, config, split = parse_hub_spec(spec)
+    try:
+        return load_dataset(name, config, split=split, streaming=True)
+    except Exception as err:  # offline, unknown name/config/split: say which and what to do
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"{field_name}: cannot open the Hugging Face dataset '{name}'"
+            f"{f' (config {config})' if config else ''}, split '{split}' "
+            f"({type(err).__name__}{': ' + reason[:200] if reason else ''}); without network, "
+            f"download it once and point {field_name} at local .txt/.jsonl/.parquet files"
+        ) from None
+
+
+def import_for_workers(sources: list[str]) -> None:
+    """Import, in the process that starts the DataLoader workers, every library the workers will
+    use to read ``sources``, so that a forked worker imports nothing itself.
+
+    Why: a worker is a ``fork`` of the training process and inherits the import hooks installed
+    there after the logger started. W&B's hook fires on a first import of ``datasets`` and talks
+    to W&B's service, which is invalid in a forked process (``ForkedError``, the run dies at its
+    first batch). Importing here, before any worker forks, keeps ``fork`` (instant worker
+    start-up, no pickling of the stream) and makes it safe; ``tests/test_shipped.py`` checks that
+    a worker imports no module at all for every source kind.
+    """
+    import tokenizers  # noqa: F401  (stream.tokenized_documents)
+
+    if any(s.startswith(HUB_PREFIX) for s in sources):
+        import datasets  # noqa: F401
+    if any(s.endswith(PARQUET_SUFFIXES) for s in sources) or any(
+        s.startswith(HUB_PREFIX) for s in sources
+    ):
+        import pyarrow.parquet  # noqa: F401
 
 
 def _hub_items(unit: Unit, text_field: str, on_bad_record: str) -> Iterator[Item]:
     """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network), sharded on the
     dataset's own file shards; a dataset with fewer file shards than readers falls back to every
     reader streaming it all and keeping every n-th record (with a warning)."""
-    from datasets import load_dataset
-
     spec = unit.source
-    name = spec[len(HUB_PREFIX) :]
-    name, _, split = name.partition("@")
-    name, _, config = name.partition(":")
-    stream = load_dataset(name, config or None, split=split or "train", streaming=True)
+    stream = open_hub(spec)
     every = 1
     if unit.hub_count > 1:
         if getattr(stream, "num_shards", 1) >= unit.hub_count:
@@ -446,9 +490,15 @@ def _hub_items(unit: Unit, text_field: str, on_bad_record: str) -> Iterator[Item
                     f"{unit.hub_count}th record",
                     file=sys.stderr,
                 )
-    for index, record in enumerate(stream):
-        if every > 1 and index % every != unit.hub_index:
-            continue
-        text = record.get(text_field) if isinstance(record, dict) else None
-        sentences = _split_record(text, f"{spec}:record {index}", text_field, on_bad_record)
-        yield from _chunks(index, sentences)
+    # stream.iter(), not `for record in stream`: inside a DataLoader worker, iterating the stream
+    # makes `datasets` split it among the workers a second time, on top of the sharding above,
+    # and a worker would silently read a fraction of its shard, or nothing
+    index = -1
+    for batch in stream.iter(batch_size=HUB_READ_BATCH):
+        rows = len(next(iter(batch.values()), []))
+        for text in batch.get(text_field, [None] * rows):
+            index += 1
+            if every > 1 and index % every != unit.hub_index:
+                continue
+            sentences = _split_record(text, f"{spec}:record {index}", text_field, on_bad_record)
+            yield from _chunks(index, sentences)

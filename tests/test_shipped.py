@@ -1,0 +1,330 @@
+"""Every shipped config runs as shipped: its logger (W&B offline), its DataLoader workers, its
+precision, its data source kind (``hub:`` through ``datasets.load_dataset(streaming=True)``),
+validation, a checkpoint and a resume.
+
+What each test changes, because 2 CPU cores cannot run it as shipped, and nothing else:
+- steps: ``trainer.max_steps`` (then +2 on resume) and ``trainer.val_check_interval``;
+- size: ``data.batch_size`` and the model's depth/width through ``model.size.*``
+  (``max_position_embeddings`` and the sequence length stay as shipped);
+- paths: ``data.tokenizer``, local files where the config names local files, and each ``hub:NAME``
+  source pointed at a local directory laid out as the Hub repository ``NAME`` is (a README with
+  its ``configs:`` and parquet shards), read through the same ``load_dataset`` call; the runs
+  write under a temporary working directory (the configs' relative ``runs/``).
+- devices: ``trainer.devices=2`` for the multi-device trainer configs (CPU has one "device").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from .conftest import HANG_GUARD, REPO
+from .test_cli import run_cli
+
+CONFIGS = REPO / "configs"
+pytestmark = pytest.mark.slow
+
+# The Hub datasets the shipped configs name, mirrored locally with the Hub's layout.
+HUB_LAYOUT = {
+    "Skylion007/openwebtext": ("plain_text", "train", 4),  # (config, split, file shards)
+    "Salesforce/wikitext": ("wikitext-103-raw-v1", "validation", 1),
+}
+
+
+def write_hub_mirror(root: Path, name: str, texts: list[str]) -> Path:
+    """A local directory that ``datasets.load_dataset(DIR, CONFIG, split=..., streaming=True)``
+    reads as it reads the Hub repository ``name``: parquet shards and a README's ``configs:``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    config, split, shards = HUB_LAYOUT[name]
+    directory = root / name
+    (directory / config).mkdir(parents=True, exist_ok=True)
+    for shard in range(shards):
+        pq.write_table(
+            pa.table({"text": texts[shard::shards]}),
+            directory / config / f"{split}-{shard:05d}-of-{shards:05d}.parquet",
+        )
+    default = "\n  default: true" if config == "plain_text" else ""
+    (directory / "README.md").write_text(
+        f"---\nconfigs:\n- config_name: {config}{default}\n  data_files:\n"
+        f"  - split: {split}\n    path: {config}/{split}-*\n---\n"
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def hub_root(tmp_path_factory, corpus_dir) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    documents = (corpus_dir / "train.txt").read_text().split("\n\n")
+    write_hub_mirror(root, "Skylion007/openwebtext", [d for d in documents if d.strip()])
+    lines = (corpus_dir / "val.txt").read_text().splitlines()
+    write_hub_mirror(root, "Salesforce/wikitext", lines)
+    return root
+
+
+def local_sources(config: Path, hub_root: Path, corpus_dir: Path) -> list[str]:
+    """``data.*_files`` of ``config`` with each ``hub:NAME`` pointed at its local mirror and each
+    local path at the test corpus (same kind of source as shipped)."""
+    data = yaml.safe_load(config.read_text())["data"]
+    args = []
+    for field, corpus_file in (("train_files", "train.txt"), ("val_files", "val.txt")):
+        value = data.get(field)
+        if isinstance(value, str) and value.startswith("hub:"):
+            args.append(f"--data.{field}=hub:{hub_root}/{value.removeprefix('hub:')}")
+        elif value:
+            args.append(f"--data.{field}={corpus_dir / corpus_file}")
+    return args
+
+
+def scaled_size(config: Path) -> list[str]:
+    """The model 2 layers deep and 1/4 as wide (min 32), keeping whether the embeddings are
+    narrower than the hidden layers (Small's embeddings_project)."""
+    size = yaml.safe_load(config.read_text())["model"]["size"]
+    hidden = max(32, size["hidden_size"] // 4)
+    embedding = hidden if size["embedding_size"] == size["hidden_size"] else hidden // 2
+    return [
+        "--model.size.num_layers=2",
+        f"--model.size.hidden_size={hidden}",
+        f"--model.size.num_heads={max(1, size['num_heads'] // 4)}",
+        f"--model.size.intermediate_size={hidden * 4}",
+        f"--model.size.embedding_size={embedding}",
+    ]
+
+
+def checkpoint_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def fit_and_resume(cwd: Path, base: list[str], steps: int = 4) -> dict:
+    """fit ``steps`` steps (validation every 2), then ``--ckpt_path last`` for 2 more; both must
+    exit 0 without a traceback. Returns the two processes."""
+    first = run_cli(
+        "fit", *base, f"--trainer.max_steps={steps}", "--trainer.val_check_interval=2", cwd=cwd
+    )
+    second = run_cli(
+        "fit",
+        *base,
+        f"--trainer.max_steps={steps + 2}",
+        "--trainer.val_check_interval=2",
+        "--ckpt_path=last",
+        cwd=cwd,
+    )
+    for proc in (first, second):
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return {"first": first, "second": second}
+
+
+def only_wandb_run(cwd: Path, name: str | None = None) -> list[Path]:
+    runs = sorted((cwd / "runs" / "wandb").glob("offline-run-*"))
+    assert runs, f"no offline W&B run under {cwd / 'runs/wandb'}"
+    return runs
+
+
+@pytest.mark.parametrize("name", ["electra-small", "electra-base", "electra-large"])
+def test_size_config_runs_as_shipped(name, tmp_path, hub_root, corpus_dir, tokenizer_dir):
+    """W&B (offline) + ``hub:`` train and validation sets + the shipped workers + bf16-mixed,
+    validation, checkpoints, resume."""
+    from electra_lightning.compare import read_wandb_run
+
+    config = CONFIGS / f"{name}.yaml"
+    shipped = yaml.safe_load(config.read_text())
+    assert shipped["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+    assert shipped["trainer"]["precision"] == "bf16-mixed" and shipped["data"]["num_workers"] == 4
+    base = [
+        "--config",
+        str(config),
+        *local_sources(config, hub_root, corpus_dir),
+        f"--data.tokenizer={tokenizer_dir}",
+        "--data.batch_size=2",
+        *scaled_size(config),
+    ]
+    fit_and_resume(tmp_path, base)
+    checkpoints = tmp_path / "runs" / name / "checkpoints"
+    assert checkpoint_step(checkpoints / "last.ckpt") == 6
+    assert sorted(p.name for p in checkpoints.glob("best-*.ckpt"))  # monitored val/loss
+    runs = only_wandb_run(tmp_path)
+    assert len(runs) == 2  # the resume is its own W&B run (same project, name and group)
+    for run_dir in runs:
+        run = read_wandb_run(str(run_dir))
+        assert run.config["trainer.precision"] == "bf16-mixed"
+        assert run.config["data.num_workers"] == 4
+        assert "val/loss" in run.history and "train/loss" in run.history, sorted(run.history)
+        assert all(v == v for _, v in run.history["val/loss"])  # finite, not NaN
+
+
+def test_tiny_with_wandb_hub_and_workers(tmp_path, hub_root, corpus_dir, tokenizer_dir):
+    """The case a user met first: W&B + a ``hub:`` validation set + DataLoader workers. Before the
+    fix, the first validation batch died in a worker with W&B's ``ForkedError``."""
+    base = [
+        "--config",
+        str(CONFIGS / "tiny.yaml"),
+        "--config",
+        str(CONFIGS / "logger" / "wandb.yaml"),
+        f"--data.train_files={corpus_dir / 'train.txt'}",
+        f"--data.val_files=hub:{hub_root}/Salesforce/wikitext:wikitext-103-raw-v1@validation",
+        f"--data.tokenizer={tokenizer_dir}",
+        "--data.num_workers=2",
+    ]
+    fit_and_resume(tmp_path, base)
+    assert checkpoint_step(tmp_path / "runs/tiny/checkpoints/last.ckpt") == 6
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", None])
+def test_tiny_with_each_logger(logger, tmp_path, corpus_dir, tokenizer_dir):
+    """configs/tiny.yaml as shipped (CSV, 1 worker, 32-true, local files), and with each
+    configs/logger/*.yaml."""
+    base = [
+        "--config",
+        str(CONFIGS / "tiny.yaml"),
+        *(["--config", str(CONFIGS / "logger" / f"{logger}.yaml")] if logger else []),
+        f"--data.train_files={corpus_dir / 'train.txt'}",
+        f"--data.val_files={corpus_dir / 'val.txt'}",
+        f"--data.tokenizer={tokenizer_dir}",
+    ]
+    fit_and_resume(tmp_path, base)
+    assert checkpoint_step(tmp_path / "runs/tiny/checkpoints/last.ckpt") == 6
+    if logger in (None, "csv"):
+        name = "tiny" if logger is None else "electra"
+        assert (tmp_path / "runs" / name / "version_0" / "metrics.csv").is_file()
+        assert (tmp_path / "runs" / name / "version_1" / "metrics.csv").is_file()
+    elif logger == "tensorboard":
+        assert list((tmp_path / "runs/tensorboard").rglob("events.out.tfevents.*"))
+    else:
+        assert len(only_wandb_run(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("trainer", ["single", "ddp", "fsdp2"])
+def test_small_with_each_trainer(trainer, tmp_path, hub_root, corpus_dir, tokenizer_dir):
+    """configs/electra-small.yaml + configs/trainer/X.yaml, as the README composes them."""
+    config = CONFIGS / "electra-small.yaml"
+    base = [
+        "--config",
+        str(config),
+        "--config",
+        str(CONFIGS / "trainer" / f"{trainer}.yaml"),
+        *local_sources(config, hub_root, corpus_dir),
+        f"--data.tokenizer={tokenizer_dir}",
+        "--data.batch_size=2",
+        *scaled_size(config),
+        *(["--trainer.devices=2"] if trainer != "single" else []),
+    ]
+    fit_and_resume(tmp_path, base)
+    last = tmp_path / "runs/electra-small/checkpoints/last.ckpt"
+    if last.is_dir():  # FSDP2: a sharded checkpoint directory
+        assert (last / ".metadata").is_file()
+    else:
+        assert checkpoint_step(last) == 6
+
+
+def test_fsdp1_config_refuses_cpu_in_one_line(tmp_path, corpus_dir, tokenizer_dir):
+    """configs/trainer/fsdp.yaml is for GPUs (Lightning refuses FSDP on CPU): one line, exit 2."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "tiny.yaml"),
+        "--config",
+        str(CONFIGS / "trainer" / "fsdp.yaml"),
+        f"--data.train_files={corpus_dir / 'train.txt'}",
+        f"--data.tokenizer={tokenizer_dir}",
+        "--trainer.max_steps=1",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "GPU" in errors[0], proc.stderr[-2000:]
+
+
+WORKER_IMPORTS = textwrap.dedent(
+    """
+    import json, sys
+    from torch.utils.data import DataLoader, IterableDataset
+    from electra_lightning.data import ElectraDataModule
+
+    class NewModules(IterableDataset):
+        # yields, from inside the worker, the modules the worker imported while reading
+        def __init__(self, inner):
+            self.inner = inner
+        def __iter__(self):
+            before = set(sys.modules)
+            for i, _ in enumerate(self.inner):
+                if i == 2:
+                    break
+            yield sorted(set(sys.modules) - before)
+
+    dm = ElectraDataModule(train_files=sys.argv[1:-1], tokenizer=sys.argv[-1], batch_size=2,
+                           num_workers=1)
+    dm.setup("fit")
+    loader = DataLoader(NewModules(dm.train_dataloader().dataset), batch_size=None,
+                        num_workers=1)
+    print(json.dumps(next(iter(loader))))
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "parquet", "hub"])
+def test_a_worker_imports_nothing(kind, tmp_path, hub_root, corpus_dir, tokenizer_dir):
+    """The class of the W&B ``ForkedError``: a forked DataLoader worker that imports a library for
+    the first time runs the parent's import hooks. For every source kind, the training process
+    imports what its workers need before they start, so a worker imports no module at all."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = (corpus_dir / "train.txt").read_text().splitlines()
+    source = {
+        "txt": str(corpus_dir / "train.txt"),
+        "hub": f"hub:{hub_root}/Skylion007/openwebtext",
+    }.get(kind)
+    if kind == "jsonl":
+        source = str(tmp_path / "c.jsonl")
+        Path(source).write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
+    elif kind == "parquet":
+        source = str(tmp_path / "c.parquet")
+        pq.write_table(pa.table({"text": lines}), source)
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER_IMPORTS, source, str(tokenizer_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=HANG_GUARD,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert new == [], f"a worker imported {new[:10]} ({len(new)} modules)"
+
+
+def test_hub_source_with_workers_reads_every_record_once(hub_root, tokenizer_dir):
+    """Sharded on the Hub dataset's file shards across DataLoader workers, a ``hub:`` source is read
+    whole and once: ``datasets`` must not split each worker's shard among the workers again."""
+    from electra_lightning.data import ElectraDataModule
+
+    def content_tokens(workers: int) -> int:
+        dm = ElectraDataModule(
+            train_files=f"hub:{hub_root}/Skylion007/openwebtext",
+            val_files=f"hub:{hub_root}/Skylion007/openwebtext",
+            tokenizer=str(tokenizer_dir),
+            batch_size=4,
+            num_workers=workers,
+        )
+        special = torch.tensor(dm.tokenizer_info.special_ids)
+        return sum(
+            int((~torch.isin(batch["input_ids"], special)).sum())
+            for batch in dm.val_dataloader()
+        )
+
+    assert content_tokens(2) == content_tokens(0) > 0
