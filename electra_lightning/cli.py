@@ -11,7 +11,7 @@ import os
 import sys
 
 from electra_lightning.config_files import config_files
-from electra_lightning.errors import TrainingStopped
+from electra_lightning.errors import NothingToDo, TrainingStopped
 
 COMMANDS = """commands:
   fit | validate | test              train or evaluate (--config configs/X.yaml; --help for options)
@@ -32,6 +32,23 @@ def program_name() -> str:
     if name in ("", "__main__.py", "-c") or name.endswith(".py"):
         return "python -m electra_lightning"
     return name
+
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+OUR_COMMANDS = ("tokenizer", "export", "predict", "compare", "glue", "summary")
+
+
+def unknown_command(command: str) -> str:
+    """One line for a command that does not exist: the nearest one and every command."""
+    import difflib
+
+    known = [*LIGHTNING_COMMANDS, *OUR_COMMANDS]
+    near = difflib.get_close_matches(command, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return (
+        f"unknown command '{command}'{hint} Commands: {', '.join(known)} "
+        f"(see {program_name()} --help)"
+    )
 
 
 def usage() -> str:
@@ -91,8 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    if not argv[0].startswith("-") and argv[0] not in (*LIGHTNING_COMMANDS, *OUR_COMMANDS):
+        print(f"error: {unknown_command(argv[0])}", file=sys.stderr)
+        return 2
     try:
         run(argv[0], argv[1:], argv, from_shell)
+    except NothingToDo as done:
+        if _is_rank_zero():
+            print(str(done), file=sys.stderr)
+        return 0
     except TrainingStopped as stop:
         # a cluster's SIGTERM/SIGUSR1 or Ctrl-C: a normal event, the state is saved
         if _is_rank_zero():

@@ -17,8 +17,26 @@ def config_files(args: list[str]) -> list[tuple[str, dict]]:
             path = arg.split("=", 1)[1]
         if path and os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
-                config = yaml.safe_load(f)
-            found.append((path, config if isinstance(config, dict) else {}))
+                try:
+                    config = yaml.safe_load(f)
+                except yaml.YAMLError as err:
+                    mark = getattr(err, "problem_mark", None)
+                    where = f"{path}:{mark.line + 1}" if mark else path
+                    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                    raise ValueError(f"{where}: not valid YAML ({problem}); fix the file") from None
+            if config is not None and not isinstance(config, dict):
+                raise ValueError(
+                    f"{path}: a config is a mapping of sections (trainer:, model:, data:), not "
+                    f"a {type(config).__name__}"
+                )
+            for section in ("model", "data", "trainer"):
+                value = (config or {}).get(section)
+                if value is not None and not isinstance(value, dict):
+                    raise ValueError(
+                        f"{path}: '{section}:' must hold settings (a mapping), not "
+                        f"{value!r}; see configs/tiny.yaml"
+                    )
+            found.append((path, config or {}))
     return found
 
 

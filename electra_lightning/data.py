@@ -234,6 +234,10 @@ class ElectraDataModule(L.LightningDataModule):
     def _stream(self, sources: list[str], endless: bool) -> PretrainingStream:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if not endless and trainer is not None and _shards_the_model(trainer):
+            # every forward of a sharded model is a collective, so every rank must run the same
+            # number of validation batches: each reads the whole (finite) validation stream
+            rank, world = 0, 1
         hp = self.hparams
         return PretrainingStream(
             sources,
@@ -279,6 +283,12 @@ class ElectraDataModule(L.LightningDataModule):
         if not self.val_sources:
             return []
         return self._loader(self._stream(self.val_sources, endless=False))
+
+
+def _shards_the_model(trainer: L.Trainer) -> bool:
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(trainer.strategy, (FSDPStrategy, ModelParallelStrategy))
 
 
 def output_directories(trainer: L.Trainer) -> list[str]:

@@ -23,3 +23,8 @@ class TrainingStopped(Exception):
             f"stopped by {STOP_SIGNALS.get(signum, signum)} at step {step}; saved {path}. "
             "Resume with the same command plus --ckpt_path last"
         )
+
+
+class NothingToDo(Exception):
+    """A command that has nothing left to do (a resume already at ``trainer.max_steps``): the CLI
+    prints the message and exits 0, writing nothing."""

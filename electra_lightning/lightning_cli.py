@@ -11,12 +11,13 @@ from dataclasses import fields
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from electra_lightning.callbacks import GracefulStop, TokenThroughput
+from electra_lightning.callbacks import GracefulStop, TokenThroughput, last_checkpoint_path
 from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.compare import flatten
 from electra_lightning.config_files import moved_keys
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
+from electra_lightning.errors import NothingToDo
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
 from electra_lightning.model import ModelSize
@@ -111,7 +112,9 @@ def one_line_error(message: str, parser) -> str:
     first = lines[0] if lines else "invalid arguments"
     known = [o for o in parser._option_string_actions if o.startswith("--")]
     unknown = re.findall(r"(--[A-Za-z0-9_.+-]+)", " ".join(lines[:3]))
-    unknown += [f"--{key}" for key in re.findall(r"(?:[Kk]ey|option) '([A-Za-z0-9_.]+)'", " ".join(lines))]
+    unknown += [
+        f"--{key}" for key in re.findall(r"(?:[Kk]ey|option) '([A-Za-z0-9_.]+)'", " ".join(lines))
+    ]
     hints = []
     for option in dict.fromkeys(unknown):
         if option in known:
@@ -122,6 +125,64 @@ def one_line_error(message: str, parser) -> str:
     hint = f"; did you mean {' or '.join(dict.fromkeys(hints))}?" if hints else ""
     prog = parser.prog.replace(" [options]", "")
     return f"error: {first}{hint} (all options: {prog} --help)"
+
+
+def check_fresh_or_resume(trainer, ckpt_path: str | None) -> None:
+    """No run is lost by accident, and a resume with nothing to do says so.
+
+    A fresh ``fit`` (no ``--ckpt_path``) into a checkpoint directory that already holds another
+    run's checkpoints is refused: it would replace that run's ``last.ckpt`` and mix its
+    ``best-*.ckpt`` with the new run's. A resume already at ``trainer.max_steps`` stops before any
+    logger or directory is created.
+    """
+    if ckpt_path is None:
+        for callback in trainer.checkpoint_callbacks:
+            directory = getattr(callback, "dirpath", None)
+            if not directory or not os.path.isdir(directory):
+                continue
+            found = sorted(n for n in os.listdir(directory) if n.endswith(".ckpt"))
+            if found:
+                directory = _shown(directory)
+                shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if found[3:] else "")
+                raise ValueError(
+                    f"{directory} already holds another run's checkpoints ({shown}); resume it "
+                    f"with --ckpt_path last, or start fresh after moving or deleting {directory}"
+                )
+        return
+    # a resume writes into its own checkpoint directory: Lightning's "exists and is not empty"
+    # warning is expected there
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    path = last_checkpoint_path(trainer) if ckpt_path == "last" else ckpt_path
+    step = checkpoint_step(path)
+    max_steps = trainer.max_steps
+    if step is not None and max_steps is not None and 0 <= max_steps <= step:
+        raise NothingToDo(
+            f"nothing to do: {_shown(path)} is already at step {step} = trainer.max_steps; raise "
+            "--trainer.max_steps to train further"
+        )
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it is inside it (as the user wrote it)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def checkpoint_step(path: str) -> int | None:
+    """The optimizer step a checkpoint file (or FSDP2 directory) holds, or None if it cannot be
+    read cheaply (memory-mapped; the real load and its checks come later)."""
+    import torch
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "meta.pt")
+    if not os.path.isfile(path):
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: the real load says why, in one line
+        return None
+    step = checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+    return step if isinstance(step, int) else None
 
 
 class _ElectraLightningCLI(LightningCLI):
@@ -159,6 +220,10 @@ class ElectraCLI(_ElectraLightningCLI):
             }
         )
         parser.add_lightning_class_args(TokenThroughput, "throughput")
+
+    def before_fit(self) -> None:
+        # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
+        check_fresh_or_resume(self.trainer, self.config[self.subcommand].get("ckpt_path"))
 
     def _parse_ckpt_path(self):
         """Keep the config's model settings on ``--ckpt_path`` (LightningCLI would silently replace

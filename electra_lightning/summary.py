@@ -1,7 +1,7 @@
 """``python -m electra_lightning summary``: what a pretraining run trained, where its files are,
 how to read a small model's predictions, and the next commands — in plain words.
 
-    python -m electra_lightning summary --log_dir runs/tiny/version_0 \\
+    python -m electra_lightning summary runs/tiny/version_0 \\
         --checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
 
 Everything printed is read from the run (its metrics, its checkpoint); the reference figures are
@@ -145,4 +145,7 @@ def summarize(
 
 
 def main(argv: list[str], prog: str | None = None) -> None:
+    # `summary RUN_DIR` (as the command list says) or `summary --log_dir RUN_DIR`
+    if argv and not argv[0].startswith("-"):
+        argv = ["--log_dir", argv[0], *argv[1:]]
     CLI(summarize, args=argv, as_positional=False, prog=prog)

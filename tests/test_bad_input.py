@@ -147,7 +147,7 @@ def corpus(name: str, content):
 def resume(key: str):
     return lambda ctx: [
         "fit",
-        *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
+        *tiny_args(ctx.corpus, ctx.tokenizer, steps=4),  # past the checkpoint's step 2
         f"--ckpt_path={ctx.files.get(key, ctx.root / key)}",
     ]
 
@@ -333,7 +333,8 @@ def test_bad_input(case, made, tmp_path, corpus_dir, tokenizer_dir, capsys):
     root, files = made
     make_argv, message = CASES[case]
     original = files["ckpt"].read_bytes()
-    sentinel = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    # another run's file beside the checkpoints (a .ckpt there would be refused up front)
+    sentinel = tmp_path / "runs/tiny/checkpoints/previous-run.txt"
     sentinel.parent.mkdir(parents=True)
     sentinel.write_bytes(b"previous")
     argv = make_argv(Ctx(root, files, tmp_path, corpus_dir, tokenizer_dir))
@@ -441,10 +442,12 @@ def test_repeated_finetune_overwrites_last_ckpt(made, tmp_path, capsys):
 def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     made, tmp_path, corpus_dir, tokenizer_dir, capsys, monkeypatch
 ):
-    """torch's zip writer reports a full disk as a RuntimeError, not an OSError."""
+    """torch's zip writer reports a full disk as a RuntimeError, not an OSError. The disk fills
+    while a resumed run saves: the checkpoint it resumed from stays as it was."""
     ckpt_dir = tmp_path / "runs/tiny/checkpoints"
-    ckpt_dir.mkdir(parents=True)
-    (ckpt_dir / "last.ckpt").write_bytes(b"previous")
+    args = ["fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2)]
+    assert run_main(args, tmp_path, capsys)[0] == 0
+    previous = (ckpt_dir / "last.ckpt").read_bytes()
     real_save = torch.save
 
     def full_disk(obj, f, *args, **kwargs):
@@ -457,11 +460,12 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk)
-    code, err = run_main(["fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2)], tmp_path, capsys)
+    resume = [*args, "--trainer.max_steps=4", "--ckpt_path=last"]
+    code, err = run_main(resume, tmp_path, capsys)
     assert code == 2, err[-2000:]
     assert "cannot write checkpoint" in err and "file write failed" in err, err[-2000:]
     assert "earlier checkpoints are untouched" in err and "Traceback" not in err
-    assert (ckpt_dir / "last.ckpt").read_bytes() == b"previous"
+    assert (ckpt_dir / "last.ckpt").read_bytes() == previous
     assert not [p.name for p in ckpt_dir.iterdir() if ".tmp-" in p.name]
 
 

@@ -110,7 +110,8 @@ def test_every_run_keeps_its_own_config(tmp_path, corpus_dir, tokenizer_dir, cap
 
     args = ["fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2)]
     assert run_main(args, tmp_path, capsys)[0] == 0
-    assert run_main([*args, "--trainer.max_steps=3"], tmp_path, capsys)[0] == 0
+    resume = [*args, "--trainer.max_steps=3", "--ckpt_path=last"]
+    assert run_main(resume, tmp_path, capsys)[0] == 0
     v0 = (tmp_path / "runs/tiny/version_0/config.yaml").read_text()
     v1 = (tmp_path / "runs/tiny/version_1/config.yaml").read_text()
     assert "max_steps: 2" in v0 and "max_steps: 3" in v1

@@ -3,7 +3,8 @@ precision, its data source kind (``hub:`` through ``datasets.load_dataset(stream
 validation, a checkpoint and a resume.
 
 What each test changes, because 2 CPU cores cannot run it as shipped, and nothing else:
-- steps: ``trainer.max_steps`` (then +2 on resume) and ``trainer.val_check_interval``;
+- steps: ``trainer.max_steps`` (then +2 on resume), ``trainer.val_check_interval`` and
+  ``trainer.log_every_n_steps`` (every 2 steps);
 - size: ``data.batch_size`` and the model's depth/width through ``model.size.*``
   (``max_position_embeddings`` and the sequence length stay as shipped);
 - paths: ``data.tokenizer``, local files where the config names local files, and each ``hub:NAME``
@@ -106,16 +107,10 @@ def checkpoint_step(path: Path) -> int:
 def fit_and_resume(cwd: Path, base: list[str], steps: int = 4) -> dict:
     """fit ``steps`` steps (validation every 2), then ``--ckpt_path last`` for 2 more; both must
     exit 0 without a traceback. Returns the two processes."""
-    first = run_cli(
-        "fit", *base, f"--trainer.max_steps={steps}", "--trainer.val_check_interval=2", cwd=cwd
-    )
+    every = ["--trainer.val_check_interval=2", "--trainer.log_every_n_steps=2"]
+    first = run_cli("fit", *base, f"--trainer.max_steps={steps}", *every, cwd=cwd)
     second = run_cli(
-        "fit",
-        *base,
-        f"--trainer.max_steps={steps + 2}",
-        "--trainer.val_check_interval=2",
-        "--ckpt_path=last",
-        cwd=cwd,
+        "fit", *base, f"--trainer.max_steps={steps + 2}", *every, "--ckpt_path=last", cwd=cwd
     )
     for proc in (first, second):
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -323,8 +318,7 @@ def test_hub_source_with_workers_reads_every_record_once(hub_root, tokenizer_dir
         )
         special = torch.tensor(dm.tokenizer_info.special_ids)
         return sum(
-            int((~torch.isin(batch["input_ids"], special)).sum())
-            for batch in dm.val_dataloader()
+            int((~torch.isin(batch["input_ids"], special)).sum()) for batch in dm.val_dataloader()
         )
 
     assert content_tokens(2) == content_tokens(0) > 0
