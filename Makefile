@@ -9,10 +9,15 @@ DEMO := data/demo
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-venv: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch)
+venv: $(VENV)/.installed  ## create .venv with the pinned dependencies (TORCH_INDEX=URL: torch from that index)
+
+# PyPI's torch on Linux x86_64 is the CUDA build (several GB of CUDA libraries). A CPU-only
+# machine can take the CPU build first: make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(VENV)/bin/pip install -q torch==2.13.0 --index-url $(TORCH_INDEX))
 	$(VENV)/bin/pip install -q -r requirements.txt pytest ruff py-rattler
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
@@ -29,7 +34,7 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 		--text "the function returns a list of the arguments , raising an error if the file is missing ."
 	$(PY) -m electra_lightning predict detect --model runs/tiny/export/discriminator \
 		--text "the function returns a banana of the arguments , raising an error if the elephant is missing ."
-	$(PY) -m electra_lightning summary --log_dir runs/tiny/version_0 \
+	$(PY) -m electra_lightning summary runs/tiny/version_0 \
 		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
 
 test: venv  ## the fast loop: unit and in-process tests (~2.5 min on 2 cores)

@@ -48,3 +48,33 @@ def test_pip_section_resolves():
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_make_venv_takes_torch_from_torch_index_when_given():
+    """`make venv TORCH_INDEX=URL` installs torch from that index before requirements.txt (the
+    README's CPU-only and other-CUDA installs); without it, nothing but requirements.txt."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make absent")
+    root = Path(__file__).resolve().parents[1]
+
+    def dry_run(*args):
+        return subprocess.run(
+            ["make", "-n", "-B", "venv", "VENV=/nonexistent-venv", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    given = dry_run("TORCH_INDEX=https://example.invalid/whl/cpu").splitlines()
+    torch_line = next(i for i, line in enumerate(given) if "--index-url" in line)
+    assert "torch==2.13.0 --index-url https://example.invalid/whl/cpu" in given[torch_line]
+    requirements = next(i for i, line in enumerate(given) if "-r requirements.txt" in line)
+    assert torch_line < requirements
+    assert "--index-url" not in dry_run()
+    readme = " ".join((root / "README.md").read_text().split())
+    assert "TORCH_INDEX=https://download.pytorch.org/whl/cpu" in readme
+    assert "CUDA build" in readme
