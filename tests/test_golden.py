@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-import torch
-
 from .golden import ASSET, KEYS, golden_losses
 
 # Same machine: bit-identical. Another CPU (other SIMD kernels) moves fp32 sums by ~1e-6
