@@ -312,7 +312,7 @@ def test_readme_progress_bar_line_has_the_printed_shape(workspace, demo):
     shown = re.search(r"```\n(step: .*?)\n```", text).group(1)
     proc = workspace.run(
         f"{shlex.quote(sys.executable)} -m electra_lightning fit --config configs/tiny.yaml "
-        "--trainer.max_steps=24 --ckpt_path=last"
+        "--trainer.max_steps=32 --ckpt_path=last"  # past a logging step (tok/s)
     )
     output = proc.stdout + proc.stderr
     printed = [p for p in re.split(r"[\r\n]", output) if p.startswith("step:")]
@@ -353,12 +353,10 @@ def test_every_readme_and_next_command_runs(workspace, demo):
             continue
         proc = ws.run(runs[0])
         assert "Traceback" not in proc.stderr, (command, proc.stderr[-3000:])
-        if shown:
-            printed = [p for p in proc.stdout.splitlines() if p.strip()]
-            assert [skeleton(s) for s in shown] == [skeleton(p) for p in printed], (
-                command,
-                shown,
-                printed,
-            )
+        if shown:  # the README shows what it prints, or a contiguous excerpt (glue's table)
+            want = [skeleton(s) for s in shown]
+            got = [skeleton(p) for p in proc.stdout.splitlines() if p.strip()]
+            starts = range(len(got) - len(want) + 1)
+            assert any(got[i : i + len(want)] == want for i in starts), (command, shown, got)
             checked_outputs += 1
     assert checked_outputs >= 4  # glue table, classify, fill-mask, detect
