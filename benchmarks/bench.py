@@ -94,7 +94,9 @@ def our_step(pair, opt, batch):
 def make_batches(tok_info, corpus: Path, batch: int, seq: int, device):
     """A packed batch (ours) and a padded one-line-per-example batch (naive), same shape."""
     sources = resolve_sources(str(corpus), "corpus")
-    stream = PretrainingStream(sources, tok_info, seq, batch, MaskingConfig(), endless=False)
+    stream = PretrainingStream.build(
+        sources, tok_info, max_seq_length=seq, batch_size=batch, shuffle=False, endless=False
+    )
     packed = next(iter(stream))
     from tokenizers import Tokenizer
 
@@ -202,7 +204,7 @@ def bench_step(size, args, tok_info, corpus, device, dtype):
 
 def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
     sources = resolve_sources(str(corpus), "corpus")
-    stream = PretrainingStream(sources, tok_info, 128, 128, MaskingConfig(), endless=True)
+    stream = PretrainingStream.build(sources, tok_info, max_seq_length=128, batch_size=128)
     tokens = 0
     it = iter(stream)
     next(it)  # tokenizer load, first chunk
@@ -219,8 +221,9 @@ import sys, time
 from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources
 from electra_lightning.masking import MaskingConfig
 tok = load_tokenizer_info(sys.argv[2])
-stream = PretrainingStream(resolve_sources(sys.argv[1], "corpus"), tok, 128, 128, MaskingConfig(),
-                           endless=False, rank=0, world_size=int(sys.argv[3]))
+stream = PretrainingStream.build(resolve_sources(sys.argv[1], "corpus"), tok, max_seq_length=128,
+                                 batch_size=128, shuffle=False, endless=False, rank=0,
+                                 world_size=int(sys.argv[3]))
 t = time.time(); n = sum(1 for _ in stream)
 # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited over fork+exec)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))

@@ -30,7 +30,11 @@ def stream(sources, tok, rank=0, world=1, endless=False, resume=None):
     kwargs = {"endless": endless, "rank": rank, "world_size": world}
     if resume is not None:
         kwargs["resume_positions"] = {0: resume}
-    try:
+    if hasattr(PretrainingStream, "build"):
+        return PretrainingStream.build(
+            sources, tok, max_seq_length=128, batch_size=128, shuffle=False, **kwargs
+        )
+    try:  # a checkout from before StreamConfig
         return PretrainingStream(sources, tok, 128, 128, MaskingConfig(), shuffle=False, **kwargs)
     except TypeError:  # before the shuffle existed
         return PretrainingStream(sources, tok, 128, 128, MaskingConfig(), **kwargs)

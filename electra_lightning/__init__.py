@@ -6,8 +6,11 @@ Architecture — the modules, and the way a pretraining batch flows through them
     packing.py    sentences → [CLS] A [SEP] B [SEP] examples of max_seq_length
     stream.py     one shard (rank × worker): shuffled blocks, masking, resumable position
     masking.py    pure tensor functions: which tokens to mask, Gumbel sampling, scatter/gather
-    data.py       ElectraDataModule: the DataLoaders; the data position in checkpoints
+    data.py       ElectraDataModule: the DataLoaders; the data position, the tokenizer files and
+                  the skipped-record count in its own checkpoint state
         │  batch: input_ids, generator_input_ids, masked_positions/ids/weights, attention mask
+        │  contract.py  DataContract (vocab, pad id, seq length, masked predictions, tokenizer
+        │               digest): published by data.py, linked into module.py once by the CLI
         ▼
     module.py     ElectraPretraining (LightningModule): logging, metrics, optimizer, RNG state
     model.py      ModelSize; ElectraPair.forward = the whole ELECTRA step (generator MLM at the

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TOKENIZER_CHECKPOINT_KEY = "electra_tokenizer_files"  # the tokenizer travels inside checkpoints
+DATA_STATE_KEY = "ElectraDataModule"  # where Lightning stores the data module's state_dict
 # The only names a checkpoint's tokenizer files may have: plain file names, no directories.
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -122,7 +123,10 @@ def tokenizer_files_of(checkpoint: dict, path: str) -> dict[str, str]:
     absolute path, ``..``, a separator, an unknown name) or content that is not text is refused
     with one line naming the checkpoint, so nothing can land outside the output directory.
     """
-    files = checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}
+    data_state = checkpoint.get(DATA_STATE_KEY)
+    files = (data_state.get("tokenizer_files") if isinstance(data_state, dict) else None) or (
+        checkpoint.get(TOKENIZER_CHECKPOINT_KEY) or {}  # fine-tuning checkpoints keep it here
+    )
     if not isinstance(files, dict):
         raise ValueError(f"checkpoint '{path}': its tokenizer entry is not a dict of files")
     for name, text in files.items():

@@ -1,5 +1,5 @@
 """The ``--config`` YAML files of a command line, read before Lightning parses them (light: no
-torch), for the dispatcher's "fine-tuning or pretraining?" and for errors about renamed keys."""
+torch), for the dispatcher's "fine-tuning or pretraining?" and one-line errors about their shape."""
 
 from __future__ import annotations
 
@@ -38,20 +38,3 @@ def config_files(args: list[str]) -> list[tuple[str, dict]]:
                     )
             found.append((path, config or {}))
     return found
-
-
-def moved_keys(args: list[str], section: str, moved: dict[str, str]) -> None:
-    """Refuse, in one line naming the file or option and the new key, ``section.KEY`` settings
-    whose key moved (``moved``: old key → new key)."""
-    for arg in args:
-        key = arg.removeprefix(f"--{section}.").split("=", 1)[0]
-        if arg.startswith(f"--{section}.") and key in moved:
-            raise ValueError(f"--{section}.{key} is now --{section}.{moved[key]}; rename it")
-    for path, config in config_files(args):
-        block = config.get(section)
-        for key in block if isinstance(block, dict) else {}:
-            if key in moved:
-                raise ValueError(
-                    f"{path}: {section}.{key} is now {section}.{moved[key]}; move it under "
-                    f"{section}.{moved[key].rsplit('.', 1)[0]} (see configs/electra-small.yaml)"
-                )

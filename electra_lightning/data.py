@@ -13,6 +13,8 @@ more than a shuffle block and one batch in memory.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import sys
 from typing import Literal
@@ -23,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from electra_lightning.callbacks import ignore_stop_signals
 from electra_lightning.checkpoint import from_all_ranks, read_tokenizer_files
+from electra_lightning.contract import DataContract
 from electra_lightning.masking import MaskingConfig
 
 # ExamplePacker and read_documents are re-exported: the pipeline's names, importable from here
@@ -34,7 +37,13 @@ from electra_lightning.sources import (  # noqa: F401
     read_documents,
     resolve_sources,
 )
-from electra_lightning.stream import DATA_POSITION_KEY, PretrainingStream, load_tokenizer_info
+from electra_lightning.stream import (
+    DATA_POSITION_KEY,
+    BatchMasker,
+    PretrainingStream,
+    StreamConfig,
+    load_tokenizer_info,
+)
 
 DATA_STATE_VERSION = 2  # 2: positions name a unit and a block (seekable); 1: a document index
 
@@ -85,9 +94,9 @@ class ElectraDataModule(L.LightningDataModule):
         val_files: str | list[str] | None = None,
         max_seq_length: int = 128,
         batch_size: int = 128,
-        mask_prob: float = 0.15,
-        mask_token_prob: float = 0.85,
-        random_token_prob: float = 0.0,
+        mask_prob: float = MaskingConfig.mask_prob,
+        mask_token_prob: float = MaskingConfig.mask_token_prob,
+        random_token_prob: float = MaskingConfig.random_token_prob,
         max_predictions_per_seq: int | None = None,
         single_segment_prob: float = 0.1,
         text_field: str = "text",
@@ -103,18 +112,19 @@ class ElectraDataModule(L.LightningDataModule):
         self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
         self.positions: dict[int, dict] = {}  # shard → position after its last trained batch
         self.batches_trained = 0  # train batches this rank took (all ranks take as many)
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if max_seq_length < 8:
-            raise ValueError(f"data.max_seq_length must be >= 8, got {max_seq_length}")
-        if not 0 <= single_segment_prob <= 1:
-            raise ValueError(
-                f"data.single_segment_prob must be in [0, 1], got {single_segment_prob}"
-            )
+        # the stream's settings, validated once; the stream reads them from here
+        self.stream_config = StreamConfig(
+            max_seq_length=max_seq_length,
+            batch_size=batch_size,
+            single_segment_prob=single_segment_prob,
+            text_field=text_field,
+            seed=seed,
+            on_bad_record=on_bad_record,
+            shuffle=shuffle,
+            shuffle_block=shuffle_block,
+        )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
-        if shuffle_block < 1:
-            raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
         if max_bad_records < 0:
             raise ValueError(f"data.max_bad_records must be >= 0, got {max_bad_records}")
         self.masking = MaskingConfig(
@@ -149,19 +159,50 @@ class ElectraDataModule(L.LightningDataModule):
     def pad_token_id(self) -> int:
         return self.tokenizer_info.pad_id
 
+    @property
+    def contract(self) -> DataContract:
+        """What the model must know about this data; the CLI links it into ``model.contract``."""
+        seq = self.hparams.max_seq_length
+        with open(os.path.join(self.tokenizer_info.path, "tokenizer.json"), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        return DataContract(
+            vocab_size=self.tokenizer_info.vocab_size,
+            pad_token_id=self.tokenizer_info.pad_id,
+            max_seq_length=seq,
+            max_predictions_per_seq=self.masking.max_predictions(seq),
+            tokenizer_sha256=digest,
+        )
+
     def tokenizer_files(self) -> dict[str, str]:
-        """The tokenizer's files, to store in checkpoints (for export)."""
+        """The tokenizer's files, stored in this module's checkpoint state (for export)."""
         return read_tokenizer_files(self.tokenizer_info.path)
 
     # -- data position: saved in checkpoints, restored on resume --------------------------------
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """Record the position of the batch about to be trained on (train batches only)."""
+        """Record the position of the batch about to be trained on (train batches only) and, with
+        ``on_bad_record: skip``, enforce and log the count of skipped records (all ranks)."""
         position = batch.pop(DATA_POSITION_KEY, None)
         if position is not None:
             self.positions[position["shard"]] = position
             self.batches_trained += 1
+            if self.hparams.on_bad_record == "skip":
+                self._count_skipped_records()
         return batch
+
+    def _count_skipped_records(self) -> None:
+        """Every rank takes a train batch here as often as the others, so the sum over ranks is
+        one collective per batch (a host sync, in ``skip`` mode only)."""
+        trainer = self.trainer
+        local = torch.tensor(float(self.skipped_records()))
+        total = local
+        if trainer is not None and trainer.world_size > 1:
+            total = trainer.strategy.reduce(local.to(trainer.strategy.root_device), reduce_op="sum")
+        total = round(float(total))
+        self.check_skipped_records(total)
+        if trainer is not None and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            for logger in trainer.loggers:
+                logger.log_metrics({"train/skipped_records": total}, step=trainer.global_step)
 
     def skipped_records(self) -> int:
         """Bad records skipped so far by this rank's shards (``data.on_bad_record: skip``)."""
@@ -199,6 +240,7 @@ class ElectraDataModule(L.LightningDataModule):
             "fingerprint": self._fingerprint(),
             "positions": positions,
             "batches_trained": self.batches_trained,
+            "tokenizer_files": self.tokenizer_files(),  # export writes them beside the model
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -238,25 +280,20 @@ class ElectraDataModule(L.LightningDataModule):
             # every forward of a sharded model is a collective, so every rank must run the same
             # number of validation batches: each reads the whole (finite) validation stream
             rank, world = 0, 1
-        hp = self.hparams
+        config = self.stream_config
+        if not endless:  # validation: always the same order
+            config = dataclasses.replace(config, shuffle=False)
         return PretrainingStream(
             sources,
             self.tokenizer_info,
-            hp.max_seq_length,
-            hp.batch_size,
-            self.masking,
-            hp.single_segment_prob,
-            hp.text_field,
-            seed=hp.seed,
+            config,
+            BatchMasker(self.masking, self.tokenizer_info),
             endless=endless,
             rank=rank,
             world_size=world,
             resume_positions=self.positions if endless else None,
-            on_bad_record=hp.on_bad_record,
-            shuffle=hp.shuffle and endless,  # validation: always the same order
-            shuffle_block=hp.shuffle_block,
             # the workers' turn continues where the checkpoint left it (see shard_identity)
-            rotation=self.batches_trained % max(1, hp.num_workers) if endless else 0,
+            rotation=self.batches_trained % max(1, self.hparams.num_workers) if endless else 0,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:

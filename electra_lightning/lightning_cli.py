@@ -7,20 +7,17 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import fields
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import GracefulStop, TokenThroughput, last_checkpoint_path
 from electra_lightning.checkpoint import SafeCheckpointIO
 from electra_lightning.compare import flatten
-from electra_lightning.config_files import moved_keys
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.errors import NothingToDo
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
-from electra_lightning.model import ModelSize
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
 
@@ -110,6 +107,7 @@ def one_line_error(message: str, parser) -> str:
 
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
     first = lines[0] if lines else "invalid arguments"
+    # argparse's option table (private, stable since Python 2.7): the names to suggest
     known = [o for o in parser._option_string_actions if o.startswith("--")]
     unknown = re.findall(r"(--[A-Za-z0-9_.+-]+)", " ".join(lines[:3]))
     unknown += [
@@ -191,7 +189,8 @@ class _ElectraLightningCLI(LightningCLI):
     ``weights_only`` checkpoint IO, the graceful stop on SIGTERM/SIGUSR1/SIGINT, a progress bar in
     steps and a model summary with the analytic FLOPs (each only where the trainer shows one)."""
 
-    def _instantiate_trainer(self, config, callbacks):
+    def _instantiate_trainer(self, config, callbacks):  # private: the one hook that adds
+        # plugins/callbacks as objects without jsonargparse serialising them into the config
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
@@ -205,12 +204,12 @@ class _ElectraLightningCLI(LightningCLI):
 
 
 class ElectraCLI(_ElectraLightningCLI):
-    """LightningCLI with the sequence length, vocabulary and pad id set once and linked."""
+    """LightningCLI with the data's contract (vocabulary, pad id, sequence length, masked
+    predictions, tokenizer digest) linked into the model once."""
 
     def add_arguments_to_parser(self, parser):
-        parser.link_arguments("data.max_seq_length", "model.max_seq_length")
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.pad_token_id", "model.pad_token_id", apply_on="instantiate")
+        # the model/data contract: one frozen value, set by the data, linked once
+        parser.link_arguments("data.contract", "model.contract", apply_on="instantiate")
         parser.set_defaults(
             {
                 "model.optimizer": {
@@ -262,9 +261,6 @@ def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None 
 
 
 def run_lightning_cli(args: list[str] | None, prog: str | None = None) -> None:
-    # configs written before model.size: one line naming the new key, not a parser error
-    size_fields = {f.name: f"size.{f.name}" for f in fields(ModelSize)}
-    moved_keys(list(sys.argv[1:] if args is None else args), "model", size_fields)
     quiet_dependencies()
     use_wandb_offline_without_credentials()
     ElectraCLI(

@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
 from electra_lightning.checkpoint import load_checkpoint
-from electra_lightning.module import ElectraPretraining, upgrade_checkpoint
+from electra_lightning.module import ElectraPretraining
 
 
 def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
@@ -30,8 +30,13 @@ def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
 
 def module_from_checkpoint(checkpoint: dict):
     """The ``ElectraPretraining`` a pretraining checkpoint holds, in eval mode."""
-    checkpoint = upgrade_checkpoint(checkpoint)
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    if "contract" not in hparams:  # no format migrations before a first release
+        raise ValueError(
+            "the checkpoint was written by an electra-lightning from before the model/data "
+            "contract (model.contract); this version does not load it: retrain, or export it "
+            "with the version that wrote it"
+        )
     module = ElectraPretraining(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()

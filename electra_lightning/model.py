@@ -9,7 +9,6 @@ sharding wrapper (FSDP2) can treat it as one root module. ``MaskedLM``: the BERT
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -147,7 +146,7 @@ def generator_config(
     gen.intermediate_size = 4 * hidden
     gen.num_attention_heads = heads
     gen.num_hidden_layers = max(1, int(round(disc.num_hidden_layers * generator_layers)))
-    gen._attn_implementation = "sdpa"
+    gen._attn_implementation = "sdpa"  # a config copied from to_dict() loses it (no public setter)
     return gen
 
 
@@ -200,6 +199,17 @@ class ElectraStepOutput:
     sampled_ids: torch.Tensor | None  # [B, N]
 
 
+# ELECTRA's objective settings and their official values, declared once: ElectraPair's and
+# ElectraPretraining's (``model.*``) defaults, and what MaskedLM refuses when changed.
+PAIR_DEFAULTS = {
+    "embedding_sharing": "shared",  # one embedding module for both networks
+    "tie_generator_head": True,
+    "gen_weight": 1.0,  # the generator's MLM loss
+    "disc_weight": 50.0,  # the discriminator's RTD loss (λ in the paper)
+    "temperature": 1.0,  # of the generator's sampling
+}
+
+
 class ElectraPair(nn.Module):
     """Generator (``ElectraForMaskedLM``) and discriminator (``ElectraForPreTraining``).
 
@@ -215,11 +225,11 @@ class ElectraPair(nn.Module):
         self,
         disc_config: ElectraConfig,
         gen_config: ElectraConfig,
-        embedding_sharing: EmbeddingSharing = "shared",
-        tie_generator_head: bool = True,
-        gen_weight: float = 1.0,
-        disc_weight: float = 50.0,
-        temperature: float = 1.0,
+        embedding_sharing: EmbeddingSharing = PAIR_DEFAULTS["embedding_sharing"],
+        tie_generator_head: bool = PAIR_DEFAULTS["tie_generator_head"],
+        gen_weight: float = PAIR_DEFAULTS["gen_weight"],
+        disc_weight: float = PAIR_DEFAULTS["disc_weight"],
+        temperature: float = PAIR_DEFAULTS["temperature"],
     ):
         super().__init__()
         if embedding_sharing not in ("shared", "none", "gdes"):
@@ -405,9 +415,8 @@ def build_pretraining_model(
         )
     if objective != "mlm":
         raise ValueError(f"model.objective must be 'electra' or 'mlm', got {objective!r}")
-    defaults = {k: p.default for k, p in inspect.signature(ElectraPair).parameters.items()}
     for key, value in settings.items():
-        if key != "tie_generator_head" and value != defaults.get(key, value):
+        if key != "tie_generator_head" and value != PAIR_DEFAULTS.get(key, value):
             raise ValueError(
                 f"model.{key}={value!r} does not apply to model.objective=mlm (one MLM encoder, "
                 "no generator/discriminator pair); remove it"

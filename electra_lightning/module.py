@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from dataclasses import fields as dataclass_fields
 from typing import Literal
 
 import lightning as L
@@ -26,14 +25,14 @@ from torchmetrics.functional.classification import (
 
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import (
-    TOKENIZER_CHECKPOINT_KEY,
     check_writable,
     gather_rng_states,
     require_kind,
     set_rng_state,
 )
-from electra_lightning.masking import MaskingConfig
+from electra_lightning.contract import DataContract
 from electra_lightning.model import (
+    PAIR_DEFAULTS,
     ElectraPair,
     ElectraStepOutput,
     EmbeddingSharing,
@@ -51,8 +50,9 @@ class ElectraPretraining(L.LightningModule):
     """ELECTRA pretraining: generator MLM + weighted replaced token detection, one optimizer.
 
     Args:
-        vocab_size: Linked from the data module's tokenizer.
-        max_seq_length: Linked from ``data.max_seq_length``; must fit the position embeddings.
+        contract: What the model knows about the data (vocabulary, pad id, sequence length,
+            masked predictions per sequence, tokenizer digest): linked by the CLI from
+            ``ElectraDataModule.contract``; the sequence length must fit the position embeddings.
         size: The discriminator's size and the generator's relative to it (``model.size.*``:
             ``hidden_size``, ``num_layers``, ``num_heads``, ``intermediate_size``,
             ``embedding_size``, ``max_position_embeddings``, ``generator_size``,
@@ -64,7 +64,6 @@ class ElectraPretraining(L.LightningModule):
         disc_weight: Weight of the discriminator's RTD loss (official 50.0).
         temperature: Sampling temperature for the generator's replacements.
         dropout: Hidden and attention dropout.
-        pad_token_id: Linked from the tokenizer.
         warmup_steps: Linear warmup steps of the default schedule (official 10000).
         objective: ``electra`` (generator + replaced token detection) or ``mlm``: the BERT-style
             baseline, a discriminator-sized encoder trained with MLM only (use it with
@@ -81,16 +80,14 @@ class ElectraPretraining(L.LightningModule):
 
     def __init__(
         self,
-        vocab_size: int = 30522,
-        max_seq_length: int = 128,
+        contract: DataContract,
         size: ModelSize = ModelSize(),  # noqa: B008 (frozen: a shared default is safe)
-        embedding_sharing: EmbeddingSharing = "shared",
-        tie_generator_head: bool = True,
-        gen_weight: float = 1.0,
-        disc_weight: float = 50.0,
-        temperature: float = 1.0,
+        embedding_sharing: EmbeddingSharing = PAIR_DEFAULTS["embedding_sharing"],
+        tie_generator_head: bool = PAIR_DEFAULTS["tie_generator_head"],
+        gen_weight: float = PAIR_DEFAULTS["gen_weight"],
+        disc_weight: float = PAIR_DEFAULTS["disc_weight"],
+        temperature: float = PAIR_DEFAULTS["temperature"],
         dropout: float = 0.1,
-        pad_token_id: int = 0,
         warmup_steps: int = 10000,
         objective: Objective = "electra",
         on_nonfinite: Literal["stop", "skip"] = "stop",
@@ -100,18 +97,22 @@ class ElectraPretraining(L.LightningModule):
     ):
         super().__init__()
         size = size if isinstance(size, ModelSize) else ModelSize(**size)  # a checkpoint's dict
+        contract = DataContract.of(contract)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
-        self.hparams["size"] = asdict(size)  # plain values: checkpoints load with weights_only
+        # plain values: checkpoints load with weights_only
+        self.hparams["size"] = asdict(size)
+        self.hparams["contract"] = contract.as_dict()
+        self.contract = contract
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.nonfinite_skips = 0
         self._rng_to_restore: dict | None = None
         self.electra: ElectraPair | MaskedLM = build_pretraining_model(
             objective=objective,
-            vocab_size=vocab_size,
-            max_seq_length=max_seq_length,
+            vocab_size=contract.vocab_size,
+            max_seq_length=contract.max_seq_length,
             size=size,
-            pad_token_id=pad_token_id,
+            pad_token_id=contract.pad_token_id,
             dropout=dropout,
             embedding_sharing=embedding_sharing,
             tie_generator_head=tie_generator_head,
@@ -153,7 +154,7 @@ class ElectraPretraining(L.LightningModule):
         """Shard with FSDP2 under ``FSDP2Strategy``/``ModelParallelStrategy`` (configs/trainer/fsdp2.yaml)."""
         if self.device_mesh is None or getattr(self, "_sharded", False):
             return
-        precision = str(getattr(self.trainer, "precision", ""))
+        precision = str(self.trainer.precision)
         bf16 = precision.startswith("bf16") and torch.cuda.is_available()
         shard_electra(self.electra, self.device_mesh, bf16_params=bf16)
         self._sharded = True
@@ -164,38 +165,20 @@ class ElectraPretraining(L.LightningModule):
         if stage == "fit":
             for callback in self.trainer.checkpoint_callbacks:
                 check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
-        datamodule = getattr(self.trainer, "datamodule", None)
-        vocab = getattr(datamodule, "vocab_size", None)
-        if vocab is not None and vocab != self.hparams.vocab_size:
-            raise ValueError(
-                f"tokenizer vocab size {vocab} (data.tokenizer) differs from the model's "
-                f"vocab_size {self.hparams.vocab_size}; use the tokenizer the model was built with"
-            )
-        seq = getattr(getattr(datamodule, "hparams", None), "max_seq_length", None)
-        positions = self.hparams.size["max_position_embeddings"]
-        if seq is not None and seq > positions:
-            raise ValueError(
-                f"data.max_seq_length {seq} exceeds model.size.max_position_embeddings {positions}"
-            )
 
     # what a resumed checkpoint must share with the config (besides model.size)
     ARCHITECTURE = (
-        "vocab_size",
         "embedding_sharing",
         "tie_generator_head",
         "objective",
     )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "tokenizer_files"):
-            checkpoint[TOKENIZER_CHECKPOINT_KEY] = datamodule.tokenizer_files()
         checkpoint["rng_states"] = gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
         require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
-        upgrade_checkpoint(checkpoint)
         saved = checkpoint.get("hyper_parameters", {})
         changed = [
             f"model.{k}: checkpoint {saved[k]!r}, now {self.hparams[k]!r}"
@@ -211,15 +194,23 @@ class ElectraPretraining(L.LightningModule):
                 "the model differs from the checkpoint's (" + "; ".join(changed) + "); resume "
                 "with the checkpoint's config"
             )
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        saved_tokenizer = checkpoint.get(TOKENIZER_CHECKPOINT_KEY)
-        if saved_tokenizer and hasattr(datamodule, "tokenizer_files"):
-            ours = datamodule.tokenizer_files()
-            if ours.get("tokenizer.json") != saved_tokenizer.get("tokenizer.json"):
-                raise ValueError(
-                    f"data.tokenizer '{datamodule.hparams.tokenizer}' is not the tokenizer this "
-                    "checkpoint was trained with; use that one (export writes it out)"
-                )
+        saved_contract = saved.get("contract") or {}
+        ours = self.contract
+        if saved_contract.get("tokenizer_sha256") not in (None, "", ours.tokenizer_sha256):
+            raise ValueError(
+                "data.tokenizer is not the tokenizer this checkpoint was trained with; use that "
+                "one (export writes it out)"
+            )
+        changed = [
+            f"{key}: checkpoint {saved_contract[key]!r}, now {getattr(ours, key)!r}"
+            for key in ("vocab_size", "pad_token_id", "max_seq_length")
+            if key in saved_contract and saved_contract[key] != getattr(ours, key)
+        ]
+        if changed:
+            raise ValueError(
+                "the data differs from the checkpoint's (" + "; ".join(changed) + "); resume "
+                "with the checkpoint's data.tokenizer and data.max_seq_length"
+            )
         states = checkpoint.get("rng_states")
         if states:
             rank = self._trainer.global_rank if self._trainer else 0
@@ -239,20 +230,11 @@ class ElectraPretraining(L.LightningModule):
         if not finite:
             return self._on_nonfinite_loss(out)
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
-        datamodule = getattr(self.trainer, "datamodule", None)
-        skipped = None
-        if getattr(getattr(datamodule, "hparams", None), "on_bad_record", None) == "skip":
-            # bad corpus records skipped so far, all ranks (a host sync only in this mode)
-            skipped = datamodule.skipped_records()
-            stats["skipped_records"] = torch.tensor(float(skipped), device=out.loss.device)
         if self.trainer.world_size > 1:  # mean over ranks in one collective, not one per metric
             reduced = self.trainer.strategy.reduce(
                 torch.stack(list(stats.values())), reduce_op="mean"
             )
             stats = dict(zip(stats, reduced, strict=True))
-        if skipped is not None:
-            stats["skipped_records"] = stats["skipped_records"] * self.trainer.world_size
-            datamodule.check_skipped_records(round(float(stats["skipped_records"])))
         batch_size = batch["input_ids"].size(0)
         for name, value in stats.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
@@ -368,11 +350,10 @@ class ElectraPretraining(L.LightningModule):
 
     def flops_per_token(self) -> float:
         """Training matmul FLOPs per token (see ``model.training_flops_per_token``)."""
-        seq = self.hparams.max_seq_length
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        masking = getattr(datamodule, "masking", None)
-        n_pred = (masking or MaskingConfig()).max_predictions(seq)
-        return training_flops_per_token(self.electra, seq, n_pred)
+        contract = self.contract
+        return training_flops_per_token(
+            self.electra, contract.max_seq_length, contract.max_predictions_per_seq
+        )
 
     def num_parameters(self) -> dict[str, int]:
         """Unique parameters of each exported network (generator, discriminator; or the MLM
@@ -383,24 +364,3 @@ class ElectraPretraining(L.LightningModule):
 
         counts = {name: count(net) for name, net in self.electra.exports().items()}
         return {**counts, "total": count(self.electra)}
-
-
-def upgrade_checkpoint(checkpoint: dict) -> dict:
-    """A pretraining checkpoint in the current layout, in place. Before ``model.size`` the size
-    fields were top-level hyperparameters; before ``MaskedLM`` the MLM baseline was stored as an
-    ``ElectraPair`` whose "generator" was the encoder (``electra.generator.*``) and whose
-    discriminator aliased it (``electra.discriminator.*``, dropped)."""
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict):
-        return checkpoint
-    fields = [f.name for f in dataclass_fields(ModelSize)]
-    if "size" not in hparams and any(k in hparams for k in fields):
-        hparams["size"] = {k: hparams.pop(k) for k in fields if k in hparams}
-    state = checkpoint.get("state_dict") or {}
-    if hparams.get("objective") == "mlm" and any(k.startswith("electra.generator.") for k in state):
-        checkpoint["state_dict"] = {
-            "electra.mlm." + k.removeprefix("electra.generator."): v
-            for k, v in state.items()
-            if k.startswith("electra.generator.")
-        }
-    return checkpoint

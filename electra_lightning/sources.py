@@ -444,8 +444,8 @@ def open_hub(spec: str, field_name: str = "data.train_files"):
         raise ValueError(
             f"{field_name}: cannot open the Hugging Face dataset '{name}'"
             f"{f' (config {config})' if config else ''}, split '{split}' "
-            f"({type(err).__name__}{': ' + reason[:200] if reason else ''}); without network, "
-            f"download it once and point {field_name} at local .txt/.jsonl/.parquet files"
+            f"({type(err).__name__}{': ' + reason[:200] if reason else ''}); check the name, or "
+            f"if this machine is offline point {field_name} at local .txt/.jsonl/.parquet files"
         ) from None
 
 

@@ -3,12 +3,14 @@ tokenize, pack, mask at batch time; every train batch carries the position just 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -87,6 +89,67 @@ def shard_identity(rank: int = 0, world_size: int = 1, rotation: int = 0) -> tup
     return rank * workers + (worker + rotation) % workers, world_size * workers
 
 
+@dataclass(frozen=True)
+class StreamConfig:
+    """The ``data.*`` settings a stream reads, declared and validated once (``ElectraDataModule``
+    builds it from its arguments; see its docstring for each)."""
+
+    max_seq_length: int = 128
+    batch_size: int = 128
+    single_segment_prob: float = 0.1
+    text_field: str = "text"
+    seed: int = 0
+    on_bad_record: Literal["error", "skip"] = "error"
+    shuffle: bool = True
+    shuffle_block: int = 1024
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_seq_length < 8:
+            raise ValueError(f"data.max_seq_length must be >= 8, got {self.max_seq_length}")
+        if not 0 <= self.single_segment_prob <= 1:
+            raise ValueError(
+                f"data.single_segment_prob must be in [0, 1], got {self.single_segment_prob}"
+            )
+        if self.shuffle_block < 1:
+            raise ValueError(f"data.shuffle_block must be >= 1, got {self.shuffle_block}")
+        if self.on_bad_record not in ("error", "skip"):
+            raise ValueError(
+                f"data.on_bad_record must be 'error' or 'skip', got {self.on_bad_record!r}"
+            )
+
+
+class BatchMasker:
+    """Draws a batch's mask where the batch is built (as HF's ``DataCollatorForLanguageModeling``):
+    ``masking`` validated by ``MaskingConfig``, the tokenizer's special and random-token ids fixed
+    once; calling it is :func:`~electra_lightning.masking.mask_tokens`."""
+
+    def __init__(self, masking: MaskingConfig, tokenizer: TokenizerInfo):
+        self.masking = masking
+        self.mask_id, self.vocab_size = tokenizer.mask_id, tokenizer.vocab_size
+        self.special_ids = torch.tensor(tokenizer.special_ids)
+        self.random_pool = None
+        if masking.random_token_prob > 0:
+            keep = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+            keep[self.special_ids] = False
+            self.random_pool = keep.nonzero().squeeze(-1)
+
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator
+    ) -> dict:
+        special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
+        return mask_tokens(
+            input_ids,
+            special,
+            self.masking,
+            self.mask_id,
+            self.vocab_size,
+            generator=generator,
+            random_token_ids=self.random_pool,
+        )
+
+
 def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
@@ -106,49 +169,38 @@ class PretrainingStream(IterableDataset):
         self,
         sources: list[str],
         tokenizer: TokenizerInfo,
-        max_seq_length: int,
-        batch_size: int,
-        masking: MaskingConfig,
-        single_segment_prob: float = 0.1,
-        text_field: str = "text",
-        seed: int = 0,
+        config: StreamConfig,
+        masker: BatchMasker,
+        *,
         endless: bool = True,
         rank: int = 0,
         world_size: int = 1,
         resume_positions: dict[int, dict] | None = None,
-        on_bad_record: str = "error",
-        shuffle: bool = False,
-        shuffle_block: int = 1024,
         rotation: int = 0,
     ):
         super().__init__()
+        self.sources, self.tokenizer, self.config, self.masker = sources, tokenizer, config, masker
+        self.endless, self.rank, self.world_size = endless, rank, world_size
+        self.resume_positions = resume_positions or {}
         self.rotation = rotation
-        if shuffle_block < 1:
-            raise ValueError(f"data.shuffle_block must be >= 1, got {shuffle_block}")
-        self.on_bad_record = on_bad_record
-        self.shuffle = shuffle
-        self.shuffle_block = shuffle_block
         self._units: tuple[int, list[Unit]] | None = None
         self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
-        self.resume_positions = resume_positions or {}
-        # fixed per stream, used by every batch
-        self.special_ids = torch.tensor(tokenizer.special_ids)
-        self.random_pool = None
-        if masking.random_token_prob > 0:
-            keep = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
-            keep[self.special_ids] = False
-            self.random_pool = keep.nonzero().squeeze(-1)
-        self.sources = sources
-        self.tokenizer = tokenizer
-        self.max_seq_length = max_seq_length
-        self.batch_size = batch_size
-        self.masking = masking
-        self.single_segment_prob = single_segment_prob
-        self.text_field = text_field
-        self.seed = seed
-        self.endless = endless
-        self.rank = rank
-        self.world_size = world_size
+
+    @classmethod
+    def build(
+        cls,
+        sources: list[str],
+        tokenizer: TokenizerInfo,
+        masking: MaskingConfig | None = None,
+        **settings,
+    ) -> PretrainingStream:
+        """A stream from keywords: ``StreamConfig``'s fields and the stream's own (``endless``,
+        ``rank``, …) — for benchmarks and tests; ``ElectraDataModule`` builds its config once."""
+        names = {f.name for f in dataclasses.fields(StreamConfig)}
+        config = StreamConfig(**{k: v for k, v in settings.items() if k in names})
+        masker = BatchMasker(masking or MaskingConfig(), tokenizer)
+        own = {k: v for k, v in settings.items() if k not in names}
+        return cls(sources, tokenizer, config, masker, **own)
 
     # -- stages ----------------------------------------------------------------------------------
 
@@ -157,7 +209,7 @@ class PretrainingStream(IterableDataset):
         corpus's bytes, dealt from a unit order shuffled per epoch (corpus order without shuffle)."""
         if self._units is None or self._units[0] != num_shards:
             self._units = (num_shards, split_units(self.sources, num_shards))
-        seed = _seed_for(self.seed, epoch, 3) if self.shuffle else None
+        seed = _seed_for(self.config.seed, epoch, 3) if self.config.shuffle else None
         return assign_units(self._units[1], num_shards, seed)[shard]
 
     def shard_documents(
@@ -183,15 +235,16 @@ class PretrainingStream(IterableDataset):
             at = tuple(position["block_at"]) if resuming else None
             number = position["block"] if resuming else 0
             start_item = position["item"] if resuming else 0
-            reader = read_unit(units[u], self.text_field, self.on_bad_record, at)
+            reader = read_unit(units[u], self.config.text_field, self.config.on_bad_record, at)
             while True:
-                items = list(itertools.islice(reader, self.shuffle_block))
+                items = list(itertools.islice(reader, self.config.shuffle_block))
                 if not items:
                     break
                 block = {"unit": u, "block_at": list(items[0][:2]), "block": number}
                 order = list(range(len(items)))
-                if self.shuffle:
-                    random.Random(_seed_for(self.seed, epoch, shard, u, number, 4)).shuffle(order)
+                if self.config.shuffle:
+                    seed = _seed_for(self.config.seed, epoch, shard, u, number, 4)
+                    random.Random(seed).shuffle(order)
                 for i in range(start_item, len(order)):
                     yield block, i, start_item, items[order[i]][2]
                 start_item = 0
@@ -228,12 +281,12 @@ class PretrainingStream(IterableDataset):
 
     def new_packer(self, shard: int) -> ExamplePacker:
         return ExamplePacker(
-            self.max_seq_length,
+            self.config.max_seq_length,
             self.tokenizer.cls_id,
             self.tokenizer.sep_id,
             self.tokenizer.pad_id,
-            self.single_segment_prob,
-            seed=_seed_for(self.seed, shard, 1),  # same examples every epoch; masks differ
+            self.config.single_segment_prob,
+            seed=_seed_for(self.config.seed, shard, 1),  # same examples every epoch; masks differ
         )
 
     def examples(
@@ -284,17 +337,8 @@ class PretrainingStream(IterableDataset):
         input_ids = torch.from_numpy(np.stack([e.input_ids for e in examples])).long()
         token_type_ids = torch.from_numpy(np.stack([e.token_type_ids for e in examples])).long()
         lengths = torch.tensor([e.length for e in examples])
-        attention_mask = (torch.arange(self.max_seq_length) < lengths[:, None]).long()
-        special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
-        masked = mask_tokens(
-            input_ids,
-            special,
-            self.masking,
-            self.tokenizer.mask_id,
-            self.tokenizer.vocab_size,
-            generator=generator,
-            random_token_ids=self.random_pool,
-        )
+        attention_mask = (torch.arange(self.config.max_seq_length) < lengths[:, None]).long()
+        masked = self.masker(input_ids, attention_mask, generator)
         return {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,
@@ -320,7 +364,7 @@ class PretrainingStream(IterableDataset):
             examples: list[Example] = []
             for example, after in self.examples(shard, num_shards, epoch, position):
                 examples.append(example)
-                if len(examples) == self.batch_size:
+                if len(examples) == self.config.batch_size:
                     batch = self._make_batch(examples, epoch, shard, batch_index)
                     batch_index += 1
                     examples = []
@@ -342,10 +386,11 @@ class PretrainingStream(IterableDataset):
             if batch_index == 0:
                 raise ValueError(
                     f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
-                    f"{self.batch_size}; use more text, fewer workers/devices or a smaller batch"
+                    f"{self.config.batch_size}; use more text, fewer workers/devices or a smaller batch"
                 )
             epoch += 1
 
     def _make_batch(self, examples: list[Example], epoch: int, shard: int, index: int) -> dict:
-        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch, shard, index, 2))
+        seed = _seed_for(self.config.seed, epoch, shard, index, 2)
+        generator = torch.Generator().manual_seed(seed)
         return self.collate(examples, generator)

@@ -239,18 +239,15 @@ class Study:
         import torch
 
         from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
+        from electra_lightning.contract import DataContract
         from electra_lightning.data import load_tokenizer_info
         from electra_lightning.module import ElectraPretraining
 
         torch.manual_seed(0)
         info = load_tokenizer_info(str(self.tokenizer))
         seq = self.recipe()["data"]["max_seq_length"]
-        module = ElectraPretraining(
-            vocab_size=info.vocab_size,
-            max_seq_length=seq,
-            pad_token_id=info.pad_id,
-            **self.model_args(),
-        )
+        contract = DataContract(info.vocab_size, info.pad_id, seq, max_predictions_per_seq=seq)
+        module = ElectraPretraining(contract=contract, **self.model_args())
         module.discriminator.save_pretrained(target)
         write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)
         return target

@@ -74,9 +74,7 @@ def golden_losses(workdir: Path, data_overrides: dict | None = None, **model_ove
             **(data_overrides or {}),
         )
         model = ElectraPretraining(
-            vocab_size=data.vocab_size,
-            max_seq_length=64,
-            pad_token_id=data.pad_token_id,
+            contract=data.contract,
             size=ModelSize(
                 hidden_size=32,
                 num_layers=2,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from electra_lightning.checkpoint import TOKENIZER_CHECKPOINT_KEY, load_checkpoint
+from electra_lightning.checkpoint import DATA_STATE_KEY, load_checkpoint
 from electra_lightning.cli import main
 
 from .test_cli import REPO, tiny_args
@@ -85,8 +85,10 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
     for i, name in enumerate(
         ("../escaped.txt", "/tmp/electra-escaped.txt", "sub/vocab.txt", "x.py")
     ):
-        evil = dict(state)
-        evil[TOKENIZER_CHECKPOINT_KEY] = {**state[TOKENIZER_CHECKPOINT_KEY], name: "pwned"}
+        evil = dict(state)  # the tokenizer travels in the data module's checkpoint state
+        data_state = dict(state[DATA_STATE_KEY])
+        data_state["tokenizer_files"] = {**data_state["tokenizer_files"], name: "pwned"}
+        evil[DATA_STATE_KEY] = data_state
         torch.save(evil, root / f"evil{i}.ckpt")
         files[f"evil{i}"] = root / f"evil{i}.ckpt"
     (root / "garbage.ckpt").write_bytes(b"\x80\x02garbage")
@@ -209,18 +211,18 @@ CASES = {
         pretrain("--model.size.num_heads=3"),
         "model.size.hidden_size 128 is not divisible by model.size.num_heads 3",
     ),
-    "size key before model.size (option)": (
+    "size key outside model.size (option)": (
         pretrain("--model.hidden_size=64"),
-        "--model.hidden_size is now --model.size.hidden_size",
+        "did you mean --model.size.hidden_size?",
     ),
-    "size key before model.size (config file)": (
+    "size key outside model.size (config file)": (
         lambda ctx: [
             "fit",
             "--config",
             str(_corpus(ctx.workdir, "old.yaml", b"model:\n  num_layers: 2\n")),
             *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
         ],
-        "old.yaml: model.num_layers is now model.size.num_layers",
+        "does not accept option 'model.num_layers'; did you mean --model.size.num_layers?",
     ),
     "tokenizer dir without tokenizer.json": (
         lambda ctx: [*pretrain("--data.num_workers=0")(ctx), f"--data.tokenizer={ctx.workdir}"],

@@ -14,7 +14,6 @@ from electra_lightning.data import (
     read_documents,
     resolve_sources,
 )
-from electra_lightning.masking import MaskingConfig
 
 from .conftest import shared_data
 
@@ -92,17 +91,13 @@ def test_packing_rejects_short_sequences():
         ExamplePacker(4, CLS, SEP, PAD)
 
 
-def make_stream(corpus_dir, tokenizer_info, **kwargs):
-    args = dict(
-        sources=[str(corpus_dir / "train.txt")],
-        tokenizer=tokenizer_info,
-        max_seq_length=64,
-        batch_size=8,
-        masking=MaskingConfig(),
-        endless=False,
-    )
-    args.update(kwargs)
-    return PretrainingStream(**args)
+def make_stream(corpus_dir, tokenizer_info, masking=None, **kwargs):
+    """A stream over the demo corpus: ``kwargs`` are StreamConfig fields (default: 64 tokens,
+    batch 8, no shuffle) or the stream's own (sources, endless, rank, ...; default one pass)."""
+    settings = {"max_seq_length": 64, "batch_size": 8, "shuffle": False, "endless": False}
+    settings.update(kwargs)
+    sources = settings.pop("sources", [str(corpus_dir / "train.txt")])
+    return PretrainingStream.build(sources, tokenizer_info, masking, **settings)
 
 
 def _corpus_files(tmp_path, corpus_dir, kind: str, files: int) -> list[str]:
@@ -493,16 +488,21 @@ def test_skipped_count_survives_the_datamodule_state_and_is_limited(
         batch_size=4,
         num_workers=0,
         on_bad_record="skip",
-        max_bad_records=5,
     )
-    dm = ElectraDataModule(**kw)
+    dm = ElectraDataModule(**kw, max_bad_records=100)
     it = iter(dm.train_dataloader())
     for _ in range(3):
         dm.on_before_batch_transfer(next(it), 0)
-    assert dm.skipped_records() > 0
-    other = ElectraDataModule(**kw)
+    assert dm.skipped_records() > 5
+    other = ElectraDataModule(**kw, max_bad_records=5)
     other.load_state_dict(dm.state_dict())
     assert other.skipped_records() == dm.skipped_records()
     other.check_skipped_records(5)
     with pytest.raises(ValueError, match="6 bad records skipped, more than data.max_bad_records=5"):
         other.check_skipped_records(6)
+    # the data module enforces its own limit as batches arrive (no model involved)
+    strict = ElectraDataModule(**kw, max_bad_records=1)
+    it = iter(strict.train_dataloader())
+    with pytest.raises(ValueError, match="more than data.max_bad_records=1"):
+        for _ in range(3):
+            strict.on_before_batch_transfer(next(it), 0)

@@ -34,8 +34,7 @@ def tiny_run(tmp_path, corpus_dir, tokenizer_dir, steps, callbacks=(), **model):
         num_workers=0,
     )
     module = ElectraPretraining(
-        vocab_size=dm.vocab_size,
-        max_seq_length=64,
+        contract=dm.contract,
         size=ModelSize(32, 1, 1, 64, 32, 64),
         warmup_steps=1,
         **model,

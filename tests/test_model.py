@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from electra_lightning.contract import DataContract
 from electra_lightning.masking import MaskingConfig, mask_tokens
 from electra_lightning.model import (
     MaskedLM,
@@ -18,6 +19,7 @@ VOCAB, SEQ = 300, 32
 
 
 TINY = ModelSize(64, 2, 2, 128, 16, SEQ, generator_size=0.5)
+CONTRACT = DataContract(VOCAB, pad_token_id=0, max_seq_length=SEQ, max_predictions_per_seq=5)
 
 
 def tiny_pair(**kwargs):
@@ -234,10 +236,10 @@ def test_mlm_objective_is_its_own_discriminator_sized_model():
         tiny_pair(objective="gan")
 
 
-def test_checkpoints_from_before_model_size_and_masked_lm_still_load():
-    """A checkpoint written before ``model.size`` (flat size hyperparameters) and before
-    ``MaskedLM`` (the MLM baseline stored as a pair: ``electra.generator.*`` plus an aliased
-    ``electra.discriminator.*``) loads into the current classes with the same weights."""
+def test_checkpoint_hparams_rebuild_the_module_and_pre_contract_ones_are_refused():
+    """``module_from_checkpoint`` rebuilds the same module from a checkpoint's hyperparameters
+    (the contract and size stored as plain dicts); a checkpoint from before ``model.contract``
+    (no format migrations before a first release) is refused in one line."""
     from dataclasses import asdict
 
     from electra_lightning.loading import encoder_from_checkpoint, module_from_checkpoint
@@ -246,26 +248,19 @@ def test_checkpoints_from_before_model_size_and_masked_lm_still_load():
     size = replace(TINY, generator_size=0.25)
     for objective in ("electra", "mlm"):
         torch.manual_seed(0)
-        module = ElectraPretraining(
-            vocab_size=VOCAB, max_seq_length=SEQ, size=size, objective=objective
-        )
-        hparams = {k: v for k, v in module.hparams.items() if k != "size"}
-        hparams.update(asdict(size))  # the old, flat layout
-        state = module.state_dict()
-        if objective == "mlm":
-            old = {
-                "electra.generator." + k.removeprefix("electra.mlm."): v for k, v in state.items()
-            }
-            encoder = {k: v for k, v in old.items() if k.startswith("electra.generator.electra.")}
-            old.update({k.replace(".generator.", ".discriminator."): v for k, v in encoder.items()})
-            state = old
-        checkpoint = {"hyper_parameters": hparams, "state_dict": state}
+        module = ElectraPretraining(contract=CONTRACT, size=size, objective=objective)
+        hparams = dict(module.hparams)
+        assert hparams["contract"] == asdict(CONTRACT)
+        checkpoint = {"hyper_parameters": hparams, "state_dict": module.state_dict()}
         loaded = module_from_checkpoint(checkpoint)
-        assert loaded.hparams.size == asdict(size)
+        assert loaded.contract == CONTRACT
         for key, value in module.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), key
-        encoder = encoder_from_checkpoint({"hyper_parameters": dict(hparams), "state_dict": state})
-        assert encoder.config.hidden_size == 64
+        assert encoder_from_checkpoint(checkpoint).config.hidden_size == 64
+        old = {k: v for k, v in hparams.items() if k != "contract"}
+        old.update(vocab_size=VOCAB, max_seq_length=SEQ, pad_token_id=0)
+        with pytest.raises(ValueError, match="from before the model/data contract"):
+            module_from_checkpoint({"hyper_parameters": old, "state_dict": module.state_dict()})
 
 
 def test_training_flops_per_token():
@@ -298,7 +293,7 @@ def test_val_disc_auc_is_the_roc_auc_over_non_padding_tokens():
     from electra_lightning.module import ElectraPretraining
 
     module = ElectraPretraining(
-        vocab_size=50, size=ModelSize(16, 1, 1, 16, 16, 16), max_seq_length=8
+        contract=DataContract(50, 0, 8, 2), size=ModelSize(16, 1, 1, 16, 16, 16)
     )
     logits = torch.tensor(
         [[2.0, -1.0, 0.5, 0.5, -2.0, 3.0, 9.0, 9.0], [-0.5, 1.0, -3.0, 0.0, 1.5, -1.0, -9.0, -9.0]]

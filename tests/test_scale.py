@@ -289,12 +289,13 @@ def _rank_auc(rank: int, world: int, init_file: str, out_dir: str) -> None:
     own metric, then compute() (torchmetrics gathers every rank's state)."""
     import torch.distributed as dist
 
+    from electra_lightning.contract import DataContract
     from electra_lightning.model import ModelSize
     from electra_lightning.module import ElectraPretraining
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     module = ElectraPretraining(
-        vocab_size=50, size=ModelSize(16, 1, 1, 16, 16, 16), max_seq_length=8
+        contract=DataContract(50, 0, 8, 2), size=ModelSize(16, 1, 1, 16, 16, 16)
     )
     scores = [[0.9, 0.8, 0.1, 0.2], [0.3, 0.4, 0.5, 0.6]][rank]
     metric = module.val_metrics["disc_auc"]

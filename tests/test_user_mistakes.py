@@ -175,3 +175,23 @@ def test_no_run_is_lost_by_accident(tmp_path, corpus_dir, tokenizer_dir, capsys,
     assert code in (0, None), err[-3000:]
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 4
+
+
+def test_a_renamed_data_field_fails_at_start_up(
+    tmp_path, corpus_dir, tokenizer_dir, capsys, monkeypatch
+):
+    """The model knows the data only through ``ElectraDataModule.contract``, linked by the CLI:
+    if the data module stops publishing it (a rename), the run stops before training."""
+    from electra_lightning.data import ElectraDataModule
+
+    monkeypatch.setattr(ElectraDataModule, "published", ElectraDataModule.contract, raising=False)
+    monkeypatch.delattr(ElectraDataModule, "contract")
+    with pytest.raises(AttributeError, match="contract"):
+        run_main(tiny(corpus_dir, tokenizer_dir, 1), tmp_path, capsys, monkeypatch)
+    assert not (tmp_path / "runs/tiny/checkpoints").exists()
+
+
+def test_module_reads_nothing_from_the_data_module():
+    """The contract is the only seam: module.py never reaches into ``trainer.datamodule``."""
+    source = (REPO / "electra_lightning" / "module.py").read_text()
+    assert "trainer.datamodule" not in source and "getattr(self.trainer" not in source
