@@ -131,6 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         if _is_rank_zero():  # every rank meets the same bad input; say it once
             print(f"error: {message}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if type(err).__name__ != "MisconfigurationException":  # Lightning's (imported lazily)
+            raise
+        # a trainer setup this machine cannot run (strategy fsdp, accelerator gpu on a CPU)
+        if _is_rank_zero():
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(
+                f"error: {first} (trainer.*: configs/trainer/fsdp.yaml and accelerator gpu need "
+                "GPUs; on CPU use configs/trainer/ddp.yaml or fsdp2.yaml)",
+                file=sys.stderr,
+            )
+        return 2
     return 0
 
 

@@ -241,12 +241,14 @@ class Study:
         from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
         from electra_lightning.contract import DataContract
         from electra_lightning.data import load_tokenizer_info
+        from electra_lightning.masking import MaskingConfig
         from electra_lightning.module import ElectraPretraining
 
         torch.manual_seed(0)
         info = load_tokenizer_info(str(self.tokenizer))
         seq = self.recipe()["data"]["max_seq_length"]
-        contract = DataContract(info.vocab_size, info.pad_id, seq, max_predictions_per_seq=seq)
+        masked = MaskingConfig().max_predictions(seq)
+        contract = DataContract(info.vocab_size, info.pad_id, seq, max_predictions_per_seq=masked)
         module = ElectraPretraining(contract=contract, **self.model_args())
         module.discriminator.save_pretrained(target)
         write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)

@@ -240,7 +240,9 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
     keys = set().union(*history)
     assert {"train/gen_loss", "train/disc_loss", "train/tokens_per_sec"} <= keys
 
-    # compare: a W&B run next to a CSV run
+    # compare: a W&B run next to a CSV run (a new run: the first one's checkpoints moved away,
+    # as a fresh fit into a directory holding them is refused)
+    (tmp_path / "runs/tiny/checkpoints").rename(tmp_path / "first-run-checkpoints")
     run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=10), cwd=tmp_path)
     out = run_cli(
         "compare",

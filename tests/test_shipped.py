@@ -230,6 +230,7 @@ def test_fsdp1_config_refuses_cpu_in_one_line(tmp_path, corpus_dir, tokenizer_di
         "--config",
         str(CONFIGS / "trainer" / "fsdp.yaml"),
         f"--data.train_files={corpus_dir / 'train.txt'}",
+        f"--data.val_files={corpus_dir / 'val.txt'}",
         f"--data.tokenizer={tokenizer_dir}",
         "--trainer.max_steps=1",
         cwd=tmp_path,
