@@ -113,15 +113,9 @@ class ElectraDataModule(L.LightningDataModule):
         self.positions: dict[int, dict] = {}  # shard → position after its last trained batch
         self.batches_trained = 0  # train batches this rank took (all ranks take as many)
         # the stream's settings, validated once; the stream reads them from here
+        # (its fields are this module's arguments of the same names)
         self.stream_config = StreamConfig(
-            max_seq_length=max_seq_length,
-            batch_size=batch_size,
-            single_segment_prob=single_segment_prob,
-            text_field=text_field,
-            seed=seed,
-            on_bad_record=on_bad_record,
-            shuffle=shuffle,
-            shuffle_block=shuffle_block,
+            **{f.name: self.hparams[f.name] for f in dataclasses.fields(StreamConfig)}
         )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
