@@ -36,6 +36,9 @@ class ConfigToLogger(SaveConfigCallback):
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         config = flatten(self.config.as_dict())
+        size = getattr(pl_module.hparams, "size", None)
+        if isinstance(size, dict):  # the resolved size (fields a preset filled in included)
+            config.update({f"model.size.{k}": v for k, v in size.items()})
         if hasattr(pl_module, "num_parameters"):
             config.update({f"model/params_{k}": v for k, v in pl_module.num_parameters().items()})
         directories = []

@@ -9,7 +9,7 @@ sharding wrapper (FSDP2) can treat it as one root module. ``MaskedLM``: the BERT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -51,11 +51,50 @@ class GDESEmbedding(nn.Module):
         return table
 
 
+# Clark et al. 2020, Table 6 / official configure_pretraining.py (Base's generator: 1/3): the one
+# place the paper's sizes are written. Configs name them (model.size.preset: small|base|large).
+PRESETS = {
+    "small": dict(
+        hidden_size=256,
+        num_layers=12,
+        num_heads=4,
+        intermediate_size=1024,
+        embedding_size=128,
+        max_position_embeddings=512,
+        generator_size=0.25,
+        generator_layers=1.0,
+    ),
+    "base": dict(
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        intermediate_size=3072,
+        embedding_size=768,
+        max_position_embeddings=512,
+        generator_size=0.33,
+        generator_layers=1.0,
+    ),
+    "large": dict(
+        hidden_size=1024,
+        num_layers=24,
+        num_heads=16,
+        intermediate_size=4096,
+        embedding_size=1024,
+        max_position_embeddings=512,
+        generator_size=0.25,
+        generator_layers=1.0,
+    ),
+}
+SizeName = Literal["small", "base", "large"]
+
+
 @dataclass(frozen=True)
 class ModelSize:
     """The size of the discriminator, and of the generator relative to it: the one declaration
     that the networks, ``ElectraPretraining`` (``model.size.*`` in configs), the benchmark and the
-    tests read. ``OFFICIAL_SIZES`` holds the paper's three.
+    tests read. A field left out (None) comes from ``preset``, one of the paper's sizes in
+    ``PRESETS`` (default ``small``): ``model.size.preset: base`` is ELECTRA-Base, and
+    ``--model.size.num_layers=2`` on top of it changes only the depth.
 
     Args:
         hidden_size: Discriminator hidden size (Small 256, Base 768, Large 1024).
@@ -66,35 +105,50 @@ class ModelSize:
         max_position_embeddings: Position-embedding table size.
         generator_size: Generator hidden size as a fraction of the discriminator's (official 1/4).
         generator_layers: Generator depth as a fraction of the discriminator's (official 1).
+        preset: The paper's size the fields left out come from.
     """
 
-    hidden_size: int = 256
-    num_layers: int = 12
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    embedding_size: int = 128
-    max_position_embeddings: int = 512
-    generator_size: float = 0.25
-    generator_layers: float = 1.0
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+    embedding_size: int | None = None
+    max_position_embeddings: int | None = None
+    generator_size: float | None = None
+    generator_layers: float | None = None
+    preset: SizeName = "small"
 
     def __post_init__(self):
-        if self.hidden_size % self.num_heads:
+        if self.preset not in PRESETS:
             raise ValueError(
-                f"model.size.hidden_size {self.hidden_size} is not divisible by "
-                f"model.size.num_heads {self.num_heads}"
+                f"model.size.preset must be one of {', '.join(PRESETS)}, got {self.preset!r}"
+            )
+
+    def resolved(self) -> ModelSize:
+        """Every field filled in (from ``preset`` where left out) and checked; what the networks
+        are built from. Idempotent."""
+        filled = {
+            k: v if getattr(self, k) is None else getattr(self, k)
+            for k, v in PRESETS[self.preset].items()
+        }
+        size = replace(self, **filled)
+        if size.hidden_size % size.num_heads:
+            raise ValueError(
+                f"model.size.hidden_size {size.hidden_size} is not divisible by "
+                f"model.size.num_heads {size.num_heads}"
             )
         for name in ("generator_size", "generator_layers"):
-            value = getattr(self, name)
+            value = getattr(size, name)
             if not 0 < value <= 1:
                 raise ValueError(f"model.size.{name} must be in (0, 1], got {value}")
+        return size
+
+    def of_preset(self, name: str):
+        """The preset's value of field ``name`` (what "not changed" means)."""
+        return PRESETS[self.preset][name]
 
 
-# Clark et al. 2020, Table 6 / official configure_pretraining.py (Base's generator: 1/3)
-OFFICIAL_SIZES = {
-    "small": ModelSize(256, 12, 4, 1024, 128, 512, 0.25),
-    "base": ModelSize(768, 12, 12, 3072, 768, 512, 0.33),
-    "large": ModelSize(1024, 24, 16, 4096, 1024, 512, 0.25),
-}
+OFFICIAL_SIZES = {name: ModelSize(preset=name).resolved() for name in PRESETS}
 
 
 def discriminator_config(
@@ -105,6 +159,7 @@ def discriminator_config(
     max_seq_length: int | None = None,
 ) -> ElectraConfig:
     """An ``ElectraConfig`` for the discriminator (the encoder users fine-tune later)."""
+    size = size.resolved()
     if max_seq_length is not None and max_seq_length > size.max_position_embeddings:
         raise ValueError(
             f"data.max_seq_length {max_seq_length} exceeds model.size.max_position_embeddings "
@@ -408,6 +463,7 @@ def build_pretraining_model(
     are its embedding sharing, head tying, loss weights and temperature) or ``MaskedLM``, which
     refuses the ELECTRA-only ones (they would be silently ignored): all but
     ``tie_generator_head`` (its own head's tying), and a generator size."""
+    size = size.resolved()
     disc = discriminator_config(vocab_size, size, pad_token_id, dropout, max_seq_length)
     if objective == "electra":
         return ElectraPair(
@@ -422,7 +478,7 @@ def build_pretraining_model(
                 "no generator/discriminator pair); remove it"
             )
     for key in ("generator_size", "generator_layers"):
-        if getattr(size, key) != getattr(ModelSize, key):
+        if getattr(size, key) != size.of_preset(key):
             raise ValueError(
                 f"model.size.{key} does not apply to model.objective=mlm (no generator); remove it"
             )

@@ -97,6 +97,7 @@ class ElectraPretraining(L.LightningModule):
     ):
         super().__init__()
         size = size if isinstance(size, ModelSize) else ModelSize(**size)  # a checkpoint's dict
+        size = size.resolved()  # fields a preset fills in are stored resolved
         contract = DataContract.of(contract)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
         # plain values: checkpoints load with weights_only

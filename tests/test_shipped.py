@@ -88,13 +88,15 @@ def local_sources(config: Path, hub_root: Path, corpus_dir: Path) -> list[str]:
 def scaled_size(config: Path) -> list[str]:
     """The model 2 layers deep and 1/4 as wide (min 32), keeping whether the embeddings are
     narrower than the hidden layers (Small's embeddings_project)."""
-    size = yaml.safe_load(config.read_text())["model"]["size"]
-    hidden = max(32, size["hidden_size"] // 4)
-    embedding = hidden if size["embedding_size"] == size["hidden_size"] else hidden // 2
+    from electra_lightning.model import ModelSize
+
+    size = ModelSize(**yaml.safe_load(config.read_text())["model"]["size"]).resolved()
+    hidden = max(32, size.hidden_size // 4)
+    embedding = hidden if size.embedding_size == size.hidden_size else hidden // 2
     return [
         "--model.size.num_layers=2",
         f"--model.size.hidden_size={hidden}",
-        f"--model.size.num_heads={max(1, size['num_heads'] // 4)}",
+        f"--model.size.num_heads={max(1, size.num_heads // 4)}",
         f"--model.size.intermediate_size={hidden * 4}",
         f"--model.size.embedding_size={embedding}",
     ]
