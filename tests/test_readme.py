@@ -106,8 +106,10 @@ def skeleton(line: str) -> str:
 
 
 def words(text: str) -> str:
-    """Text with numbers as ``N`` and whitespace collapsed (wrapping and figures may differ)."""
+    """Text with numbers as ``N``, the AUC's trend word as ``TREND`` (both depend on the run's
+    figures) and whitespace collapsed (wrapping may differ)."""
     text = re.sub(r"\d[\d,.]*(?:\s*[MBx%])?", "N", text)
+    text = re.sub(r"\((rising|flat|falling)\)", "(TREND)", text)
     return " ".join(text.split())
 
 
