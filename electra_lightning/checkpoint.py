@@ -252,3 +252,18 @@ def check_writable(directory: str | None, field: str) -> None:
             f"{field}: cannot write to '{directory}' ({err.strerror or err}); choose a writable "
             "directory"
         ) from None
+
+
+def checkpoint_step(path: str) -> int | None:
+    """The optimizer step a checkpoint file (or FSDP2 directory) holds, or None if it cannot be
+    read cheaply (memory-mapped; the real load and its checks come later)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "meta.pt")
+    if not os.path.isfile(path):
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: the real load says why, in one line
+        return None
+    step = checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+    return step if isinstance(step, int) else None

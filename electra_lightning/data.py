@@ -32,7 +32,7 @@ from electra_lightning.masking import MaskingConfig
 from electra_lightning.packing import ExamplePacker  # noqa: F401
 from electra_lightning.sources import (  # noqa: F401
     HUB_PREFIX,
-    import_for_workers,
+    PARQUET_SUFFIXES,
     open_hub,
     read_documents,
     resolve_sources,
@@ -314,6 +314,26 @@ class ElectraDataModule(L.LightningDataModule):
         if not self.val_sources:
             return []
         return self._loader(self._stream(self.val_sources, endless=False))
+
+
+def import_for_workers(sources: list[str]) -> None:
+    """Import, in the process that starts the DataLoader workers, every library the workers will
+    use to read ``sources``, so that a forked worker imports nothing itself.
+
+    Why: a worker is a ``fork`` of the training process and inherits the import hooks installed
+    there after the logger started. W&B's hook fires on a first import of ``datasets`` and talks
+    to W&B's service, which is invalid in a forked process (``ForkedError``, the run dies at its
+    first batch). Importing here, before any worker forks, keeps ``fork`` (instant worker
+    start-up, no pickling of the stream) and makes it safe; ``tests/test_shipped.py`` checks that
+    a worker imports no module at all for every source kind.
+    """
+    import tokenizers  # noqa: F401  (stream.tokenized_documents)
+
+    hub = any(s.startswith(HUB_PREFIX) for s in sources)
+    if hub:
+        import datasets  # noqa: F401
+    if hub or any(s.endswith(PARQUET_SUFFIXES) for s in sources):
+        import pyarrow.parquet  # noqa: F401
 
 
 def _shards_the_model(trainer: L.Trainer) -> bool:

@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 import warnings
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from electra_lightning.callbacks import GracefulStop, TokenThroughput, last_checkpoint_path
-from electra_lightning.checkpoint import SafeCheckpointIO
+from electra_lightning.checkpoint import SafeCheckpointIO, checkpoint_step
 from electra_lightning.compare import flatten
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
@@ -105,9 +107,6 @@ class OneLineParser(LightningArgumentParser):
 
 def one_line_error(message: str, parser) -> str:
     """``error: <first line of message>`` + the known options nearest to each unknown one."""
-    import difflib
-    import re
-
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
     first = lines[0] if lines else "invalid arguments"
     # argparse's option table (private, stable since Python 2.7): the names to suggest
@@ -167,23 +166,6 @@ def _shown(path: str) -> str:
     """``path`` relative to the working directory when it is inside it (as the user wrote it)."""
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
-
-
-def checkpoint_step(path: str) -> int | None:
-    """The optimizer step a checkpoint file (or FSDP2 directory) holds, or None if it cannot be
-    read cheaply (memory-mapped; the real load and its checks come later)."""
-    import torch
-
-    if os.path.isdir(path):
-        path = os.path.join(path, "meta.pt")
-    if not os.path.isfile(path):
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable: the real load says why, in one line
-        return None
-    step = checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
-    return step if isinstance(step, int) else None
 
 
 class _ElectraLightningCLI(LightningCLI):

@@ -449,27 +449,6 @@ def open_hub(spec: str, field_name: str = "data.train_files"):
         ) from None
 
 
-def import_for_workers(sources: list[str]) -> None:
-    """Import, in the process that starts the DataLoader workers, every library the workers will
-    use to read ``sources``, so that a forked worker imports nothing itself.
-
-    Why: a worker is a ``fork`` of the training process and inherits the import hooks installed
-    there after the logger started. W&B's hook fires on a first import of ``datasets`` and talks
-    to W&B's service, which is invalid in a forked process (``ForkedError``, the run dies at its
-    first batch). Importing here, before any worker forks, keeps ``fork`` (instant worker
-    start-up, no pickling of the stream) and makes it safe; ``tests/test_shipped.py`` checks that
-    a worker imports no module at all for every source kind.
-    """
-    import tokenizers  # noqa: F401  (stream.tokenized_documents)
-
-    if any(s.startswith(HUB_PREFIX) for s in sources):
-        import datasets  # noqa: F401
-    if any(s.endswith(PARQUET_SUFFIXES) for s in sources) or any(
-        s.startswith(HUB_PREFIX) for s in sources
-    ):
-        import pyarrow.parquet  # noqa: F401
-
-
 def _hub_items(unit: Unit, text_field: str, on_bad_record: str) -> Iterator[Item]:
     """``hub:name[:config][@split]`` streamed with ``datasets`` (needs network), sharded on the
     dataset's own file shards; a dataset with fewer file shards than readers falls back to every
