@@ -4,9 +4,10 @@ scores the way the paper does (median over seeds), plus test-set predictions in 
     python -m electra_lightning glue --init_from export/discriminator --data_dir glue_data \\
         --tasks cola sst2 mrpc stsb rte --seeds 5 --output_dir runs/glue
 
-Each (task, seed) run uses ``configs/finetune/TASK.yaml`` (any ``--trainer.*``, ``--model.*`` or
-``--data.*`` option overrides it, e.g. ``--trainer.max_epochs=1``), so it is
-the same recipe as ``fit --config configs/finetune/TASK.yaml``. Results are written as they come
+Each (task, seed) run uses the recipe ``tasks.finetune_recipe`` — the one
+``configs/finetune/TASK.yaml`` is generated from, so it is the same as
+``fit --config configs/finetune/TASK.yaml`` (any ``--trainer.*``, ``--model.*`` or ``--data.*``
+option overrides it, e.g. ``--trainer.max_epochs=1``). Results are written as they come
 (``results.jsonl``) and runs already there are not repeated, so the command resumes.
 """
 
@@ -19,25 +20,7 @@ import os
 import statistics
 from pathlib import Path
 
-from electra_lightning.tasks import metric_names, submission_name, task_spec
-
-
-def recipe_args(task: str, out: Path) -> list[str]:
-    """The official fine-tuning recipe for ``task`` as command-line settings: the model's and the
-    data's defaults (lr 3e-4, layer-wise decay 0.8, no weight decay, 10% warmup, batch 32, 128
-    tokens) plus these. ``configs/finetune/TASK.yaml`` says the same for ``fit --config`` (a test
-    keeps them equal); built here so ``glue`` needs no file outside the installed package."""
-    return [
-        f"--data.task={task}",
-        f"--trainer.max_epochs={task_spec(task).epochs}",
-        "--trainer.gradient_clip_val=1.0",
-        "--trainer.log_every_n_steps=20",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-        f"--trainer.logger.init_args.save_dir={out}",
-        f"--trainer.logger.init_args.name={task}",
-        "--trainer.callbacks+=electra_lightning.callbacks.LastCheckpoint",
-        f"--trainer.callbacks.init_args.dirpath={out / 'checkpoints'}",
-    ]
+from electra_lightning.tasks import finetune_recipe, metric_names, submission_name, task_spec
 
 
 def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
@@ -47,11 +30,12 @@ def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
     from electra_lightning.lightning_cli import run_finetune_cli
 
     out = Path(args.output_dir) / task / f"seed{seed}"
+    recipe = finetune_recipe(task, save_dir=str(out.parent), name=out.name)
     cli_args = [
-        *recipe_args(task, out),
+        f"--config={json.dumps(recipe)}",
         f"--model.init_from={args.init_from}",
         f"--data.data_dir={args.data_dir}",
-        f"--seed_everything={seed}",
+        f"--seed_everything={seed}",  # after the recipe's seed
         "--trainer.enable_progress_bar=false",
         *(["--config", args.size_config] if args.size_config else []),
         *overrides,
