@@ -22,7 +22,8 @@ Around them: ``cli.py`` (the light dispatcher) → ``lightning_cli.py`` (Lightni
 validate / test, pretraining and fine-tuning), ``callbacks.py`` (throughput, ``last.ckpt``,
 graceful stop), ``checkpoint.py`` (atomic saves, safe loads, the tokenizer a checkpoint carries),
 ``loading.py`` (checkpoints → modules), ``export.py`` / ``predict.py`` (Hugging Face
-directories), ``tasks.py`` + ``glue.py`` + ``finetune.py`` + ``glue_runner.py`` (fine-tuning),
+directories), ``tasks.py`` (the task table and the one fine-tuning recipe; ``configs/finetune/TASK.yaml`` are
+generated from it) + ``glue.py`` + ``finetune.py`` + ``glue_runner.py`` (fine-tuning),
 ``compare.py`` / ``summary.py`` / ``console.py`` (what a user reads), ``tokenizer.py``.
 
 ``ElectraPretraining`` and ``ElectraDataModule`` are imported on first use, so that

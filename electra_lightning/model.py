@@ -53,37 +53,24 @@ class GDESEmbedding(nn.Module):
 
 # Clark et al. 2020, Table 6 / official configure_pretraining.py (Base's generator: 1/3): the one
 # place the paper's sizes are written. Configs name them (model.size.preset: small|base|large).
+PRESET_FIELDS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "embedding_size",
+    "max_position_embeddings",
+    "generator_size",
+    "generator_layers",
+)
 PRESETS = {
-    "small": dict(
-        hidden_size=256,
-        num_layers=12,
-        num_heads=4,
-        intermediate_size=1024,
-        embedding_size=128,
-        max_position_embeddings=512,
-        generator_size=0.25,
-        generator_layers=1.0,
-    ),
-    "base": dict(
-        hidden_size=768,
-        num_layers=12,
-        num_heads=12,
-        intermediate_size=3072,
-        embedding_size=768,
-        max_position_embeddings=512,
-        generator_size=0.33,
-        generator_layers=1.0,
-    ),
-    "large": dict(
-        hidden_size=1024,
-        num_layers=24,
-        num_heads=16,
-        intermediate_size=4096,
-        embedding_size=1024,
-        max_position_embeddings=512,
-        generator_size=0.25,
-        generator_layers=1.0,
-    ),
+    name: dict(zip(PRESET_FIELDS, values, strict=True))
+    for name, values in {
+        # hidden, layers, heads, FFN, embeddings, positions, generator width, generator depth
+        "small": (256, 12, 4, 1024, 128, 512, 0.25, 1.0),
+        "base": (768, 12, 12, 3072, 768, 512, 0.33, 1.0),
+        "large": (1024, 24, 16, 4096, 1024, 512, 0.25, 1.0),
+    }.items()
 }
 SizeName = Literal["small", "base", "large"]
 

@@ -57,11 +57,17 @@ def logistic_regression(x, y, x_dev):
 
 
 def linear_probe(
-    encoder, tokenizer, tasks: list[str], train_limit: int, device: str = "cpu", dev_limit: int = 0
+    encoder,
+    tokenizer,
+    tasks: list[str],
+    train_limit: int,
+    device: str = "cpu",
+    dev_limit: int = 0,
+    max_length: int = 128,
 ):
     """Probe scores (percent) per task for a frozen ``encoder`` (an ``ElectraModel`` or any model
     returning ``last_hidden_state``) with its ``tokenizer``; ``dev_limit``: score on the first
-    dev examples only (smoke tests)."""
+    dev examples only (smoke tests); ``max_length``: tokens per example (the pretraining length)."""
     import torch
 
     encoder = encoder.to(device).eval()
@@ -77,7 +83,7 @@ def linear_probe(
                 pairs,
                 padding=True,
                 truncation=True,
-                max_length=128,
+                max_length=max_length,
                 return_tensors="pt",
             ).to(device)
             hidden = encoder(**enc).last_hidden_state.float()

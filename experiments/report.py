@@ -10,24 +10,24 @@ import platform
 import statistics
 from pathlib import Path
 
-from common import EXPERIMENTS, Row, Study
-from probe import PROBE_TASKS, SHARED, glue_split, headline_metric
+from experiments.common import EXPERIMENTS, Row, RowStudy
+from experiments.probe import SHARED, glue_split, headline_metric
 
 
 class Report:
     """Tables, plots and the README of one :class:`Study`'s results."""
 
-    def __init__(self, study: Study):
+    def __init__(self, study: RowStudy):
         self.study = study
 
     def probe_table(self, rows: list[Row]) -> str:
         from electra_lightning.tasks import task_spec
 
-        tasks = [t for t in PROBE_TASKS if t in self.study.tasks]
+        tasks = self.study.probe_tasks
         head = " | ".join(f"{t} ({task_spec(t).headline})" for t in tasks)
         lines = [f"| row | {head} | average |", "|---" * (len(tasks) + 2) + "|"]
         for row in rows:
-            scores = self.study.probe(row)
+            scores = self.study.probe_row(row)
             values = [scores[t] for t in tasks]
             lines.append(
                 f"| {row.label} | "
@@ -263,14 +263,14 @@ Curves (`python -m electra_lightning compare` over the logged metrics, `results/
         print(readme)
 
     def header(self, title: str) -> str:
-        command = f"python experiments/{self.study.name}/run.py " + (
+        command = f"python -m experiments.{self.study.name}.run " + (
             "--quick"
             if self.study.quick
             else f"--budget_minutes {self.study.plan['budget_minutes']:g}"
         )
         cpu = platform.processor() or platform.machine()
         plan = self.study.plan
-        corpus = "../shared/data/" + str(Path(self.study.corpus).relative_to(SHARED))
+        corpus = "../shared/data/" + str(Path(self.study.corpus[0]).relative_to(SHARED))
         vocab = "2k" if self.study.quick else "16k"
         return f"""# {title}
 
@@ -278,7 +278,7 @@ Curves (`python -m electra_lightning compare` over the logged metrics, `results/
 - **Machine**: {cpu}, {os.cpu_count()} CPU cores, no GPU, torch {_torch_version()} · {self.study.workers}
   rows in parallel, {self.study.env["OMP_NUM_THREADS"]} thread(s) each
 - **Budget**: {plan["budget_minutes"]:g} min of ELECTRA pretraining per run =
-  {plan["electra_steps"]} steps of 16 × 128 tokens (measured {_fmt_s(plan["seconds_per_step"])}/step)
+  {plan["electra_steps"]} steps of {self.study.batch_size} × {self.study.seq} tokens (measured {_fmt_s(plan["seconds_per_step"])}/step)
 - **Model**: `experiments/pretrain.yaml` (4 layers, hidden 256, embeddings 128, generator 1/4,
   lr 5e-4) on `{corpus}`, WordPiece {vocab} trained on it
 - **Evaluation**: GLUE dev ({", ".join(self.study.tasks)}) after fine-tuning with

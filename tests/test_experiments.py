@@ -20,7 +20,8 @@ def quick(name, out):
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / f"experiments/{name}/run.py"),
+            "-m",
+            f"experiments.{name}.run",
             "--quick",
             "--output_dir",
             str(out),
@@ -114,18 +115,13 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
     sizes, the official batch of 128, bf16 and the GPU for pretraining, both runs one after the
     other."""
     import argparse
-    import importlib.util
     from dataclasses import asdict, replace
 
     from electra_lightning.model import OFFICIAL_SIZES, ModelSize
+    from experiments.electra_vs_mlm import run
 
     shared_data("glue")
     shared_data("nltk_english_text")
-    sys.path.insert(0, str(REPO / "experiments"))
-    path = REPO / "experiments/electra_vs_mlm/run.py"
-    spec = importlib.util.spec_from_file_location("electra_vs_mlm_run", path)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
     args = argparse.Namespace(
         device="cuda",
         steps=None,
@@ -142,11 +138,11 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
     assert size == replace(small, max_position_embeddings=size.max_position_embeddings)
     assert size.max_position_embeddings >= 128  # the sequence length it trains at
     for setting in ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"):
-        assert setting in study.device_args
-    assert "--data.batch_size=128" in study.device_args and study.batch_tokens() == 128 * 128
+        assert setting in study.extra_args
+    assert "--data.batch_size=128" in study.extra_args and study.batch_tokens() == 128 * 128
     assert study.workers == 1
     assert {f"--model.size.{k}={v}" for k, v in asdict(size).items()} >= {
-        a for a in study.device_args if a.startswith("--model.size.")
+        a for a in study.extra_args if a.startswith("--model.size.")
     }
 
 
@@ -156,8 +152,7 @@ def test_knob_probes_train_equal_tokens_and_read_the_gap_to_the_base_rate(tmp_pa
     fraction, averaged over the steps since the previous validation."""
     import math
 
-    sys.path[:0] = [str(REPO / "experiments"), str(REPO / "experiments/electra_vs_mlm")]
-    import knobs
+    from experiments.electra_vs_mlm import knobs
 
     plan = knobs.probe_plan(1500, quick=False)
     assert set(plan) == set(knobs.KNOBS)
@@ -184,7 +179,7 @@ def test_knob_probes_train_equal_tokens_and_read_the_gap_to_the_base_rate(tmp_pa
         f"3,{h + 0.2},0.25,,\n"
         "3,,,0.4,0.2\n"
     )
-    read = knobs.read_probe(tmp_path / "probe", batch_size=16)
+    read = knobs.read_probe(tmp_path / "probe", batch_size=16, seq=128)
     # logged steps are 0-based: the validation logged at step 2 follows 3 steps
     assert [(v["step"], v["tokens"], v["val/disc_auc"]) for v in read] == [
         (3, 3 * 16 * 128, 0.6),

@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from runner import merge_history
+from experiments.runner import merge_history
 
 # name → (what differs from the curve's recipe, CLI overrides, batch size)
 KNOBS = {
@@ -55,7 +55,7 @@ def entropy(p: float) -> float:
     return 0.0 if p <= 0 or p >= 1 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
-def read_probe(run_dir: Path, batch_size: int) -> list[dict]:
+def read_probe(run_dir: Path, batch_size: int, seq: int) -> list[dict]:
     """Every validation of a probe: steps trained (Lightning logs the 0-based index of the last
     step, so +1), training tokens, val/disc_auc, val/gen_acc, and how far
     the training RTD loss since the previous validation sits below the entropy of the replaced
@@ -75,7 +75,7 @@ def read_probe(run_dir: Path, batch_size: int) -> list[dict]:
         out.append(
             {
                 "step": step + 1,
-                "tokens": (step + 1) * batch_size * 128,
+                "tokens": (step + 1) * batch_size * seq,
                 "val/disc_auc": float(r["val/disc_auc"]),
                 "val/gen_acc": float(r["val/gen_acc"]),
                 "base_rate_gap": sum(train) / len(train) if train else None,

@@ -1,9 +1,9 @@
 """Experiment 1 — ELECTRA vs MLM over pretraining compute (the paper's compute comparison, in
 miniature): score vs training FLOPs for both objectives on one figure, and a table.
 
-    python experiments/electra_vs_mlm/run.py --steps 7000 --seeds 2 --knob_steps 1500  # CPU run
-    python experiments/electra_vs_mlm/run.py --device cuda --budget_minutes 3  # one H200, ~10 min
-    python experiments/electra_vs_mlm/run.py --quick                           # CI smoke test
+    python -m experiments.electra_vs_mlm.run --steps 7000 --seeds 2 --knob_steps 1500  # CPU run
+    python -m experiments.electra_vs_mlm.run --device cuda --budget_minutes 3  # one H200, ~10 min
+    python -m experiments.electra_vs_mlm.run --quick                           # CI smoke test
 
 Pretrains the same encoder twice on a shuffled stream of ../shared/data/nltk_english_text (label
 files left out): ELECTRA (generator 1/4, replaced token detection) and MLM (BERT-style 15% with
@@ -25,48 +25,31 @@ import csv
 import json
 import os
 import platform
-import statistics
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-import knobs  # noqa: E402
-from probe import PROBE_TASKS, SHARED, linear_probe  # noqa: E402
-from runner import REPO, log, merge_history, run_cli, run_glue, save_plan  # noqa: E402
+from experiments.common import Study
+from experiments.electra_vs_mlm import knobs
+from experiments.probe import SHARED
+from experiments.runner import log, merge_history, run_glue, save_plan
 
-sys.path.insert(0, str(REPO))
-RECIPE = HERE.parent / "pretrain.yaml"
+HERE = Path(__file__).resolve().parent
 CORPUS = SHARED / "nltk_english_text"
 # every text of the corpus but reuters/cats.txt (topic labels, not text); the stream shuffles
 # file ranges per epoch and documents within blocks (data.shuffle, the default)
 CORPUS_PARTS = ["abc", "gutenberg", "inaugural", "state_union", "reuters/reuters_apte_all.txt"]
-VAL = SHARED / "wikitext2_raw_test"
 OBJECTIVES = {
     "ELECTRA": [],
     "MLM": ["--model.objective=mlm", "--data.mask_token_prob=0.8", "--data.random_token_prob=0.1"],
 }
-# Encoder sizes. CPU: the recipe's 4 layers at half its width (hidden 128, as configs/tiny.yaml):
+# Encoder size on CPU: the recipe's 4 layers at half its width (hidden 128, as configs/tiny.yaml):
 # ~1/3 of its FLOPs per token, so ~3x the steps and tokens in the same hours — at this compute
 # a smaller model trained on more tokens is the better use of it (compute-optimal scaling), and
-# the question is when the discriminator leaves the plateau, which takes updates. CUDA:
-# ELECTRA-Small (configs/electra-small.yaml), batch 128, bf16.
-SIZES = {
-    "cpu": {"num_layers": 4, "hidden_size": 128, "num_heads": 2, "intermediate_size": 512},
-    "cuda": {"num_layers": 12, "hidden_size": 256, "num_heads": 4, "intermediate_size": 1024},
-}
-DEVICE_ARGS = {
-    "cpu": [],
-    "cuda": [
-        "--data.batch_size=128",
-        "--trainer.accelerator=gpu",
-        "--trainer.precision=bf16-mixed",
-        "--data.num_workers=4",
-    ],
-}
+# the question is when the discriminator leaves the plateau, which takes updates. CUDA: the
+# ELECTRA-Small preset (configs/electra-small.yaml), the official batch of 128, bf16.
+CPU_SIZE = {"num_layers": 4, "hidden_size": 128, "num_heads": 2, "intermediate_size": 512}
+CUDA_BATCH = 128
 FINETUNE_NAMES = {"ELECTRA": "electra", "MLM": "mlm", "no pretraining": "random"}
 QUICK = ["--trainer.limit_val_batches=2", "--data.shuffle_block=64"]
 
@@ -101,48 +84,40 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-class CurveStudy:
-    def __init__(self, args: argparse.Namespace):
-        if not CORPUS.is_dir() or not (SHARED / "glue").is_dir():
-            sys.exit(f"error: needs {CORPUS} and {SHARED}/glue (../shared/data)")
-        self.args = args
-        self.quick = args.quick
-        self.cuda = args.device == "cuda"
-        self.root = Path(args.output_dir).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.workers = 1 if self.cuda else 2  # two runs side by side on the CPU's cores
-        threads = str(max(1, (os.cpu_count() or 1) // self.workers))
-        self.env = {
-            **os.environ,
-            "OMP_NUM_THREADS": threads,
-            "HF_DATASETS_OFFLINE": "1",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        parts = ["inaugural"] if self.quick else CORPUS_PARTS
-        self.corpus = [str(CORPUS / p) for p in parts]
-        self.tokenizer = self.root / "tokenizer"
-        self.probe_limit = 64 if self.quick else 2000  # training examples of the probe
-        self.device_args = [
-            *(f"--model.size.{k}={v}" for k, v in SIZES[args.device].items()),
-            *DEVICE_ARGS[args.device],
-        ]
-        self.plan: dict = {}
+class CurveStudy(Study):
+    """Score over pretraining FLOPs: ELECTRA and MLM, each with checkpoints at ``points`` points
+    of equal training FLOPs, every point probed; at the end each encoder (and a random one)
+    fine-tuned on SST-2."""
 
-    # -- plan -----------------------------------------------------------------------------------
+    def __init__(self, args: argparse.Namespace):
+        from electra_lightning.model import ModelSize
+
+        self.cuda = args.device == "cuda"
+        parts = ["inaugural"] if args.quick else CORPUS_PARTS
+        # two runs side by side on the CPU's cores; one after the other on a GPU
+        super().__init__(
+            "electra_vs_mlm", args, [str(CORPUS / p) for p in parts], 1 if self.cuda else 2
+        )
+        if self.cuda:
+            small = ModelSize(preset="small", max_position_embeddings=self.seq).resolved()
+            self.size = asdict(small)
+            self.batch_size = CUDA_BATCH
+            device = [
+                f"--data.batch_size={CUDA_BATCH}",
+                "--trainer.accelerator=gpu",
+                "--trainer.precision=bf16-mixed",
+                "--data.num_workers=4",
+            ]
+        else:
+            self.size, device = dict(CPU_SIZE), []
+        self.extra_args = [
+            *(f"--model.size.{k}={v}" for k, v in self.size.items() if k != "preset"),
+            *device,
+            *(QUICK if self.quick else []),
+        ]
+
     def setup(self) -> dict:
-        if not (self.tokenizer / "tokenizer.json").exists():
-            vocab = "2000" if self.quick else "16000"
-            run_cli(
-                "tokenizer",
-                "--files",
-                json.dumps(self.corpus),
-                "--output_dir",
-                str(self.tokenizer),
-                "--vocab_size",
-                vocab,
-                env=self.env,
-            )
+        self.train_tokenizer()
         plan_file = self.root / "plan.json"
         if plan_file.exists():
             self.plan = json.loads(plan_file.read_text())
@@ -170,7 +145,7 @@ class CurveStudy:
                 "mlm_every": mlm_every,
                 "points": points,
                 "flops_ratio": ratio,
-                "flops_per_electra_step": self.flops_per_step(),
+                "flops_per_electra_step": self.flops_per_token("electra") * self.batch_tokens(),
                 "seconds_per_step": per_step,
                 "device": self.args.device,
                 "threads_per_run": self.env["OMP_NUM_THREADS"],
@@ -179,91 +154,6 @@ class CurveStudy:
         )
         return self.plan
 
-    def sizes(self) -> dict:
-        import yaml
-
-        return {**yaml.safe_load(RECIPE.read_text())["model"]["size"], **SIZES[self.args.device]}
-
-    def batch_tokens(self) -> int:
-        return (128 if self.cuda else 16) * 128
-
-    def pair(self, objective: str):
-        from electra_lightning.data import load_tokenizer_info
-        from electra_lightning.model import ModelSize, build_pretraining_model
-
-        vocab = load_tokenizer_info(str(self.tokenizer)).vocab_size
-        return build_pretraining_model(vocab, 128, ModelSize(**self.sizes()), objective=objective)
-
-    def flops_per_token(self, objective: str) -> float:
-        from electra_lightning.masking import MaskingConfig
-        from electra_lightning.model import training_flops_per_token
-
-        masked = MaskingConfig().max_predictions(128)
-        return training_flops_per_token(self.pair(objective), 128, masked)
-
-    def flops_ratio(self) -> float:
-        """Training FLOPs of an ELECTRA step over an MLM step (same encoder and batch)."""
-        return self.flops_per_token("electra") / self.flops_per_token("mlm")
-
-    def flops_per_step(self) -> float:
-        return self.flops_per_token("electra") * self.batch_tokens()
-
-    def seconds_per_step(self, run_dir: Path) -> float:
-        with open(merge_history(run_dir) / "metrics.csv") as f:
-            rates = [
-                float(r["train/tokens_per_sec"])
-                for r in csv.DictReader(f)
-                if r.get("train/tokens_per_sec")
-            ]
-        return self.batch_tokens() / statistics.median(rates[1:] or rates)
-
-    # -- stages ---------------------------------------------------------------------------------
-    def pretrain(
-        self,
-        name: str,
-        overrides: list[str],
-        steps: int,
-        every: int,
-        group: str = "pretrain",
-        val_every: int | None = None,
-        val_batches: int | None = None,
-    ) -> Path:
-        """Train (or resume) run ``ROOT/group/name``; keep a checkpoint every ``every`` steps,
-        validate every ``val_every`` (default twice per checkpoint) on ``val_batches`` fixed
-        batches of WikiText-2 (default 20)."""
-        run_dir = self.root / group / name
-        ckpt_dir = run_dir / "checkpoints"
-        last = ckpt_dir / "last.ckpt"
-        args = [
-            "fit",
-            "--config",
-            str(RECIPE),
-            *self.device_args,
-            *(QUICK if self.quick else []),
-            f"--data.train_files={json.dumps(self.corpus)}",
-            f"--data.val_files={VAL}",
-            f"--data.tokenizer={self.tokenizer}",
-            f"--trainer.max_steps={steps}",
-            f"--model.warmup_steps={max(1, steps // 10)}",
-            f"--trainer.val_check_interval={val_every or max(1, every // 2)}",
-            f"--trainer.limit_val_batches={val_batches or (2 if self.quick else 20)}",
-            f"--trainer.logger.init_args.save_dir={run_dir.parent}",
-            f"--trainer.logger.init_args.name={name}",
-            f"--trainer.callbacks.init_args.dirpath={ckpt_dir}",
-            f"--trainer.callbacks.init_args.every_n_train_steps={every}",
-            "--trainer.callbacks.init_args.save_top_k=-1",  # keep every point
-            "--trainer.callbacks.init_args.filename=point-{step}",
-            *overrides,  # last: they win
-        ]
-        if last.exists():
-            from electra_lightning.checkpoint import load_checkpoint
-
-            if load_checkpoint(str(last))["global_step"] >= steps:
-                return run_dir
-            args.append("--ckpt_path=last")
-        run_cli(*args, env=self.env, log_file=run_dir / "log.txt")
-        return run_dir
-
     def points(self, run_dir: Path) -> dict[int, Path]:
         """Step → checkpoint of every evaluation point of a finished run."""
         found = {}
@@ -271,29 +161,13 @@ class CurveStudy:
             found[int(path.stem.split("=")[1])] = path
         return dict(sorted(found.items()))
 
-    def probe_point(self, name: str, step: int, ckpt: Path | None) -> dict[str, float]:
-        """Probe scores of one checkpoint (None: the randomly initialised encoder), cached."""
+    def probe_point(self, name: str, step: int, source: Path) -> dict[str, float]:
+        """Probe scores of one checkpoint (or the random encoder's directory), cached."""
         store = self.root / "probe" / name / f"step-{step}.json"
-        if store.exists():
-            return json.loads(store.read_text())
-        import torch
-        from transformers import AutoTokenizer
-
-        from electra_lightning.checkpoint import load_checkpoint
-        from electra_lightning.loading import encoder_from_checkpoint
-
-        if ckpt is None:
-            torch.manual_seed(0)
-            encoder = self.pair("electra").discriminator.electra
-        else:
-            encoder = encoder_from_checkpoint(load_checkpoint(str(ckpt)))
-        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
-        device = "cuda" if self.cuda else "cpu"
-        dev = 128 if self.quick else 0
-        scores = linear_probe(encoder, tokenizer, PROBE_TASKS, self.probe_limit, device, dev)
-        store.parent.mkdir(parents=True, exist_ok=True)
-        store.write_text(json.dumps(scores) + "\n")
-        log(f"probe {name} step {step}: {scores}")
+        known = store.exists()
+        scores = self.probe(store, source, "cuda" if self.cuda else "cpu")
+        if not known:
+            log(f"probe {name} step {step}: {scores}")
         return scores
 
     def finetune(self, name: str, init: Path) -> list[dict]:
@@ -312,20 +186,6 @@ class CurveStudy:
         run_glue(init, ["sst2"], 1 if self.quick else self.args.seeds, out, tune, self.env)
         return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
-    def random_init(self) -> Path:
-        """A randomly initialised discriminator of the same size, as a model directory."""
-        target = self.root / "random"
-        if (target / "config.json").exists():
-            return target
-        import torch
-
-        from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
-
-        torch.manual_seed(0)
-        self.pair("electra").discriminator.save_pretrained(target)
-        write_tokenizer(read_tokenizer_files(str(self.tokenizer)), target)
-        return target
-
     def knob_plan(self) -> dict[str, dict]:
         steps16 = 8 if self.quick else self.args.knob_steps
         return knobs.probe_plan(steps16, self.quick) if steps16 else {}
@@ -334,24 +194,24 @@ class CurveStudy:
         """The short knob probes (``--knob_steps``; two of them in quick mode): by knob name,
         every validation and the linear probe of the last checkpoint; {} when not asked for."""
         plan = self.knob_plan()
-        with ThreadPoolExecutor(self.workers) as pool:
-            dirs = {
-                name: pool.submit(
-                    self.pretrain,
-                    name,
-                    p["overrides"],
-                    p["steps"],
-                    p["steps"],  # one checkpoint: the end
-                    "knobs",
-                    p["val_every"],
-                    p["val_batches"],
-                )
+        dirs = self.parallel(
+            {
+                name: (name, p["overrides"], p["steps"], p["steps"])  # one checkpoint: the end
                 for name, p in plan.items()
-            }
-            dirs = {name: future.result() for name, future in dirs.items()}
+            },
+            lambda name, overrides, steps, every: self.pretrain(
+                name,
+                overrides,
+                steps,
+                every,
+                group="knobs",
+                val_every=plan[name]["val_every"],
+                val_batches=plan[name]["val_batches"],
+            ),
+        )
         results = {}
         for name, run_dir in dirs.items():
-            vals = knobs.read_probe(run_dir, plan[name]["batch_size"])
+            vals = knobs.read_probe(run_dir, plan[name]["batch_size"], self.seq)
             steps = plan[name]["steps"]
             probe = self.probe_point(f"knob-{name}", steps, run_dir / "checkpoints" / "last.ckpt")
             results[name] = {"validations": vals, "probe": probe}
@@ -364,24 +224,25 @@ class CurveStudy:
             "ELECTRA": ("electra", plan["electra_steps"], plan["electra_every"]),
             "MLM": ("mlm", plan["mlm_steps"], plan["mlm_every"]),
         }
-        with ThreadPoolExecutor(self.workers) as pool:
-            dirs = {
-                label: pool.submit(self.pretrain, name, OBJECTIVES[label], steps, every)
+        dirs = self.parallel(
+            {
+                label: (name, OBJECTIVES[label], steps, every)
                 for label, (name, steps, every) in runs.items()
-            }
-            dirs = {label: future.result() for label, future in dirs.items()}
-        curve = {"random": self.probe_point("random", 0, None), "knobs": self.knob_probes()}
+            },
+            lambda name, overrides, steps, every: self.pretrain(
+                name, overrides, steps, every, keep_points=True
+            ),
+        )
+        random = self.random_init()
+        curve = {"random": self.probe_point("random", 0, random), "knobs": self.knob_probes()}
         for label, (name, _, _) in runs.items():
             for step, ckpt in self.points(dirs[label]).items():
                 self.probe_point(name, step, ckpt)
         inits = {label: dirs[label] / "checkpoints" / "last.ckpt" for label in runs}
-        inits["no pretraining"] = self.random_init()
-        with ThreadPoolExecutor(self.workers) as pool:
-            tuned = {
-                label: pool.submit(self.finetune, FINETUNE_NAMES[label], init)
-                for label, init in inits.items()
-            }
-            curve["finetune"] = {label: future.result() for label, future in tuned.items()}
+        inits["no pretraining"] = random
+        curve["finetune"] = self.parallel(
+            {label: (FINETUNE_NAMES[label], init) for label, init in inits.items()}, self.finetune
+        )
         log("done")
         return {"dirs": dirs, **curve}
 
@@ -401,7 +262,7 @@ def table_rows(study: CurveStudy, dirs: dict) -> list[dict]:
     """One row per evaluation point: FLOPs, both runs' steps, probes and validation metrics."""
     plan = study.plan
     rows = []
-    random = study.probe_point("random", 0, None)
+    random = study.probe_point("random", 0, study.random_init())
     rows.append(
         {"point": 0, "flops": 0.0, "ELECTRA": {"step": 0, **random}, "MLM": {"step": 0, **random}}
     )
@@ -502,7 +363,7 @@ def report(study: CurveStudy, result: dict) -> None:
         baseline = result["knobs"]["baseline"]["validations"]
         knob_section = f"""## Knob probes: what moves the discriminator off the plateau sooner
 
-Each probe trains {baseline[-1]["tokens"]:,} tokens (the baseline: {knob_plan["baseline"]["steps"]} steps of 16 × 128) with its
+Each probe trains {baseline[-1]["tokens"]:,} tokens (the baseline: {knob_plan["baseline"]["steps"]} steps of {study.recipe["data"]["batch_size"]} × {study.seq}) with its
 own schedule (10% warmup, linear decay to 0 at its last step), ELECTRA only, and validates
 {len(baseline)} times on the first ≥ {knobs.VAL_SEQUENCES} WikiText-2 test sequences; the linear probe
 (as above) reads its last checkpoint. One seed each.
@@ -533,11 +394,11 @@ own schedule (10% warmup, linear decay to 0 at its last step), ELECTRA only, and
     )
     readme = f"""# Experiment 1 — ELECTRA vs MLM over pretraining compute
 
-- **Command**: `python experiments/electra_vs_mlm/run.py {command}` (resumes when re-run;
+- **Command**: `python -m experiments.electra_vs_mlm.run {command}` (resumes when re-run;
   `--quick` is the CI smoke test, `--device cuda --budget_minutes 3` the GPU version)
 - **Machine**: {machine}; the two pretraining runs side by side, {plan["threads_per_run"]} thread(s) each
 - **Budget**: ELECTRA {plan["electra_steps"]} steps, MLM {plan["mlm_steps"]} steps of
-  {study.batch_tokens() // 128} × 128 tokens: equal training FLOPs ({plan["flops_ratio"]:.3f}× per
+  {study.batch_size} × {study.seq} tokens: equal training FLOPs ({plan["flops_ratio"]:.3f}× per
   ELECTRA step, generator included), {plan["points"]} evaluation points of equal FLOPs each
 - **Model**: `experiments/pretrain.yaml` with {sizes["num_layers"]} layers, hidden {sizes["hidden_size"]},
   {sizes["num_heads"]} heads, FFN {sizes["intermediate_size"]}, embeddings {sizes["embedding_size"]},

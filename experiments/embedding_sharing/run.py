@@ -1,7 +1,7 @@
 """Experiment 3 — embedding sharing: shared (official ELECTRA) vs none vs gdes (DeBERTa-v3).
 
-    python experiments/embedding_sharing/run.py --budget_minutes 8     # the documented run
-    python experiments/embedding_sharing/run.py --quick                # seconds-scale smoke test
+    python -m experiments.embedding_sharing.run --budget_minutes 8     # the documented run
+    python -m experiments.embedding_sharing.run --quick                # seconds-scale smoke test
 
 Pretrains the same generator + discriminator (experiments/pretrain.yaml) three ways — one
 embedding module for both (``shared``), separate embeddings (``none``), and gradient-disentangled
@@ -13,12 +13,8 @@ experiment 1's ELECTRA row. Re-running resumes. Regenerates this folder's README
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Row, Study, parser  # noqa: E402
-from report import Report  # noqa: E402
+from experiments.common import Row, RowStudy, parser
+from experiments.report import Report
 
 ROWS = [
     Row(mode, f"electra-g0.25-{mode}", [f"--model.embedding_sharing={mode}"])
@@ -29,7 +25,7 @@ QUICK_ROWS = ["shared", "gdes"]  # the smoke test's share (shared: the generator
 
 def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
-    study = Study("embedding_sharing", args)
+    study = RowStudy("embedding_sharing", args)
     rows = study.select(ROWS, QUICK_ROWS)
     results = study.run(rows)
     report = Report(study)

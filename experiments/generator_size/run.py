@@ -1,7 +1,7 @@
 """Experiment 2 — generator size sweep at a fixed discriminator (the paper's Figure 3, scaled down).
 
-    python experiments/generator_size/run.py --budget_minutes 8     # the documented run
-    python experiments/generator_size/run.py --quick                # seconds-scale smoke test
+    python -m experiments.generator_size.run --budget_minutes 8     # the documented run
+    python -m experiments.generator_size.run --quick                # seconds-scale smoke test
 
 Pretrains the same discriminator (experiments/pretrain.yaml) with generators of 1/8, 1/4, 1/2
 and 1× its hidden size (same depth, equal steps), fine-tunes each on SST-2, CoLA, MRPC and RTE
@@ -12,12 +12,8 @@ folder's README.md with the table, the plots, the exact command, the machine and
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Row, Study, parser  # noqa: E402
-from report import Report  # noqa: E402
+from experiments.common import Row, RowStudy, parser
+from experiments.report import Report
 
 SIZES = {"1/8": 0.125, "1/4": 0.25, "1/2": 0.5, "1": 1.0}
 ROWS = [
@@ -29,7 +25,7 @@ QUICK_ROWS = ["1/8", "1/4"]  # the smoke test's share: every stage and the repor
 
 def main() -> None:
     args = parser(__doc__, default_budget=8).parse_args()
-    study = Study("generator_size", args)
+    study = RowStudy("generator_size", args)
     rows = study.select(ROWS, QUICK_ROWS)
     results = study.run(rows)
     report = Report(study)
