@@ -34,6 +34,7 @@ from electra_lightning.model import (  # noqa: E402
     training_flops_per_token,
 )
 from electra_lightning.optim import ADAMW_DEFAULTS, param_groups  # noqa: E402
+from electra_lightning.stream import attention_mask_of  # noqa: E402
 
 SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
 
@@ -65,7 +66,7 @@ def tokenizer_for(corpus: Path, tmp: Path) -> Path:
 
 def naive_step(gen, disc, opt, batch, mask_id):
     """The straightforward way: full-sequence generator logits, HF losses, sampling everywhere."""
-    ids, attention = batch["input_ids"], batch["attention_mask"]
+    ids, attention = batch["input_ids"], attention_mask_of(batch)
     labels = torch.full_like(ids, -100)
     labels.scatter_(1, batch["masked_positions"], batch["masked_ids"])
     labels[~batch["masked_weights_dense"]] = -100
@@ -179,7 +180,7 @@ def bench_step(size, args, tok_info, corpus, device, dtype):
         naive.append(timed(naive_fn))
     t_ours, t_naive = statistics.median(ours), statistics.median(naive)
     real_ours = (
-        int(packed["attention_mask"].sum())
+        int(attention_mask_of(packed).sum())
         if packed.get("attention_mask") is not None
         else packed["input_ids"].numel()
     )
@@ -211,7 +212,7 @@ def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
     t = time.perf_counter()
     while time.perf_counter() - t < seconds:
         batch = next(it)
-        mask = batch["attention_mask"]
+        mask = attention_mask_of(batch)
         tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
     return {"tokens_per_sec": tokens / (time.perf_counter() - t)}
 

@@ -69,8 +69,8 @@ class TokenThroughput(L.Callback):
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        mask = batch.get("attention_mask")
-        n = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
+        mask = batch.get("attention_mask")  # absent: no padding
+        n = mask.sum() if mask is not None else batch["input_ids"].numel()
         self._tokens = n if self._tokens is None else self._tokens + n
         self._samples += batch["input_ids"].size(0)
         self._batches += 1
@@ -79,7 +79,7 @@ class TokenThroughput(L.Callback):
             return
         elapsed = time.perf_counter() - self._t0
         world = trainer.world_size
-        tokens = int(self._tokens.item()) * world
+        tokens = int(self._tokens) * world  # the host reads the count: a logging step
         self.tokens_seen += tokens
         metrics = {
             "train/tokens_per_sec": tokens / elapsed,

@@ -198,7 +198,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.set_defaults(
             {
                 "model.optimizer": {
-                    "class_path": "torch.optim.AdamW",
+                    "class_path": "electra_lightning.optim.AdamW",
                     "init_args": {**ADAMW_DEFAULTS, "betas": list(ADAMW_DEFAULTS["betas"])},
                 }
             }

@@ -337,11 +337,11 @@ class ElectraPair(nn.Module):
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
         generator_input_ids: torch.Tensor,
         masked_positions: torch.Tensor,
         masked_weights: torch.Tensor,
         masked_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,  # None: no padding
         sampled_ids: torch.Tensor | None = None,
         sampling_generator: torch.Generator | None = None,
         **_: object,

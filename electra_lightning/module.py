@@ -42,8 +42,15 @@ from electra_lightning.model import (
     build_pretraining_model,
     training_flops_per_token,
 )
-from electra_lightning.optim import ADAMW_DEFAULTS, official_lr_lambda, param_groups
+from electra_lightning.optim import (
+    ADAMW_DEFAULTS,
+    AdamW,
+    official_lr_lambda,
+    param_groups,
+    skips_on_device,
+)
 from electra_lightning.parallel import shard_electra
+from electra_lightning.stream import attention_mask_of
 
 
 class ElectraPretraining(L.LightningModule):
@@ -72,8 +79,10 @@ class ElectraPretraining(L.LightningModule):
         on_nonfinite: On a NaN/inf loss: ``stop`` (save ``rescue-step=N.ckpt`` with the last
             finite weights and exit with an error) or ``skip`` the batch.
         max_nonfinite_skips: With ``skip``: stop after this many skipped batches.
-        optimizer: Optimizer over the two parameter groups; default AdamW(5e-4, (0.9, 0.999),
-            1e-6, weight decay 0.01 except LayerNorm/bias).
+        optimizer: Optimizer over the two parameter groups; default ``optim.AdamW`` (fused on
+            CUDA and CPU) with lr 5e-4, betas (0.9, 0.999), eps 1e-6, weight decay 0.01 except
+            LayerNorm/bias. A fused optimizer skips a non-finite step on the device; with any
+            other the host checks the loss every step.
         lr_scheduler: Scheduler; default the official linear warmup + linear decay to 0 at
             ``trainer.max_steps``, stepped every optimizer step.
     """
@@ -107,6 +116,11 @@ class ElectraPretraining(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.nonfinite_skips = 0
+        self._nonfinite_reported = 0
+        self._nonfinite_count: torch.Tensor | None = None  # on the device
+        self._first_nonfinite: torch.Tensor | None = None  # (step, gen_loss, disc_loss)
+        self._found_inf: torch.Tensor | None = None
+        self._logging_step = False
         self._rng_to_restore: dict | None = None
         self.electra: ElectraPair | MaskedLM = build_pretraining_model(
             objective=objective,
@@ -225,11 +239,25 @@ class ElectraPretraining(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         out = self(batch)
-        finite = self.trainer.strategy.reduce_boolean_decision(
+        if self._skips_on_device:
+            self._note_nonfinite(out)
+        elif not self.trainer.strategy.reduce_boolean_decision(
             bool(torch.isfinite(out.loss)), all=True
-        )
-        if not finite:
-            return self._on_nonfinite_loss(out)
+        ):  # an optimizer without a device-side skip: the host checks every step (a sync)
+            self._nonfinite(1, self.global_step, out.gen_loss.item(), out.disc_loss.item())
+            return None  # skip: no backward, no optimizer step
+        self._logging_step = self._logs_this_step()
+        if self._logging_step:
+            self._log_statistics(batch, out)
+        return out.loss
+
+    def _logs_this_step(self) -> bool:
+        """Lightning writes step-level logs every ``log_every_n_steps`` optimizer steps (and when
+        stopping); statistics are computed, reduced over ranks and logged only then."""
+        trainer = self.trainer
+        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+    def _log_statistics(self, batch: dict, out: ElectraStepOutput) -> None:
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
         if self.trainer.world_size > 1:  # mean over ranks in one collective, not one per metric
             reduced = self.trainer.strategy.reduce(
@@ -240,27 +268,86 @@ class ElectraPretraining(L.LightningModule):
         for name, value in stats.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
-        return out.loss
+
+    # -- non-finite losses without a host sync ---------------------------------------------------
+    # With a fused optimizer (the default) a non-finite loss is flagged on the device and its
+    # update skipped there (the optimizer's ``found_inf``, as AMP uses it); the host reads the
+    # count only on logging steps and at the end, and then stops or warns as ``on_nonfinite``
+    # says. Every rank reads the same all-reduced count, so all ranks decide alike.
+
+    @property
+    def _skips_on_device(self) -> bool:
+        return skips_on_device(self.optimizers(use_pl_optimizer=False))
 
     @torch.no_grad()
-    def _on_nonfinite_loss(self, out: ElectraStepOutput) -> None:
-        step = self.global_step
-        detail = f"gen_loss={out.gen_loss.item():.4g}, disc_loss={out.disc_loss.item():.4g}"
+    def _note_nonfinite(self, out: ElectraStepOutput) -> None:
+        bad = ~torch.isfinite(out.loss.detach())
+        if self._found_inf is None:
+            self._found_inf = torch.zeros((), device=bad.device)
+        self._found_inf = torch.maximum(self._found_inf, bad.float())  # over micro-batches
+        if self._nonfinite_count is None:
+            self._nonfinite_count = torch.zeros((), dtype=torch.long, device=bad.device)
+            self._first_nonfinite = torch.full((3,), -1.0, device=bad.device)
+        self._nonfinite_count += bad
+        this = torch.stack(
+            [torch.tensor(float(self.global_step), device=bad.device), out.gen_loss, out.disc_loss]
+        ).float()
+        first_seen = self._first_nonfinite[0] >= 0
+        self._first_nonfinite = torch.where(bad & ~first_seen, this, self._first_nonfinite)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._found_inf is None:
+            return
+        flag = self._found_inf
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # the torch optimizer itself
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # a collective the device queues; no host sync (Lightning's reduce adds a barrier)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        optimizer.found_inf = flag
+        self._found_inf = None
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if self._nonfinite_count is not None and self._logging_step:
+            self._check_nonfinite()
+
+    def on_train_end(self) -> None:
+        if self._nonfinite_count is not None:
+            self._check_nonfinite()
+
+    def _check_nonfinite(self) -> None:
+        """Read the device's non-finite count (on logging steps only) and act on new ones."""
+        count = self._nonfinite_count.clone()
+        first = self._first_nonfinite.clone()
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(count)
+            torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MAX)
+        new = int(count.item()) - self._nonfinite_reported
+        if new > 0:
+            self._nonfinite_reported += new
+            step, gen_loss, disc_loss = first.tolist()
+            self._first_nonfinite.fill_(-1.0)
+            self._nonfinite(new, int(step), gen_loss, disc_loss)
+
+    @torch.no_grad()
+    def _nonfinite(self, new: int, step: int, gen_loss: float, disc_loss: float) -> None:
+        """``new`` non-finite batches, the first at ``step``, were skipped: warn or stop."""
+        detail = f"gen_loss={gen_loss:.4g}, disc_loss={disc_loss:.4g}"
+        where = f"at step {step}" + (f" and {new - 1} later batch(es)" if new > 1 else "")
+        self.nonfinite_skips += new
         if (
             self.hparams.on_nonfinite == "skip"
-            and self.nonfinite_skips < self.hparams.max_nonfinite_skips
+            and self.nonfinite_skips <= self.hparams.max_nonfinite_skips
         ):
-            self.nonfinite_skips += 1
             print(
-                f"warning: non-finite loss at step {step} ({detail}); skipped the batch "
+                f"warning: non-finite loss {where} ({detail}); skipped "
                 f"({self.nonfinite_skips}/{self.hparams.max_nonfinite_skips})"
             )
-            return None
+            return
         path = save_rescue_checkpoint(self.trainer)
         raise ValueError(
-            f"non-finite loss at step {step} ({detail}); saved the last finite state to {path}. "
-            "Lower the learning rate or check the data, then resume with --ckpt_path "
-            "(or set model.on_nonfinite=skip)"
+            f"non-finite loss {where} ({detail}); their updates were skipped and the finite "
+            f"state saved to {path}. Lower the learning rate or check the data, then resume "
+            "with --ckpt_path (or set model.on_nonfinite=skip)"
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -296,8 +383,7 @@ class ElectraPretraining(L.LightningModule):
 
     @staticmethod
     def _token_weights(batch: dict) -> torch.Tensor:
-        mask = batch.get("attention_mask")
-        return torch.ones_like(batch["input_ids"]) if mask is None else mask
+        return attention_mask_of(batch)
 
     @torch.no_grad()
     def _statistics(self, batch: dict, out: ElectraStepOutput) -> dict[str, torch.Tensor]:
@@ -330,7 +416,7 @@ class ElectraPretraining(L.LightningModule):
     def configure_optimizers(self):
         groups = param_groups(self.electra)
         if self.optimizer_factory is None:
-            optimizer = torch.optim.AdamW(groups, **ADAMW_DEFAULTS)
+            optimizer = AdamW(groups, **ADAMW_DEFAULTS)
         else:
             optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is not None:

@@ -16,6 +16,43 @@ def decays(name: str, param: torch.nn.Parameter) -> bool:
 
 # Official ELECTRA optimizer settings (configure_pretraining.py / optimization.py).
 ADAMW_DEFAULTS = {"lr": 5e-4, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}
+FUSED_DEVICES = ("cuda", "cpu")  # where torch's fused AdamW kernel runs (measured faster on both)
+
+
+class AdamW(torch.optim.AdamW):
+    """``torch.optim.AdamW`` that picks its fastest implementation for where the parameters are:
+    ``fused`` (one kernel for all parameters) on CUDA and CPU — on a 2-core CPU it steps
+    ELECTRA-Small in 0.28x the time of torch's default single-tensor loop (``make bench``) —
+    ``foreach`` elsewhere. Same update and state-dict format as ``torch.optim.AdamW``; a loaded
+    state keeps the implementation chosen here (the saved one may be from another device).
+
+    The fused step also takes a device-side ``found_inf`` flag and skips the update where it is
+    set: a non-finite step is skipped without the host reading the loss (``ElectraPretraining``).
+    """
+
+    def __init__(self, params, fused: bool | None = None, foreach: bool | None = None, **kwargs):
+        params = list(params)
+        if fused is None and foreach is None:
+            tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+            fused = bool(tensors) and all(
+                p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors
+            )
+            foreach = None if fused else True
+        super().__init__(params, fused=fused, foreach=foreach, **kwargs)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        chosen = [(g["fused"], g["foreach"]) for g in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, (fused, foreach) in zip(self.param_groups, chosen, strict=True):
+            group["fused"], group["foreach"] = fused, foreach
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a ``found_inf`` flag set on ``optimizer`` skips its update on the device (torch's
+    fused Adam/AdamW/SGD read it, as AMP's GradScaler uses them)."""
+    return getattr(optimizer, "_step_supports_amp_scaling", False) and all(
+        g.get("fused") for g in optimizer.param_groups
+    )
 
 
 def official_lr_lambda(warmup_steps: int, total_steps: int):

@@ -28,6 +28,12 @@ DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed b
 # ---------------------------------------------------------------------------------------------
 
 
+def attention_mask_of(batch: dict) -> torch.Tensor:
+    """A pretraining batch's attention mask; a batch without padding carries none (all ones)."""
+    mask = batch.get("attention_mask")
+    return torch.ones_like(batch["input_ids"]) if mask is None else mask
+
+
 @dataclass(frozen=True)
 class TokenizerInfo:
     """What the pipeline needs to know about the tokenizer (picklable for workers)."""
@@ -339,12 +345,13 @@ class PretrainingStream(IterableDataset):
         lengths = torch.tensor([e.length for e in examples])
         attention_mask = (torch.arange(self.config.max_seq_length) < lengths[:, None]).long()
         masked = self.masker(input_ids, attention_mask, generator)
-        return {
-            "input_ids": input_ids,
-            "token_type_ids": token_type_ids,
-            "attention_mask": attention_mask,
-            **masked,
-        }
+        batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, **masked}
+        # Packed examples fill the sequence; only the stream's last batch may have padding. No
+        # mask where there is none: the attention then checks nothing on the device (the model
+        # and metrics read a missing mask as all ones).
+        if bool((lengths < self.config.max_seq_length).any()):
+            batch["attention_mask"] = attention_mask
+        return batch
 
     def __iter__(self) -> Iterator[dict]:
         shard, num_shards = shard_identity(self.rank, self.world_size, self.rotation)

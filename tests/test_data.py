@@ -14,6 +14,7 @@ from electra_lightning.data import (
     read_documents,
     resolve_sources,
 )
+from electra_lightning.stream import attention_mask_of
 
 from .conftest import shared_data
 
@@ -177,7 +178,7 @@ def test_two_ranks_two_workers_read_every_document_once(corpus_dir, tokenizer_in
     for rank in range(2):
         stream = make_stream(corpus_dir, tokenizer_info, rank=rank, world_size=2)
         for batch in DataLoader(stream, batch_size=None, num_workers=2):
-            real = batch["attention_mask"].bool()
+            real = attention_mask_of(batch).bool()
             np.add.at(seen, batch["input_ids"][real].numpy(), 1)
             examples += batch["input_ids"].size(0)
     special = list(tokenizer_info.special_ids)
@@ -316,14 +317,10 @@ def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info, shuff
         rit = iter(resumed)
         for expected in reference[cut + 1 : cut + 4]:
             got = next(rit)
-            for key in (
-                "input_ids",
-                "token_type_ids",
-                "attention_mask",
-                "masked_positions",
-                "generator_input_ids",
-            ):
+            assert got.keys() == expected.keys(), cut  # a mask only where padding is
+            for key in ("input_ids", "token_type_ids", "masked_positions", "generator_input_ids"):
                 assert torch.equal(got[key], expected[key]), (cut, key)
+            assert torch.equal(attention_mask_of(got), attention_mask_of(expected)), cut
             assert got[DATA_POSITION_KEY]["epoch"] == expected[DATA_POSITION_KEY]["epoch"]
 
 
@@ -506,3 +503,15 @@ def test_skipped_count_survives_the_datamodule_state_and_is_limited(
     with pytest.raises(ValueError, match="more than data.max_bad_records=1"):
         for _ in range(3):
             strict.on_before_batch_transfer(next(it), 0)
+
+
+def test_only_a_batch_with_padding_carries_an_attention_mask(corpus_dir, tokenizer_info):
+    """Packed batches fill every position: no mask (so attention checks nothing on the device);
+    the stream's last, short examples are padded and come with their mask."""
+    batches = list(make_stream(corpus_dir, tokenizer_info))
+    assert len(batches) > 2
+    assert all("attention_mask" not in b for b in batches[:-1])
+    last = batches[-1]
+    assert "attention_mask" in last and (last["attention_mask"] == 0).any()
+    assert torch.equal(attention_mask_of(last), last["attention_mask"])
+    assert attention_mask_of(batches[0]).all()

@@ -54,13 +54,58 @@ def tiny_run(tmp_path, corpus_dir, tokenizer_dir, steps, callbacks=(), **model):
     return trainer, module, dm
 
 
+class KeepWeights(L.Callback):
+    """A copy of the weights after every optimizer step, by global step."""
+
+    def __init__(self):
+        self.weights = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        state = pl_module.state_dict()
+        self.weights[trainer.global_step] = {k: v.clone() for k, v in state.items()}
+
+
 def test_nonfinite_loss_stops_with_a_rescue_checkpoint(tmp_path, corpus_dir, tokenizer_dir):
-    trainer, module, dm = tiny_run(tmp_path, corpus_dir, tokenizer_dir, 6, [PoisonLoss(3)])
-    with pytest.raises(ValueError, match=r"non-finite loss at step 3 .*rescue-step=3.ckpt"):
+    """Steps 3, 4, 5 are non-finite: the fused optimizer skips their updates on the device and the
+    host finds them at the end (no logging step in 6 steps: the check costs no sync before)."""
+    kept = KeepWeights()
+    trainer, module, dm = tiny_run(tmp_path, corpus_dir, tokenizer_dir, 6, [PoisonLoss(3), kept])
+    with pytest.raises(
+        ValueError, match=r"non-finite loss at step 3 and 2 later .*rescue-step=6.ckpt"
+    ):
         trainer.fit(module, dm)
-    rescue = load_checkpoint(str(tmp_path / "ckpt" / "rescue-step=3.ckpt"))
-    assert all(torch.isfinite(t).all() for t in rescue["state_dict"].values())
-    assert rescue["global_step"] == 3
+    rescue = load_checkpoint(str(tmp_path / "ckpt" / "rescue-step=6.ckpt"))
+    assert rescue["global_step"] == 6
+    for name, value in rescue["state_dict"].items():  # the weights after step 3: nothing since
+        assert torch.isfinite(value).all()
+        assert torch.equal(value, kept.weights[3][name]), name
+    name = "electra.discriminator.electra.encoder.layer.0.output.dense.weight"
+    assert not torch.equal(kept.weights[3][name], kept.weights[2][name])  # step 2 trained
+
+
+@pytest.mark.parametrize("optimizer", ["fused", "not fused"])
+def test_nonfinite_loss_is_found_at_the_next_logging_step(
+    tmp_path, corpus_dir, tokenizer_dir, optimizer
+):
+    """Logging every 2 steps, poisoned from step 3: found at step 3's logging step (fused:
+    checked on the host there; not fused: the host checks every step and skips the backward)."""
+    from lightning.pytorch.cli import instantiate_class
+
+    factory = None
+    if optimizer == "not fused":
+
+        def factory(params):
+            return instantiate_class(params, {"class_path": "torch.optim.AdamW"})
+
+    trainer, module, dm = tiny_run(
+        tmp_path, corpus_dir, tokenizer_dir, 8, [PoisonLoss(3)], optimizer=factory
+    )
+    trainer.log_every_n_steps = 2
+    with pytest.raises(ValueError, match=r"non-finite loss at step 3 \(") as error:
+        trainer.fit(module, dm)
+    # fused: found after step 3's (skipped) update; not fused: before its backward
+    rescue = "rescue-step=4.ckpt" if optimizer == "fused" else "rescue-step=3.ckpt"
+    assert rescue in str(error.value)
 
 
 def test_nonfinite_loss_skip_mode(tmp_path, corpus_dir, tokenizer_dir):

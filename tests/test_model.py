@@ -14,6 +14,7 @@ from electra_lightning.model import (
     discriminator_config,
     generator_config,
 )
+from electra_lightning.stream import attention_mask_of
 
 VOCAB, SEQ = 300, 32
 
@@ -97,7 +98,7 @@ def reference_losses(pair, batch, sampled):
     """A straightforward ELECTRA loss: full-sequence MLM logits, python loops, HF forward passes."""
     gen_logits = pair.generator(
         input_ids=batch["generator_input_ids"],
-        attention_mask=batch["attention_mask"],
+        attention_mask=attention_mask_of(batch),
         token_type_ids=batch["token_type_ids"],
     ).logits
     disc_input = batch["input_ids"].clone()
@@ -114,10 +115,10 @@ def reference_losses(pair, batch, sampled):
     labels = (disc_input != batch["input_ids"]).float()
     disc_logits = pair.discriminator(
         input_ids=disc_input,
-        attention_mask=batch["attention_mask"],
+        attention_mask=attention_mask_of(batch),
         token_type_ids=batch["token_type_ids"],
     ).logits
-    real = batch["attention_mask"].bool()
+    real = attention_mask_of(batch).bool()
     rtd = F.binary_cross_entropy_with_logits(disc_logits[real], labels[real])
     return mlm, rtd, labels
 
@@ -213,7 +214,7 @@ def test_mlm_objective_is_its_own_discriminator_sized_model():
     assert out.disc_logits is None and torch.equal(out.loss, out.gen_loss)
     logits = mlm.mlm(
         input_ids=batch["generator_input_ids"],
-        attention_mask=batch["attention_mask"],
+        attention_mask=attention_mask_of(batch),
         token_type_ids=batch["token_type_ids"],
     ).logits
     w = batch["masked_weights"]
