@@ -33,7 +33,7 @@ from electra_lightning.model import (  # noqa: E402
     build_pretraining_model,
     training_flops_per_token,
 )
-from electra_lightning.optim import ADAMW_DEFAULTS, param_groups  # noqa: E402
+from electra_lightning.optim import ADAMW_DEFAULTS, AdamW, param_groups  # noqa: E402
 from electra_lightning.stream import attention_mask_of  # noqa: E402
 
 SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
@@ -150,12 +150,9 @@ def bench_step(size, args, tok_info, corpus, device, dtype):
 
     naive_gen = ElectraForMaskedLM(gen.config).to(device)
     naive_disc = ElectraForPreTraining(disc.config).to(device)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.AdamW(param_groups(pair), **ADAMW_DEFAULTS, **fused)
+    opt = AdamW(param_groups(pair), **ADAMW_DEFAULTS)  # fused on CPU and CUDA, as training
     naive_opt = torch.optim.AdamW([*naive_gen.parameters(), *naive_disc.parameters()], lr=5e-4)
     packed, padded = make_batches(tok_info, corpus, args.batch, args.seq, device)
-    if args.compile:
-        pair = torch.compile(pair)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def sync():
@@ -186,7 +183,7 @@ def bench_step(size, args, tok_info, corpus, device, dtype):
     )
     real_naive = int(padded["attention_mask"].sum())
     n_pred = MaskingConfig().max_predictions(args.seq)
-    flops = training_flops_per_token(pair if not args.compile else pair._orig_mod, args.seq, n_pred)
+    flops = training_flops_per_token(pair, args.seq, n_pred)
     return {
         "size": size,
         "ours_ms": 1000 * t_ours,
@@ -198,6 +195,136 @@ def bench_step(size, args, tok_info, corpus, device, dtype):
         "flops_per_token": flops,
         "achieved_flops": flops * args.batch * args.seq / t_ours,
     }
+
+
+# -- the step against the machine: eager vs compiled, fp32 vs bf16, fraction of GEMM peak -------
+
+
+def gemm_flops(device, dtype, n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of an n x n matmul on this device and thread count (median of ``reps``): the
+    machine's practical peak for the step's dominant op, measured in the same run."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for i in range(reps + 2):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Variant:
+    """One way to run the training step (the model, optimizer and batch of its own)."""
+
+    def __init__(self, name, size, args, tok_info, corpus, device, *, bf16, compiled, before):
+        torch.manual_seed(0)
+        self.name, self.device, self.bf16, self.compiled = name, device, bf16, compiled
+        self.pair = build_pretraining_model(
+            tok_info.vocab_size, args.seq, OFFICIAL_SIZES[size], pad_token_id=tok_info.pad_id
+        ).to(device)
+        packed, _ = make_batches(tok_info, corpus, args.batch, args.seq, device)
+        if before:  # the step before this change: torch's default AdamW, an all-ones mask
+            self.opt = torch.optim.AdamW(param_groups(self.pair), **ADAMW_DEFAULTS)
+            packed = {**packed, "attention_mask": attention_mask_of(packed)}
+        else:
+            self.opt = AdamW(param_groups(self.pair), **ADAMW_DEFAULTS)
+        self.batch = packed
+        if compiled:
+            for encoder in self.pair.encoders():
+                encoder.compile()
+        self.compile_seconds = None
+
+    def step(self) -> float:
+        sync(self.device)
+        t = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            our_step(self.pair, self.opt, self.batch)
+        sync(self.device)
+        return time.perf_counter() - t
+
+
+def bench_variants(size, args, tok_info, corpus, device) -> dict:
+    """Eager and compiled, fp32 and bf16-mixed, plus the step as it was before (torch's default
+    AdamW and a mask on every batch), timed round-robin after warm-up (compile time: the first
+    step's excess over the median)."""
+    specs = {
+        "before: eager fp32": dict(bf16=False, compiled=False, before=True),
+        "eager fp32": dict(bf16=False, compiled=False, before=False),
+        "eager bf16": dict(bf16=True, compiled=False, before=False),
+    }
+    if not args.no_compile:
+        specs["compiled fp32"] = dict(bf16=False, compiled=True, before=False)
+        specs["compiled bf16"] = dict(bf16=True, compiled=True, before=False)
+    variants = [Variant(n, size, args, tok_info, corpus, device, **kw) for n, kw in specs.items()]
+    first = {}
+    for v in variants:
+        first[v.name] = v.step()
+        for _ in range(args.warmup - 1):
+            v.step()
+    times = {v.name: [] for v in variants}
+    for _ in range(args.steps):
+        for v in variants:
+            times[v.name].append(v.step())
+    median = {name: statistics.median(t) for name, t in times.items()}
+    compile_s = {v.name: first[v.name] - median[v.name] for v in variants if v.compiled}
+    return {"median": median, "compile_s": compile_s, "variants": variants}
+
+
+CATEGORIES = [  # (category, substrings of profiler op names), first match wins
+    ("optimizer", ("adam", "foreach", "_fused")),
+    ("attention", ("scaled_dot_product", "attention", "softmax", "_efficient", "flash")),
+    ("matmul (GEMM)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("LayerNorm / GELU", ("layer_norm", "gelu")),
+    ("embedding", ("embedding",)),
+    (
+        "losses / sampling",
+        ("cross_entropy", "nll_loss", "log_softmax", "binary_cross", "argmax", "rand", "log"),
+    ),
+]
+
+
+def syncs_per_step(variant: Variant) -> int:
+    """Host-device synchronisations in one step of the model and optimizer (the same spy as
+    tests/test_step.py, which covers Lightning's whole loop on CPU)."""
+    sys.path.insert(0, str(REPO))
+    from tests.test_step import SyncSpy
+
+    variant.step()
+    spy = SyncSpy()
+    with spy:
+        with torch.autocast(variant.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
+            out = variant.pair(**variant.batch)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(variant.pair.parameters(), 1.0)
+            variant.opt.step()
+            variant.opt.zero_grad(set_to_none=True)
+    return len(spy.syncs)
+
+
+def profile_step(variant: Variant) -> list[tuple[str, float]]:
+    """Share of the step's self CPU time by kind of op (eager fp32, one profiled step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    variant.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        variant.step()
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = next(
+            (cat for cat, keys in CATEGORIES if any(k.lower() in name for k in keys)), "other"
+        )
+        totals[kind] = totals.get(kind, 0.0) + event.self_cpu_time_total
+    whole = sum(totals.values())
+    return sorted(((k, v / whole) for k, v in totals.items()), key=lambda kv: -kv[1])
 
 
 # -- data pipeline and memory ----------------------------------------------------------------------
@@ -263,6 +390,67 @@ def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
     return rows
 
 
+def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
+    peaks = {"fp32": gemm_flops(device, torch.float32), "bf16": gemm_flops(device, torch.bfloat16)}
+    print(
+        f"\n## The step against the machine (batch {args.batch} x {args.seq}; same-run 2048² GEMM: "
+        f"fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s, "
+        f"{torch.get_num_threads()} threads)"
+    )
+    print(
+        "| model | variant | ms/step | seq/s | achieved FLOP/s | fraction of GEMM peak | compile s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    nominal = detect_peak_flops() if device.type == "cuda" else None
+    for r in results:
+        found = bench_variants(r["size"], args, tok_info, corpus, device)
+        median = found["median"]
+        for variant, ms in median.items():
+            achieved = r["flops_per_token"] * args.batch * args.seq / ms
+            peak = peaks["bf16" if "bf16" in variant else "fp32"]
+            compile_s = found["compile_s"].get(variant)
+            row = {
+                "size": r["size"],
+                "variant": variant,
+                "ms": 1000 * ms,
+                "seq_s": args.batch / ms,
+                "tokens_s": args.batch * args.seq / ms,
+                "achieved_flops": achieved,
+                "peak_fraction": achieved / peak,
+                # against the device's nominal dense bf16 peak (GPUs we know; None on CPU)
+                "mfu": achieved / nominal if nominal else None,
+                "compile_s": compile_s,
+                "syncs_per_step": syncs_per_step(
+                    next(v for v in found["variants"] if v.name == variant)
+                ),
+            }
+            rows.append(row)
+            print(
+                f"| ELECTRA-{r['size']} | {variant} | {1000 * ms:.1f} | {args.batch / ms:.1f} | "
+                f"{achieved / 1e9:.1f} G | {achieved / peak:.2f} | "
+                + (f"{compile_s:.0f}" if compile_s is not None else "")
+                + " |"
+            )
+        eager = median["eager fp32"]
+        print(
+            f"ELECTRA-{r['size']}: eager vs before {median['before: eager fp32'] / eager:.2f}x faster"
+        )
+        print(f"ELECTRA-{r['size']}: eager vs naive {r['naive_ms'] / 1000 / eager:.2f}x faster")
+        for variant in ("compiled fp32", "compiled bf16", "eager bf16"):
+            if variant in median:
+                base = median["eager bf16" if variant == "compiled bf16" else "eager fp32"]
+                print(f"ELECTRA-{r['size']}: {variant} vs its eager {base / median[variant]:.2f}x")
+        fp32 = next(x for x in rows if x["size"] == r["size"] and x["variant"] == "eager fp32")
+        print(f"ELECTRA-{r['size']}: eager fp32 at {fp32['peak_fraction']:.2f} of the GEMM peak")
+        shares = profile_step(next(v for v in found["variants"] if v.name == "eager fp32"))
+        print(
+            f"ELECTRA-{r['size']} eager fp32, share of the step's CPU time: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in shares)
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -276,7 +464,9 @@ def main() -> None:
     parser.add_argument("--skip_data", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--skip_streaming", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile our model (GPU)")
+    parser.add_argument("--no_compile", action="store_true", help="leave out the compiled variants")
+    parser.add_argument("--skip_variants", action="store_true")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
@@ -335,6 +525,15 @@ def main() -> None:
                 f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
             )
 
+        figures = {"machine": name, "torch": torch.__version__, "batch": args.batch}
+        figures["step"] = results
+        if not args.skip_variants:
+            figures["variants"] = report_variants(args, tok_info, corpus, device, results)
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+            print(f"\nwritten: {args.json}")
         if not args.skip_data:
             os.environ["TOKENIZERS_PARALLELISM"] = (
                 "false"  # one core: the figure is per worker/core

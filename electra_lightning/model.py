@@ -302,6 +302,10 @@ class ElectraPair(nn.Module):
         """The encoder users fine-tune: the discriminator's."""
         return self.discriminator.electra
 
+    def encoders(self) -> list[nn.Module]:
+        """The transformer encoders (what ``model.compile`` compiles)."""
+        return [self.generator.electra, self.discriminator.electra]
+
     def exports(self) -> dict[str, nn.Module]:
         """The Hugging Face models ``export`` writes, by directory name."""
         return {"discriminator": self.discriminator, "generator": self.generator}
@@ -401,6 +405,9 @@ class MaskedLM(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         return self.mlm.electra
+
+    def encoders(self) -> list[nn.Module]:
+        return [self.mlm.electra]
 
     def exports(self) -> dict[str, nn.Module]:
         return {"mlm": self.mlm}

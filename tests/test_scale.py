@@ -119,11 +119,15 @@ def test_two_nodes_on_loopback_train_the_same_model(tmp_path, corpus_dir, tokeni
     assert not set(r0["samples"]) & set(r1["samples"])
 
 
-def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(tmp_path, corpus_dir, tokenizer_dir):
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(
+    tmp_path, corpus_dir, tokenizer_dir, compile
+):
     base = [
         "--config",
         str(REPO / "configs/trainer/fsdp2.yaml"),
         "--trainer.devices=2",
+        f"--model.compile={str(compile).lower()}",
     ]
     args = dist_args(corpus_dir, tokenizer_dir, tmp_path, 4, *base)
     fit(tmp_path, *args)
