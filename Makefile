@@ -35,7 +35,7 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 	$(PY) -m electra_lightning predict detect --model runs/tiny/export/discriminator \
 		--text "the function returns a banana of the arguments , raising an error if the elephant is missing ."
 	$(PY) -m electra_lightning summary runs/tiny/version_0 \
-		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
+		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export --after_predictions true
 
 test: venv  ## the fast loop: unit and in-process tests (~1 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"

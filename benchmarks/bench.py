@@ -398,9 +398,10 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
         f"{torch.get_num_threads()} threads)"
     )
     print(
-        "| model | variant | ms/step | seq/s | achieved FLOP/s | fraction of GEMM peak | compile s |"
+        "| model | variant | ms/step | seq/s | achieved FLOP/s | fraction of GEMM peak | "
+        "compile s | syncs/step |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     nominal = detect_peak_flops() if device.type == "cuda" else None
     for r in results:
@@ -430,7 +431,7 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
                 f"| ELECTRA-{r['size']} | {variant} | {1000 * ms:.1f} | {args.batch / ms:.1f} | "
                 f"{achieved / 1e9:.1f} G | {achieved / peak:.2f} | "
                 + (f"{compile_s:.0f}" if compile_s is not None else "")
-                + " |"
+                + f" | {row['syncs_per_step']} |"
             )
         eager = median["eager fp32"]
         print(

@@ -40,7 +40,21 @@ BEST = {
     "val/disc_f1": max,
     "val/disc_auc": max,
 }
-CURVES = ("train/gen_loss", "train/disc_loss", "train/disc_acc", "val/disc_acc", "val/disc_auc")
+# The panels of a run's figure: (title, metrics, reference line, y limits). Training curves solid,
+# validation dashed; one colour per run.
+PANELS = (
+    ("total loss (1·MLM + 50·RTD)", ("train/loss", "val/loss"), None, None),
+    ("generator MLM loss", ("train/gen_loss", "val/gen_loss"), None, None),
+    ("discriminator RTD loss", ("train/disc_loss", "val/disc_loss"), None, None),
+    ("masked-token accuracy (gen_acc)", ("train/gen_acc", "val/gen_acc"), None, (0, None)),
+    ("replaced-token ranking (val/disc_auc)", ("val/disc_auc",), ("chance 0.5", 0.5), (0.4, 1)),
+    (
+        "replaced tokens found (disc recall, F1)",
+        ("train/disc_recall", "val/disc_recall", "val/disc_f1"),
+        None,
+        (0, 1),
+    ),
+)
 
 
 @dataclass
@@ -164,12 +178,7 @@ def table(runs: list[Run]) -> str:
         values = [config_value(r.config, key) for r in runs]
         if any(v is not None for v in values):
             rows.append((key, [_fmt(v) for v in values]))
-    rows.append(
-        (
-            "steps",
-            [_fmt(max((s for h in r.history.values() for s, _ in h), default=None)) for r in runs],
-        )
-    )
+    rows.append(("steps trained", [_fmt(steps_trained(r)) for r in runs]))
     for key in FINAL:
         rows.append(
             (
@@ -195,28 +204,91 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def steps_trained(run: Run) -> int | None:
+    """Optimizer steps the run trained: Lightning logs a training row at the 0-based index of
+    its last step, so the last training row's step + 1."""
+    steps = [s for key, h in run.history.items() if key.startswith("train/") for s, _ in h]
+    return max(steps) + 1 if steps else None
+
+
 def plot(runs: list[Run], output: str) -> str:
+    """Write :func:`figure` of ``runs`` to ``output`` (PNG, 1500 px wide); return the path."""
+    fig = figure(runs)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    fig.savefig(output, dpi=DPI)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return output
+
+
+DPI = 100
+
+
+def figure(runs: list[Run]):
+    """A grid of the runs' curves (3 panels a row, 15 inches wide): losses, masked-token
+    accuracy, the discriminator's ranking AUC against chance, its recall/F1 of replaced tokens,
+    and each downstream probe (``probe/*``) where logged; titled with the runs and their steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
-    for ax, key in zip(axes, CURVES, strict=True):
-        for run in runs:
-            points = run.history.get(key)
-            if points:
+    probes = sorted({k for r in runs for k in r.history if k.startswith("probe/")})
+    panels = [*PANELS, *((f"downstream {k}", (k,), None, None) for k in probes)]
+    rows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 3.6 * rows + 0.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (title, keys, reference, limits) in zip(axes.flat, panels, strict=False):
+        # training solid; validation dashed (a second validation metric dotted)
+        val_styles = iter(("--", ":"))
+        styles = {k: "-" if k.startswith("train/") else next(val_styles, "-.") for k in keys}
+        drawn = set()
+        for i, run in enumerate(runs):
+            for key in keys:
+                points = run.history.get(key)
+                if not points:
+                    continue
                 steps, values = zip(*sorted(points), strict=True)
-                ax.plot(steps, values, label=run.name, marker="." if len(steps) < 30 else None)
-        ax.set_title(key)
-        ax.set_xlabel("step")
+                ax.plot(
+                    [s + 1 for s in steps],
+                    values,
+                    color=colours[i % len(colours)],
+                    linestyle=styles[key],
+                    marker="." if len(steps) < 30 else None,
+                )
+                drawn.add(key)
+        handles = [Line2D([], [], color="black", linestyle=styles[k]) for k in keys if k in drawn]
+        labels = [k for k in keys if k in drawn]
+        if reference:
+            ax.axhline(reference[1], color="grey", linestyle=":")
+            handles.append(Line2D([], [], color="grey", linestyle=":"))
+            labels.append(reference[0])
+        if limits:
+            ax.set_ylim(*limits)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+        if handles:
+            ax.legend(handles, labels, fontsize=7)
+        if not drawn:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    names = [f"{r.name} ({steps_trained(r) or 0:,} steps)" for r in runs]
+    fig.suptitle(" vs ".join(names) if len(runs) < 4 else f"{len(runs)} runs", fontsize=12)
+    if len(runs) > 1:  # which colour is which run
+        fig.legend(
+            [Line2D([], [], color=colours[i % len(colours)]) for i in range(len(runs))],
+            names,
+            loc="lower center",
+            ncol=min(len(runs), 4),
+            fontsize=9,
+        )
+    fig.tight_layout(rect=(0, 0.05 if len(runs) > 1 else 0, 1, 0.96))
+    return fig
 
 
 def compare(runs: list[str], output: str = "compare.png") -> None:
@@ -226,6 +298,12 @@ def compare(runs: list[str], output: str = "compare.png") -> None:
         runs: W&B run directories (e.g. runs/wandb/offline-run-*) or CSVLogger version directories.
         output: Where to write the PNG of loss and discriminator-accuracy curves.
     """
+    seen: dict[str, str] = {}
+    for path in runs:
+        real = os.path.realpath(path)
+        if real in seen:
+            print(f"warning: {path} is the same run as {seen[real]}: compared with itself")
+        seen.setdefault(real, path)
     loaded = [read_run(path) for path in runs]
     print(table(loaded))
     print(f"\ncurves: {plot(loaded, output)}")

@@ -110,6 +110,13 @@ class ElectraModelSummary(ModelSummary):
         lines = [f"{type(pl_module).__name__}:"]
         for name, n in counts.items():
             lines.append(f"  {name:<14} {n / 1e6:8.2f} M parameters")
+        if {"generator", "discriminator", "total"} <= counts.keys():
+            shared = counts["generator"] + counts["discriminator"] - counts["total"]
+            lines[-1] += (
+                f" (trained; the two share {shared / 1e6:.2f} M of embeddings, counted once)"
+                if shared > 0
+                else " (trained; no shared embeddings)"
+            )
         if flops is not None:
             lines.append(f"  training FLOPs {flops():8.3g} per token (analytic: fwd + bwd matmuls)")
         print("\n".join(lines), flush=True)

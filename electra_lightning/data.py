@@ -36,9 +36,11 @@ from electra_lightning.sources import (  # noqa: F401
     open_hub,
     read_documents,
     resolve_sources,
+    warn_once,
 )
 from electra_lightning.stream import (
     DATA_POSITION_KEY,
+    NOTICES_KEY,
     BatchMasker,
     PretrainingStream,
     StreamConfig,
@@ -176,6 +178,8 @@ class ElectraDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Record the position of the batch about to be trained on (train batches only) and, with
         ``on_bad_record: skip``, enforce and log the count of skipped records (all ranks)."""
+        for key, message in batch.pop(NOTICES_KEY, ()):
+            warn_once(key, message)  # this process: once per run, whichever worker read the file
         position = batch.pop(DATA_POSITION_KEY, None)
         if position is not None:
             self.positions[position["shard"]] = position
@@ -288,6 +292,7 @@ class ElectraDataModule(L.LightningDataModule):
             resume_positions=self.positions if endless else None,
             # the workers' turn continues where the checkpoint left it (see shard_identity)
             rotation=self.batches_trained % max(1, self.hparams.num_workers) if endless else 0,
+            forward_notices=True,
         )
 
     def _loader(self, dataset: PretrainingStream) -> DataLoader:

@@ -324,7 +324,8 @@ class ElectraPretraining(L.LightningModule):
         GradScaler, unscale first (torch's recipe; the scaler's step then sees them unscaled)."""
         if not gradient_clip_val or not skips_on_device(optimizer):
             return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        plugin = self.trainer.precision_plugin
+        scaler = getattr(plugin, "scaler", None)  # fp16's GradScaler; bf16 has none
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -220,14 +220,29 @@ def assign_units(units: list[Unit], num_shards: int, seed: int | None) -> list[l
 Item = tuple[int, int, "list[str] | BadRecord"]
 
 
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    """A data warning, printed once per ``key`` (``file: what``) and process however often it
+    recurs (every part of a file, every pass)."""
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, stacklevel=3)
+
+
 def read_unit(
     unit: Unit,
     text_field: str = "text",
     on_bad_record: str = "error",
     at: tuple[int, int] | None = None,
+    notices: list[tuple[str, str]] | None = None,
 ) -> Iterator[Item]:
     """The documents (chunks of at most ``MAX_DOC_SENTENCES`` sentences) of one unit, in order,
-    from the start of the unit or exactly from ``at`` = (offset, chunk index)."""
+    from the start of the unit or exactly from ``at`` = (offset, chunk index). Data warnings
+    (``file: what``) go to ``notices`` when given (a DataLoader worker hands them to the main
+    process, which prints each once per run), else are warned once per process; each is a
+    (key, message) pair, the key naming the file and what is wrong with it."""
     if unit.source.startswith(HUB_PREFIX):
         items = _hub_items(unit, text_field, on_bad_record)
     elif unit.source.endswith(JSONL_SUFFIXES):
@@ -235,7 +250,7 @@ def read_unit(
     elif unit.source.endswith(PARQUET_SUFFIXES):
         items = _parquet_items(unit, text_field, on_bad_record, at)
     else:
-        items = _text_items(unit, at)
+        items = _text_items(unit, at, notices)
     if at is None:
         return items
     return (item for item in items if (item[0], item[1]) >= at)
@@ -282,7 +297,9 @@ def _line_before_is_blank(f, position: int) -> bool:
     return True
 
 
-def _text_items(unit: Unit, at: tuple[int, int] | None) -> Iterator[Item]:
+def _text_items(
+    unit: Unit, at: tuple[int, int] | None, notices: list[tuple[str, str]] | None = None
+) -> Iterator[Item]:
     """Text: a blank line ends a document, each line is a sentence; lines longer than
     ``MAX_LINE_CHARS`` bytes arrive in pieces and long documents in chunks (bounded memory).
     Bytes that are not UTF-8 become U+FFFD; a warning names the file and the count."""
@@ -328,10 +345,14 @@ def _text_items(unit: Unit, at: tuple[int, int] | None) -> Iterator[Item]:
         if doc:
             yield doc_start, chunk, doc
     if replaced:
-        warnings.warn(
-            f"{unit.source}: {replaced} invalid UTF-8 byte sequences were replaced by U+FFFD",
-            stacklevel=2,
-        )
+        key = f"{unit.source}: invalid UTF-8"
+        message = f"{unit.source}: {replaced} invalid UTF-8 byte sequences were replaced by U+FFFD"
+        if unit.end >= 0 or unit.start > 0:
+            message += " (in the part of it read first; said once per run)"
+        if notices is None:
+            warn_once(key, message)
+        else:
+            notices.append((key, message))
 
 
 def _line_number(path: str, offset: int) -> int:

@@ -22,6 +22,7 @@ from electra_lightning.sources import BadRecord, Unit, assign_units, read_unit, 
 
 TOKENIZE_CHUNK_DOCS = 64
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
+NOTICES_KEY = "data_notices"  # data warnings from a worker (printed once, removed before the model)
 
 # ---------------------------------------------------------------------------------------------
 # The dataset: one shard's stream of masked batches
@@ -183,8 +184,12 @@ class PretrainingStream(IterableDataset):
         world_size: int = 1,
         resume_positions: dict[int, dict] | None = None,
         rotation: int = 0,
+        forward_notices: bool = False,
     ):
         super().__init__()
+        # data warnings ride on the next batch (NOTICES_KEY) to the main process, which prints
+        # each once per run, instead of once per worker and pass
+        self.notices: list[tuple[str, str]] | None = [] if forward_notices else None
         self.sources, self.tokenizer, self.config, self.masker = sources, tokenizer, config, masker
         self.endless, self.rank, self.world_size = endless, rank, world_size
         self.resume_positions = resume_positions or {}
@@ -241,7 +246,9 @@ class PretrainingStream(IterableDataset):
             at = tuple(position["block_at"]) if resuming else None
             number = position["block"] if resuming else 0
             start_item = position["item"] if resuming else 0
-            reader = read_unit(units[u], self.config.text_field, self.config.on_bad_record, at)
+            reader = read_unit(
+                units[u], self.config.text_field, self.config.on_bad_record, at, self.notices
+            )
             while True:
                 items = list(itertools.islice(reader, self.config.shuffle_block))
                 if not items:
@@ -385,9 +392,9 @@ class PretrainingStream(IterableDataset):
                             "within_epoch": None if done else after,
                             "skipped": self.skipped,
                         }
-                    yield batch
+                    yield self._with_notices(batch)
             if examples and not self.endless:
-                yield self._make_batch(examples, epoch, shard, batch_index)
+                yield self._with_notices(self._make_batch(examples, epoch, shard, batch_index))
             if not self.endless:
                 return
             if batch_index == 0:
@@ -396,6 +403,12 @@ class PretrainingStream(IterableDataset):
                     f"{self.config.batch_size}; use more text, fewer workers/devices or a smaller batch"
                 )
             epoch += 1
+
+    def _with_notices(self, batch: dict) -> dict:
+        if self.notices:
+            batch[NOTICES_KEY] = list(self.notices)
+            self.notices.clear()
+        return batch
 
     def _make_batch(self, examples: list[Example], epoch: int, shard: int, index: int) -> dict:
         seed = _seed_for(self.config.seed, epoch, shard, index, 2)

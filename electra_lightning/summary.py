@@ -31,6 +31,19 @@ def _mean(run, key: str) -> float | None:
     return sum(v for _, v in points) / len(points) if points else None
 
 
+def auc_trend(first: float, last: float) -> str:
+    """How val/disc_auc moved, in words: rising, flat, falling, or falling to chance."""
+    if last > first + 0.02:
+        return "rising"
+    if last < first - 0.02:
+        return (
+            "falling to chance: it no longer tells replaced tokens apart"
+            if last < 0.53
+            else "falling"
+        )
+    return "flat at chance" if last < 0.53 else "flat"
+
+
 def _params(run) -> str:
     hp = run.config
     layers = config_value(hp, "model.size.num_layers")
@@ -50,6 +63,7 @@ def summarize(
     checkpoint: str | None = None,
     export_dir: str | None = None,
     plot_path: str | None = None,
+    after_predictions: bool = False,
 ) -> str:
     """Print a plain-language summary of a pretraining run and write a PNG of its curves.
 
@@ -58,6 +72,8 @@ def summarize(
         checkpoint: Its last.ckpt (the resume point), if you want it named.
         export_dir: Where ``export`` wrote the generator and discriminator.
         plot_path: Where to write the PNG of the curves (default: LOG_DIR/curves.png).
+        after_predictions: The ``predict`` commands ran just before (as in ``make demo``): the
+            reading then refers to their output above.
     """
     if not os.path.isfile(os.path.join(log_dir, "metrics.csv")):
         raise ValueError(f"--log_dir: '{log_dir}' has no metrics.csv (a CSVLogger version dir)")
@@ -69,10 +85,14 @@ def summarize(
     tokens = _last(run, "train/tokens_seen") or 0.0
     rate = _mean(run, "train/tokens_per_sec")
     minutes = tokens / rate / 60 if rate else None
-    gen_acc = _last(run, "val/gen_acc") or _last(run, "train/gen_acc")
-    disc_acc = _last(run, "val/disc_acc")
-    replaced = _last(run, "val/replaced_frac") or _last(run, "train/replaced_frac")
-    recall = _last(run, "val/disc_recall")
+    # held-out figures where the run validated; training batches otherwise, and said so
+    held_out = "val/gen_acc" in run.history
+    split = "val" if held_out else "train"
+    where = "on held-out text" if held_out else "on its training batches (no validation logged)"
+    gen_acc = _last(run, f"{split}/gen_acc")
+    disc_acc = _last(run, f"{split}/disc_acc")
+    replaced = _last(run, f"{split}/replaced_frac")
+    recall = _last(run, f"{split}/disc_recall")
 
     out = ["", "=" * 78, "What just happened", "=" * 78]
 
@@ -92,39 +112,53 @@ def summarize(
         out.append(f"  export      {export_dir}/{{generator,discriminator}}  (Hugging Face format)")
     out.append(f"  logs        {os.path.join(log_dir, 'metrics.csv')}")
     out.append(f"  curves      {plot_path}")
-    out += ["", "Reading the predictions above:"]
+    out += [
+        "",
+        "Reading the predictions above:"
+        if after_predictions
+        else "What its predictions will look like (predict fill-mask / detect), from its metrics:",
+    ]
     if gen_acc is not None:
         if gen_acc < 0.3:
             say(
-                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right on held-out "
-                "text. This early it has learned mostly which words are frequent, so its top "
+                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}. "
+                "This early it has learned mostly which words are frequent, so its top "
                 "guesses are common words and punctuation almost anywhere.",
                 "  ",
             )
         else:
-            say(f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right.", "  ")
+            say(
+                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}.",
+                "  ",
+            )
     if replaced is not None and recall is not None:
         if recall < 0.05:
             say(
                 f"detect: {replaced:.0%} of tokens are replaced in training, and a discriminator "
                 f"this young scores nearly every token near that base rate (it flags "
-                f"{recall:.0%} of replaced tokens on held-out text). It has not learned to read "
+                f"{recall:.0%} of replaced tokens {where}). It has not learned to read "
                 "context yet: a token stands out only when it is rare.",
                 "  ",
             )
         else:
             say(
-                f"detect: the discriminator flags {recall:.0%} of replaced tokens on held-out "
-                f"text (accuracy {disc_acc:.1%} where {replaced:.0%} are replaced).",
+                f"detect: the discriminator flags {recall:.0%} of replaced tokens {where} "
+                f"(accuracy {disc_acc:.1%} where {replaced:.0%} are replaced).",
                 "  ",
             )
     auc = sorted(run.history.get("val/disc_auc", []))
     if len(auc) >= 2:
         (first_step, first), (last_step, last) = auc[0], auc[-1]
-        trend = "rising" if last > first + 0.02 else "falling" if last < first - 0.02 else "flat"
         say(
             f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {first:.2f} "
-            f"at step {first_step + 1:,}, {last:.2f} at step {last_step + 1:,} ({trend}).",
+            f"at step {first_step + 1:,}, {last:.2f} at step {last_step + 1:,} "
+            f"({auc_trend(first, last)}).",
+            "  ",
+        )
+    elif auc:
+        say(
+            f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {auc[0][1]:.2f}"
+            f" at step {auc[0][0] + 1:,} (one validation: no trend yet).",
             "  ",
         )
     say(

@@ -515,3 +515,37 @@ def test_only_a_batch_with_padding_carries_an_attention_mask(corpus_dir, tokeniz
     assert "attention_mask" in last and (last["attention_mask"] == 0).any()
     assert torch.equal(attention_mask_of(last), last["attention_mask"])
     assert attention_mask_of(batches[0]).all()
+
+
+def test_a_data_warning_is_printed_once_per_file_per_run(
+    tmp_path, corpus_dir, tokenizer_dir, capfd
+):
+    """A file with invalid UTF-8 throughout, read by 2 workers in 8 byte ranges over several
+    passes: its warning reaches the main process with the batches and is printed once."""
+    from electra_lightning import ElectraDataModule
+    from electra_lightning.sources import _warned
+
+    path = tmp_path / "latin1.txt"
+    docs = (corpus_dir / "train.txt").read_bytes().split(b"\n\n")
+    path.write_bytes(b"\n\n".join(d + b"\ncaf\xe9 ol\xe9" for d in docs))
+    dm = ElectraDataModule(
+        train_files=str(path),
+        tokenizer=str(tokenizer_dir),
+        max_seq_length=64,
+        batch_size=8,
+        num_workers=2,
+    )
+    dm.setup("fit")
+    _warned.clear()
+    loader = dm.train_dataloader()
+    batches = 0
+    with pytest.warns(UserWarning) as caught:
+        for batch in loader:
+            dm.on_before_batch_transfer(batch, 0)
+            batches += 1
+            if batches == 3 * 120:  # the file is ~110 batches: several passes
+                break
+    printed = capfd.readouterr().err.count("invalid UTF-8")
+    messages = [str(w.message) for w in caught if "invalid UTF-8" in str(w.message)]
+    assert len(messages) == 1 and printed == 0, (messages, printed)  # none from the workers
+    assert messages[0].startswith(f"{path}: ") and "said once per run" in messages[0]

@@ -1,0 +1,128 @@
+"""compare's figure and table: the panels a person reads, the steps a run trained, and a run
+compared with itself said as such."""
+
+import pytest
+
+from electra_lightning.compare import DPI, compare, figure, read_run, table
+
+TITLES = [
+    "total loss (1·MLM + 50·RTD)",
+    "generator MLM loss",
+    "discriminator RTD loss",
+    "masked-token accuracy (gen_acc)",
+    "replaced-token ranking (val/disc_auc)",
+    "replaced tokens found (disc recall, F1)",
+]
+
+
+def write_run(path, steps=300, probe=False):
+    """A CSVLogger-style run: training rows every 10 steps (0-based, as Lightning logs them),
+    validation every 100."""
+    path.mkdir(parents=True)
+    (path / "hparams.yaml").write_text("size:\n  hidden_size: 64\n")
+    header = [
+        "step",
+        "train/loss",
+        "train/gen_acc",
+        "train/disc_recall",
+        "val/loss",
+        "val/disc_auc",
+        "val/disc_f1",
+        *(["probe/sst2_acc"] if probe else []),
+    ]
+    lines = [",".join(header)]
+    for step in range(9, steps, 10):
+        lines.append(f"{step},30.0,0.05,0.0,,,,{',' if probe else ''}".rstrip(","))
+        if (step + 1) % 100 == 0:
+            row = [str(step), "", "", "", "26.0", "0.6", "0.1"]
+            if probe:
+                row.append("0.7")
+            lines.append(",".join(row))
+    (path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_figure_is_a_titled_grid_of_the_panels_a_person_reads(tmp_path):
+    run = read_run(str(write_run(tmp_path / "a")))
+    fig = figure([run])
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
+    assert titles == TITLES
+    width, height = fig.get_size_inches() * DPI
+    assert width <= 1600 and height <= 1000
+    assert fig._suptitle.get_text() == "a (300 steps)".replace("a", run.name, 1)
+    auc = fig.axes[TITLES.index("replaced-token ranking (val/disc_auc)")]
+    assert auc.get_ylim() == (0.4, 1.0)
+    assert any(line.get_ydata()[0] == 0.5 for line in auc.get_lines())  # the chance line
+    assert "chance 0.5" in [t.get_text() for t in auc.get_legend().get_texts()]
+
+
+def test_a_logged_probe_gets_its_panel(tmp_path):
+    run = read_run(str(write_run(tmp_path / "a", probe=True)))
+    titles = [ax.get_title() for ax in figure([run]).axes if ax.axison]
+    assert titles == [*TITLES, "downstream probe/sst2_acc"]
+
+
+def test_steps_trained_is_the_last_logged_step_plus_one(tmp_path):
+    run = read_run(str(write_run(tmp_path / "a", steps=300)))
+    row = next(line for line in table([run]).splitlines() if line.startswith("steps trained"))
+    assert row.split()[-1] == "300"
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_a_run_compared_with_itself_is_said(tmp_path, capsys, same):
+    a = write_run(tmp_path / "a")
+    b = a if same else write_run(tmp_path / "b")
+    compare([str(a), str(b) + ("/" if same else "")], str(tmp_path / "cmp.png"))
+    out = capsys.readouterr().out
+    assert ("is the same run as" in out) == same
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def summary_of(tmp_path, rows: str, **kwargs) -> str:
+    from electra_lightning.summary import summarize
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(rows)
+    return summarize(str(run), **kwargs)
+
+
+TRAIN_ONLY = (
+    "step,train/gen_acc,train/disc_recall,train/replaced_frac,train/tokens_seen\n"
+    "9,0.05,0.0,0.14,20480\n"
+)
+
+
+def test_summary_alone_refers_to_no_predictions_and_says_where_figures_come_from(tmp_path):
+    text = summary_of(tmp_path, TRAIN_ONLY)
+    assert "Reading the predictions above" not in text
+    assert "What its predictions will look like" in text
+    # no validation logged: the figures are the training batches', and it says so
+    assert "on its training batches (no validation logged)" in text
+    assert "held-out" not in text
+
+
+def test_summary_after_the_predict_commands_reads_them(tmp_path):
+    text = summary_of(tmp_path, TRAIN_ONLY, after_predictions=True)
+    assert "Reading the predictions above:" in text
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "word"),
+    [
+        (0.55, 0.70, "rising"),
+        (0.60, 0.61, "flat"),
+        (0.70, 0.60, "falling)"),
+        (0.60, 0.50, "falling to chance"),
+        (0.51, 0.50, "flat at chance"),
+    ],
+)
+def test_summary_reads_the_auc_trend_honestly(tmp_path, first, last, word):
+    rows = (
+        "step,val/gen_acc,val/disc_recall,val/replaced_frac,val/disc_auc\n"
+        f"99,0.05,0.0,0.14,{first}\n199,0.06,0.0,0.14,{last}\n"
+    )
+    text = " ".join(summary_of(tmp_path, rows).split())
+    assert f"{first:.2f} at step 100, {last:.2f} at step 200 ({word}".rstrip(")") in text
+    assert ("falling" in text) == ("falling" in word)
+    assert "on held-out text" in text
