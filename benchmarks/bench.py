@@ -4,7 +4,7 @@
     python benchmarks/bench.py --device cuda --precision bf16 --sizes small base --batch 128
 
 Everything is measured in one process, one run; A/B timings are interleaved after warm-up and
-reported as medians and ratios (no timed assertions). See README "Performance".
+reported as medians and ratios (no timed assertions). See docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class ElectraPretraining(L.LightningModule):
         max_nonfinite_skips: With ``skip``: stop after this many skipped batches.
         compile: ``torch.compile`` the encoders (generator's and discriminator's; the sampling
             and the losses stay eager, in fp32). Checkpoints, resume and export are unchanged
-            (in-place ``Module.compile``: same parameter names). See README "Performance" for
+            (in-place ``Module.compile``: same parameter names). See docs/benchmarks.md for
             what it buys where.
         optimizer: Optimizer over the two parameter groups; default ``optim.AdamW`` (fused on
             CUDA and CPU) with lr 5e-4, betas (0.9, 0.999), eps 1e-6, weight decay 0.01 except
