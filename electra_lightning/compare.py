@@ -265,8 +265,12 @@ def figure(runs: list[Run]):
             ax.axhline(reference[1], color="grey", linestyle=":")
             handles.append(Line2D([], [], color="grey", linestyle=":"))
             labels.append(reference[0])
-        if limits:
-            ax.set_ylim(*limits)
+        if limits:  # a fixed scale, widened where the data goes below it
+            lowest = min((min(line.get_ydata()) for line in ax.get_lines()), default=None)
+            bottom = limits[0]
+            if bottom is not None and lowest is not None and lowest < bottom:
+                bottom = math.floor(lowest * 20) / 20
+            ax.set_ylim(bottom, limits[1])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)

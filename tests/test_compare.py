@@ -126,3 +126,12 @@ def test_summary_reads_the_auc_trend_honestly(tmp_path, first, last, word):
     assert f"{first:.2f} at step 100, {last:.2f} at step 200 ({word}".rstrip(")") in text
     assert ("falling" in text) == ("falling" in word)
     assert "on held-out text" in text
+
+
+def test_the_auc_axis_widens_for_values_below_it(tmp_path):
+    path = write_run(tmp_path / "a")
+    text = (path / "metrics.csv").read_text().replace(",26.0,0.6,", ",26.0,0.37,", 1)
+    (path / "metrics.csv").write_text(text)
+    fig = figure([read_run(str(path))])
+    auc = fig.axes[TITLES.index("replaced-token ranking (val/disc_auc)")]
+    assert auc.get_ylim() == (0.35, 1.0)  # 0.37 stays on the chart
