@@ -59,6 +59,36 @@ def _load(model_dir: str, cls_name: str):
     return tokenizer, model.eval()
 
 
+def _utf8(text: str, source: str) -> str:
+    """``text`` as given on the command line; bytes that are not UTF-8 (which Python keeps as
+    lone surrogates) are one line naming ``source``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{source}: not UTF-8 text (byte 0x{ord(text[err.start]) & 0xFF:02x} at character "
+            f"{err.start}); pass UTF-8"
+        ) from None
+    return text
+
+
+def _encode(tokenizer, net, texts: list[str], pairs: list[str] | None = None):
+    """Tokenize for ``net``: at most its ``max_position_embeddings`` tokens per example; what is
+    cut is said once per call, with the count (stderr)."""
+    limit = min(net.config.max_position_embeddings, tokenizer.model_max_length or 10**9)
+    lengths = [len(ids) for ids in tokenizer(texts, pairs)["input_ids"]]
+    too_long = [n for n in lengths if n > limit]
+    if too_long:
+        print(
+            f"note: {len(too_long)} of {len(texts)} text(s) longer than the model's {limit} "
+            f"positions (longest {max(too_long)} tokens) were truncated to {limit} tokens",
+            file=sys.stderr,
+        )
+    return tokenizer(
+        texts, pairs, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+    )
+
+
 @dataclass
 class TokenScore:
     token: str
@@ -69,10 +99,16 @@ def fill_mask(model: str, text: str, top_k: int = 5) -> list[list[TokenScore]]:
     """Top-k predictions of the generator for every [MASK] in ``text``."""
     import torch
 
+    text = _utf8(text, "--text")
     tokenizer, net = _load(model, "ElectraForMaskedLM")
     if tokenizer.mask_token not in text:
         raise ValueError(f"--text must contain {tokenizer.mask_token}")
-    enc = tokenizer(text, return_tensors="pt")
+    enc = _encode(tokenizer, net, [text])
+    if not (enc["input_ids"][0] == tokenizer.mask_token_id).any():
+        raise ValueError(
+            f"--text: every {tokenizer.mask_token} is past the model's "
+            f"{enc['input_ids'].shape[1]} tokens; put one nearer the start"
+        )
     with torch.no_grad():
         logits = net(**enc).logits[0]
     positions = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten()
@@ -93,8 +129,9 @@ def detect(model: str, text: str) -> list[TokenScore]:
     """Per-token probability that the discriminator thinks the token was replaced."""
     import torch
 
+    text = _utf8(text, "--text")
     tokenizer, net = _load(model, "ElectraForPreTraining")
-    enc = tokenizer(text, return_tensors="pt")
+    enc = _encode(tokenizer, net, [text])
     with torch.no_grad():
         probs = net(**enc).logits[0].sigmoid()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
@@ -106,13 +143,11 @@ def classify(model: str, texts: list[str], text_pairs: list[str] | None = None) 
     """Label and per-label probabilities (or a score, for regression) for each text."""
     import torch
 
+    texts = [_utf8(t, "--text") for t in texts]
     tokenizer, net = _load(model, "ElectraForSequenceClassification")
-    texts = [t for t in texts]
     if not texts or any(not t.strip() for t in texts):
         raise ValueError("--text: empty text")
-    enc = tokenizer(
-        texts, text_pairs, padding=True, truncation=True, max_length=512, return_tensors="pt"
-    )
+    enc = _encode(tokenizer, net, texts, text_pairs)
     with torch.no_grad():
         logits = net(**enc).logits.float()
     results = []
@@ -179,8 +214,17 @@ def _classify_cli(model: str, text: list[str] | str | None = None, file: str | N
     if file:
         if not os.path.isfile(file):
             raise ValueError(f"--file: '{file}' does not exist")
-        with open(file, encoding="utf-8") as f:
-            texts += [line.strip() for line in f if line.strip()]
+        with open(file, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as err:
+                    raise ValueError(
+                        f"--file: {file}:{number}: not UTF-8 (byte 0x{raw[err.start]:02x}); "
+                        "save the file as UTF-8"
+                    ) from None
+                if line:
+                    texts.append(line)
     if not texts:
         raise ValueError("give --text or --file")
     for sentence, result in zip(texts, classify(model, texts), strict=True):

@@ -109,6 +109,7 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
     jsonl_with_bad_records(corpus_dir, root / "bad.jsonl", bad_every=3)
     (root / "nan.csv").write_text("text,label\nfine,0.5\nodd,nan\n")
     (root / "inf.csv").write_text("text,label\nfine,0.5\nodd,inf\n")
+    (root / "latin1.txt").write_bytes("fine film\ncaf\xe9 film\n".encode("latin-1"))
     (root / "nolabel.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "odd"}\n')
     return root, files
 
@@ -321,6 +322,28 @@ CASES = {
         predict("fill-mask", "discriminator", "a [MASK] b"),
         "it is an exported discriminator: use `predict detect`",
     ),
+    # predict input: bytes that are not UTF-8 (a shell passes them as they are), masks past the end
+    "detect: --text not UTF-8": (
+        predict("detect", "discriminator", "caf\udce9 au lait"),
+        "--text: not UTF-8 text (byte 0xe9 at character 3); pass UTF-8",
+    ),
+    "fill-mask: --text not UTF-8": (
+        predict("fill-mask", "generator", "caf\udce9 [MASK]"),
+        "--text: not UTF-8 text (byte 0xe9",
+    ),
+    "classify: --file not UTF-8": (
+        lambda ctx: [
+            "predict",
+            "classify",
+            f"--model={ctx.files['export'] / 'discriminator'}",
+            f"--file={ctx.root / 'latin1.txt'}",
+        ],
+        "latin1.txt:2: not UTF-8 (byte 0xe9); save the file as UTF-8",
+    ),
+    "fill-mask: every [MASK] past the model's positions": (
+        predict("fill-mask", "generator", "word " * 300 + "[MASK]"),
+        "--text: every [MASK] is past the model's 128 tokens",
+    ),
 }
 
 
@@ -420,6 +443,35 @@ def test_predict_classify_takes_one_plain_string(made, tmp_path, capsys):
     assert len(answers[0]) == 1 and answers[0][0].endswith("great movie")
     assert answers[0] == answers[1]  # a trained head: the same answer on every call
     assert len(answers[2]) == 2 and answers[2][0] == answers[0][0]
+
+
+@pytest.mark.parametrize("command", ["detect", "fill-mask", "classify"])
+def test_predict_truncates_long_text_to_the_models_positions_and_says_so(
+    made, tmp_path, capsys, command
+):
+    """300 words for a 128-position model: it answers on the first 128 tokens and says once
+    how much was cut (it used to crash with a tensor-size error; classify cut at 512)."""
+    root, files = made
+    model = {"detect": "discriminator", "fill-mask": "generator"}.get(command)
+    if model is None:
+        model_dir = tmp_path / "clf"
+        argv = ["export", f"--ckpt_path={files['ft_ckpt']}", f"--output_dir={model_dir}"]
+        assert run_main(argv, tmp_path, capsys)[0] == 0
+    else:
+        model_dir = files["export"] / model
+    text = "the [MASK] sat on the mat . " + "the cat sat on the mat . " * 50
+    capsys.readouterr()
+    with cwd(tmp_path):
+        code = main(["predict", command, f"--model={model_dir}", f"--text={text}"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Traceback" not in err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, err
+    assert "1 of 1 text(s) longer than the model's 128 positions" in notes[0]
+    assert "truncated to 128 tokens" in notes[0]
+    if command == "detect":
+        assert len(out.strip().splitlines()) == 1 + 125  # 128 minus [CLS], [SEP], [MASK]
 
 
 def test_repeated_finetune_overwrites_last_ckpt(made, tmp_path, capsys):
