@@ -8,11 +8,70 @@ transformers alone, without this project.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 
 from jsonargparse import CLI
 
 # torch, Lightning and the model are imported where they are used, so `export --help` is quick
 # (not to dodge a cycle: loading and finetune do not import this module).
+
+
+# What an export directory holds (pretraining: the three subdirectories; a classifier: one
+# Hugging Face model directory). A directory with anything else is the user's, not ours to replace.
+EXPORT_ENTRIES = {
+    "discriminator",
+    "generator",
+    "tokenizer",
+    "mlm",
+    "config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+}
+
+
+@contextmanager
+def fresh_output(output_dir: str):
+    """Yield a new, empty directory beside ``output_dir`` to write the export into; on success it
+    replaces ``output_dir`` by renames (no stale file of an earlier export survives, and no write
+    follows a symlink planted in it). ``output_dir`` must be new, empty, or an earlier export."""
+    if os.path.islink(output_dir):
+        raise ValueError(f"--output_dir: '{output_dir}' is a symlink; name the directory itself")
+    if os.path.exists(output_dir):
+        if not os.path.isdir(output_dir):
+            raise ValueError(f"--output_dir: '{output_dir}' is a file; choose a directory")
+        stray = sorted(set(os.listdir(output_dir)) - EXPORT_ENTRIES)
+        if stray:
+            raise ValueError(
+                f"--output_dir: '{output_dir}' holds files that are not an export ({stray[0]}"
+                f"{', …' if len(stray) > 1 else ''}); export into a new or empty directory"
+            )
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    except OSError as err:
+        raise ValueError(
+            f"--output_dir: cannot write beside '{output_dir}' ({err.strerror})"
+        ) from None
+    try:
+        yield staging
+        if os.path.exists(output_dir):
+            old = staging + ".old"
+            os.rename(output_dir, old)
+            os.rename(staging, output_dir)
+            shutil.rmtree(old)  # does not follow symlinks
+        else:
+            os.rename(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone unless something failed
 
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
@@ -25,8 +84,9 @@ def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") ->
     tokenizer_files = tokenizer_files_of(checkpoint, ckpt_path)
     module = ElectraClassifier(**hparams)
     module.load_state_dict(checkpoint["state_dict"], strict=False)
-    module.classifier.save_pretrained(output_dir)
-    write_tokenizer(tokenizer_files, output_dir)
+    with fresh_output(output_dir) as staging:
+        module.classifier.save_pretrained(staging)
+        write_tokenizer(tokenizer_files, staging)
     print(f"exported the {module.hparams.task} classifier to {output_dir}")
     return output_dir
 
@@ -62,17 +122,14 @@ def export(ckpt_path: str, output_dir: str) -> str:
     tokenizer_files = tokenizer_files_of(checkpoint, ckpt_path)  # checked before writing anything
     module = module_from_checkpoint(checkpoint)
     module.electra.fold_embeddings()  # GDES: discriminator table = generator's + delta
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"--output_dir: cannot create '{output_dir}' ({err.strerror})") from None
-    for name, model in module.electra.exports().items():
-        target = os.path.join(output_dir, name)
-        model.save_pretrained(target)
-        write_tokenizer(tokenizer_files, target)
-    if tokenizer_files:
-        write_tokenizer(tokenizer_files, os.path.join(output_dir, "tokenizer"))
-    else:
+    with fresh_output(output_dir) as staging:
+        for name, model in module.electra.exports().items():
+            target = os.path.join(staging, name)
+            model.save_pretrained(target)
+            write_tokenizer(tokenizer_files, target)
+        if tokenizer_files:
+            write_tokenizer(tokenizer_files, os.path.join(staging, "tokenizer"))
+    if not tokenizer_files:
         print("warning: the checkpoint carries no tokenizer; copy yours next to the models")
     print(f"exported discriminator and generator to {output_dir}")
     return output_dir

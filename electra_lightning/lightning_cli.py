@@ -168,6 +168,17 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def check_log_dirs(trainer) -> None:
+    """Every directory a logger will write, checked before anything starts (one line, not a
+    logger's traceback at its first write)."""
+    from electra_lightning.checkpoint import check_writable
+
+    for logger in trainer.loggers:
+        directory = getattr(logger, "save_dir", None) or getattr(logger, "root_dir", None)
+        if directory:
+            check_writable(directory, f"trainer.logger ({type(logger).__name__}) save_dir")
+
+
 class _ElectraLightningCLI(LightningCLI):
     """Adds to every trainer what users should not have to configure, instantiated here rather
     than parsed (so jsonargparse never tries to serialise them into the saved config): atomic,
@@ -186,6 +197,12 @@ class _ElectraLightningCLI(LightningCLI):
         if config.get("enable_model_summary") is not False:
             extra.append(ElectraModelSummary())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def before_validate(self) -> None:
+        check_log_dirs(self.trainer)
+
+    def before_test(self) -> None:
+        check_log_dirs(self.trainer)
 
 
 class ElectraCLI(_ElectraLightningCLI):
@@ -206,6 +223,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.add_lightning_class_args(TokenThroughput, "throughput")
 
     def before_fit(self) -> None:
+        check_log_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
         check_fresh_or_resume(self.trainer, self.config[self.subcommand].get("ckpt_path"))
 
@@ -228,6 +246,9 @@ class FinetuneCLI(_ElectraLightningCLI):
 
     def _parse_ckpt_path(self):
         """The config decides the model (see ElectraCLI)."""
+
+    def before_fit(self) -> None:
+        check_log_dirs(self.trainer)
 
 
 def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None = None):

@@ -570,3 +570,67 @@ def test_nonfinite_finetuning_loss_stops_with_a_rescue_checkpoint(made, tmp_path
     assert all(
         torch.isfinite(t).all() for t in rescue["state_dict"].values() if t.is_floating_point()
     )
+
+
+def test_export_replaces_an_earlier_export_whole_and_follows_no_planted_symlink(
+    made, tmp_path, capsys
+):
+    """An earlier export with a stale tokenizer file, a symlink planted to a file outside and a
+    subdirectory that is a file: the new export replaces it whole; nothing outside changes."""
+    from transformers import AutoTokenizer
+
+    root, files = made
+    out = tmp_path / "export"
+    victim = tmp_path / "outside.txt"
+    victim.write_text("keep me")
+    (out / "discriminator").mkdir(parents=True)
+    (out / "discriminator/special_tokens_map.json").write_text("{not json")  # stale
+    (out / "discriminator/config.json").symlink_to(victim)  # planted
+    (out / "generator").write_text("a file where a directory goes")
+    code, err = run_main(
+        ["export", f"--ckpt_path={files['ckpt']}", f"--output_dir={out}"], tmp_path, capsys
+    )
+    assert code == 0, err
+    assert victim.read_text() == "keep me"
+    assert not (out / "discriminator/config.json").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["discriminator", "generator", "tokenizer"]
+    AutoTokenizer.from_pretrained(out / "discriminator")  # the stale file is gone
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
+def test_export_refuses_a_directory_that_is_not_an_export(made, tmp_path, capsys):
+    root, files = made
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    code, err = run_main(
+        ["export", f"--ckpt_path={files['ckpt']}", f"--output_dir={out}"], tmp_path, capsys
+    )
+    assert code == 2 and "holds files that are not an export (notes.txt)" in err, err
+    assert (out / "notes.txt").read_text() == "my notes" and len(list(out.iterdir())) == 1
+
+
+@pytest.mark.parametrize("problem", ["a file", "read-only"])
+def test_a_log_directory_that_cannot_be_written_is_one_line(
+    made, tmp_path, capsys, corpus_dir, tokenizer_dir, problem
+):
+    """CSVLogger's save_dir is checked with the checkpoint directory, before anything runs."""
+    import os
+
+    logs = tmp_path / "logs"
+    if problem == "a file":
+        logs.write_text("not a directory")
+    else:
+        logs.mkdir()
+        os.chmod(logs, 0o500)
+        if os.access(logs, os.W_OK):  # root ignores the mode
+            pytest.skip("running as root: a read-only directory is writable")
+    argv = [
+        "fit",
+        *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=2)),
+        f"--trainer.logger.init_args.save_dir={logs}",
+        f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ckpt'}",
+    ]
+    code, err = run_main(argv, tmp_path, capsys)
+    assert code == 2, err[-2000:]
+    assert "trainer.logger (CSVLogger) save_dir: cannot write to" in err and "Traceback" not in err
