@@ -64,7 +64,13 @@ def load_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
         raise ValueError(
             f"{field}: checkpoint '{path}' is truncated or corrupt ({first}); use an earlier one"
         ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+    ours = (
+        isinstance(checkpoint, dict)
+        and isinstance(checkpoint.get("state_dict"), dict)
+        and "pytorch-lightning_version" in checkpoint
+        and checkpoint_kind(checkpoint) is not None
+    )
+    if not ours:  # whatever keys it has: another program's dict, another Lightning model's
         what = (
             f"a dict with keys {', '.join(map(str, list(checkpoint)[:5]))}"
             if isinstance(checkpoint, dict)

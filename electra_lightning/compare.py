@@ -131,14 +131,32 @@ def read_csv_run(path: str) -> Run:
     run = Run(name=os.path.relpath(path), path=path)
     hparams = os.path.join(path, "hparams.yaml")
     if os.path.isfile(hparams):
-        with open(hparams, encoding="utf-8") as f:
-            run.config = flatten(yaml.load(f, Loader=_TolerantLoader) or {})
-    with open(os.path.join(path, "metrics.csv"), encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            step = int(float(row.get("step") or 0))
-            for key, value in row.items():
-                if key not in ("step", "epoch") and value not in (None, ""):
-                    _add(run.history, key, step, float(value))
+        with open(hparams, encoding="utf-8", errors="replace") as f:
+            try:
+                run.config = flatten(yaml.load(f, Loader=_TolerantLoader) or {})
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f"{hparams}:{mark.line + 1}" if mark else hparams
+                raise ValueError(f"{where}: not valid YAML; fix or remove the file") from None
+    metrics = os.path.join(path, "metrics.csv")
+    with open(metrics, encoding="utf-8", errors="replace") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            try:
+                columns = len(reader.fieldnames or ())
+                if None in row:
+                    raise ValueError(f"{columns + len(row[None])} fields for {columns} columns")
+                step = int(float(row.get("step") or 0))
+                for key, value in row.items():
+                    if key not in ("step", "epoch") and value not in (
+                        None,
+                        "",
+                    ):  # None: a short row
+                        _add(run.history, key, step, float(value))
+            except ValueError as err:
+                raise ValueError(
+                    f"{metrics}:{reader.line_num}: not a metrics row ({err}); fix or remove the line"
+                ) from None
     return run
 
 

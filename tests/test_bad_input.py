@@ -79,6 +79,8 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
     files = {"ckpt": ckpt, "export": root / "export", "ft_ckpt": root / "ft/last.ckpt"}
     torch.save(torch.ones(3), root / "tensor.ckpt")
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, root / "foreign.ckpt")
+    # another tool's checkpoint with a state_dict (was KeyError: 'pytorch-lightning_version')
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, root / "foreign-sd.ckpt")
     (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4000])
     (root / "ckptdir").mkdir()
     state = load_checkpoint(str(ckpt))
@@ -274,6 +276,11 @@ CASES = {
     "ckpt: foreign dict": (
         resume("foreign.ckpt"),
         "foreign.ckpt' is not a checkpoint written by electra_lightning fit (it holds a dict with keys model, epoch)",
+    ),
+    "another tool's checkpoint with a state_dict": (
+        resume("foreign-sd.ckpt"),
+        "foreign-sd.ckpt' is not a checkpoint written by electra_lightning fit (it holds a dict "
+        "with keys state_dict, epoch)",
     ),
     "ckpt: truncated": (resume("truncated.ckpt"), "truncated.ckpt' is truncated or corrupt"),
     "ckpt: a directory": (resume("ckptdir"), "ckptdir' is a directory, not a checkpoint file"),

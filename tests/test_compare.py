@@ -1,6 +1,8 @@
 """compare's figure and table: the panels a person reads, the steps a run trained, and a run
 compared with itself said as such."""
 
+import re
+
 import pytest
 
 from electra_lightning.compare import DPI, compare, figure, read_run, table
@@ -32,7 +34,7 @@ def write_run(path, steps=300, probe=False):
     ]
     lines = [",".join(header)]
     for step in range(9, steps, 10):
-        lines.append(f"{step},30.0,0.05,0.0,,,,{',' if probe else ''}".rstrip(","))
+        lines.append(f"{step},30.0,0.05,0.0,,,{',' if probe else ''}")
         if (step + 1) % 100 == 0:
             row = [str(step), "", "", "", "26.0", "0.6", "0.1"]
             if probe:
@@ -135,3 +137,25 @@ def test_the_auc_axis_widens_for_values_below_it(tmp_path):
     fig = figure([read_run(str(path))])
     auc = fig.axes[TITLES.index("replaced-token ranking (val/disc_auc)")]
     assert auc.get_ylim() == (0.35, 1.0)  # 0.37 stays on the chart
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1,abc,,,,,", "metrics.csv:3: not a metrics row (could not convert string to float"),
+        ("1,2,3,4,5,6,7,8", "metrics.csv:3: not a metrics row (8 fields for 7 columns)"),
+    ],
+)
+def test_a_broken_metrics_file_is_one_line_naming_the_run_and_line(tmp_path, line, message):
+    path = write_run(tmp_path / "a")
+    rows = (path / "metrics.csv").read_text().splitlines()
+    (path / "metrics.csv").write_text("\n".join([rows[0], rows[1], line, *rows[2:]]) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}/{message}")):
+        read_run(str(path))
+
+
+def test_a_broken_hparams_file_names_the_file(tmp_path):
+    path = write_run(tmp_path / "a")
+    (path / "hparams.yaml").write_text("size: [1, 2\n")
+    with pytest.raises(ValueError, match=r"hparams.yaml:2: not valid YAML"):
+        read_run(str(path))
