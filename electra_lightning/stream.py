@@ -62,7 +62,15 @@ def load_tokenizer_info(path: str) -> TokenizerInfo:
         )
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # noqa: BLE001 — any library error: the file is what is wrong
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(
+            f"data.tokenizer: cannot load '{os.path.join(path, 'tokenizer.json')}' "
+            f"({type(err).__name__}: {first}); train a new one with `python -m "
+            "electra_lightning tokenizer` or save it with save_pretrained()"
+        ) from None
     missing = [
         name
         for name in ("cls_token", "sep_token", "pad_token", "mask_token")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
     ).save_pretrained(root / "no-mask-tokenizer")
     from electra_lightning.tokenizer import train_tokenizer
 
+    for name, text in (("broken-tokenizer", '{"version": "1.0",'), ("not-a-tokenizer", "{}")):
+        shutil.copytree(tokenizer_dir, root / name)
+        (root / name / "tokenizer.json").write_text(text)
     train_tokenizer(
         str(corpus_dir / "val.txt"), str(root / "other-tokenizer"), vocab_size=2000, min_frequency=1
     )
@@ -230,6 +234,20 @@ CASES = {
     "tokenizer dir without tokenizer.json": (
         lambda ctx: [*pretrain("--data.num_workers=0")(ctx), f"--data.tokenizer={ctx.workdir}"],
         "has no tokenizer.json",
+    ),
+    "tokenizer.json not JSON": (
+        lambda ctx: [
+            *pretrain("--data.num_workers=0")(ctx),
+            f"--data.tokenizer={ctx.root / 'broken-tokenizer'}",
+        ],
+        "broken-tokenizer/tokenizer.json' (JSONDecodeError: Expecting",
+    ),
+    "tokenizer.json not a tokenizer": (
+        lambda ctx: [
+            *pretrain("--data.num_workers=0")(ctx),
+            f"--data.tokenizer={ctx.root / 'not-a-tokenizer'}",
+        ],
+        "not-a-tokenizer/tokenizer.json' (",
     ),
     "tokenizer without [MASK]": (
         lambda ctx: [
