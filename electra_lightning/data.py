@@ -251,10 +251,13 @@ class ElectraDataModule(L.LightningDataModule):
                 f"{DATA_STATE_VERSION}; set data.resume_position=false to restart the stream"
             )
         saved, now = state["fingerprint"], self._fingerprint()
-        changed = [k for k in now if saved.get(k) != now[k]]
+        keys = [k for k in now if saved.get(k) != now[k]]
+        if "sources" in keys and "sizes" in keys:  # the files' list says it; sizes follow it
+            keys.remove("sizes")
+        changed = [describe_change(k, saved, now) for k in keys]
         if changed:
             raise ValueError(
-                f"the data settings differ from the checkpoint's ({', '.join(changed)}), so its "
+                f"the data settings differ from the checkpoint's ({'; '.join(changed)}), so its "
                 "stream position does not apply; restore them or set data.resume_position=false"
             )
         positions = {int(k): v for k, v in state["positions"].items()}
@@ -359,13 +362,32 @@ def output_directories(trainer: L.Trainer) -> list[str]:
     return [os.path.abspath(d) for d in directories if d]
 
 
+def describe_change(key: str, saved: dict, now: dict) -> str:
+    """What differs in one field of the data fingerprint, in words a user can act on."""
+    if key == "sources":
+        added = [f for f in now[key] if f not in set(saved.get(key) or ())]
+        removed = [f for f in saved.get(key) or () if f not in set(now[key])]
+        parts = [f"{len(added)} added (first: {added[0]})"] if added else []
+        parts += [f"{len(removed)} gone (first: {removed[0]})"] if removed else []
+        return "data.train_files: " + (", ".join(parts) or "the same files in another order")
+    if key == "sizes" and saved.get("sources") == now["sources"]:
+        for path, before, after in zip(
+            now["sources"], saved.get(key) or (), now[key], strict=False
+        ):
+            if before != after:
+                return f"{path} changed size ({before} → {after} bytes)"
+    return f"data.{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}"
+
+
 def exclude_outputs(sources: list[str], outputs: list[str], field_name: str) -> list[str]:
     """``sources`` without files inside the run's output directories: a corpus directory or glob
     that holds the run's logs (W&B's ``requirements.txt`` and ``*.json``) or checkpoints must not
     read them back as text on the next run. A warning names what was left out."""
 
-    def under(path: str, directory: str) -> bool:
-        path = os.path.abspath(path)
+    outputs = [os.path.realpath(d) for d in outputs]
+
+    def under(path: str, directory: str) -> bool:  # resolved: a symlink leads nowhere else
+        path = os.path.realpath(path)
         return path == directory or path.startswith(directory + os.sep)
 
     hit = {s: [d for d in outputs if under(s, d)] for s in sources if not s.startswith(HUB_PREFIX)}

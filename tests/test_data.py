@@ -549,3 +549,37 @@ def test_a_data_warning_is_printed_once_per_file_per_run(
     messages = [str(w.message) for w in caught if "invalid UTF-8" in str(w.message)]
     assert len(messages) == 1 and printed == 0, (messages, printed)  # none from the workers
     assert messages[0].startswith(f"{path}: ") and "said once per run" in messages[0]
+
+
+def test_the_runs_output_is_left_out_of_a_corpus_reached_through_a_symlink(tmp_path):
+    """The corpus named through a symlink, the run writing inside the real directory (or the
+    other way round): W&B's requirements.txt is not read back as text."""
+    from electra_lightning.data import exclude_outputs
+
+    real = tmp_path / "corpus"
+    (real / "runs/wandb/files").mkdir(parents=True)
+    (real / "a.txt").write_text("text\n")
+    (real / "runs/wandb/files/requirements.txt").write_text("torch==2.13.0\n")
+    (tmp_path / "link").symlink_to(real)
+    sources = [
+        str(tmp_path / "link/a.txt"),
+        str(tmp_path / "link/runs/wandb/files/requirements.txt"),
+    ]
+    assert exclude_outputs(sources, [str(real / "runs/wandb")], "data.train_files") == sources[:1]
+    sources = [str(real / "a.txt"), str(real / "runs/wandb/files/requirements.txt")]
+    kept = exclude_outputs(sources, [str(tmp_path / "link/runs/wandb")], "data.train_files")
+    assert kept == sources[:1]
+
+
+def test_a_refused_resume_says_what_differs_in_the_data():
+    from electra_lightning.data import describe_change
+
+    saved = {"sources": ["a.txt", "b.txt"], "sizes": [10, 20], "batch_size": 8}
+    grown = {"sources": ["a.txt", "b.txt"], "sizes": [10, 25], "batch_size": 8}
+    assert describe_change("sizes", saved, grown) == "b.txt changed size (20 → 25 bytes)"
+    moved = {"sources": ["a.txt", "c.txt"], "sizes": [10, 20], "batch_size": 8}
+    assert describe_change("sources", saved, moved) == (
+        "data.train_files: 1 added (first: c.txt), 1 gone (first: b.txt)"
+    )
+    other = {**saved, "batch_size": 16}
+    assert describe_change("batch_size", saved, other) == "data.batch_size: checkpoint 8, now 16"
