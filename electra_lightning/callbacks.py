@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import lightning as L
@@ -13,7 +12,7 @@ import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from electra_lightning.errors import STOP_SIGNALS, TrainingStopped
+from electra_lightning.errors import STOP, TrainingStopped
 
 # dense bf16 peak FLOP/s by device name, for MFU. Ours first: Lightning's get_available_flops does
 # not recognise "NVIDIA H200" and lists the H200's sparse peak (2x the dense one); it is the
@@ -165,43 +164,43 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
 class GracefulStop(L.Callback):
     """Save ``last.ckpt`` at the current step and stop when the job is told to stop.
 
-    SIGTERM, SIGUSR1 and SIGINT only set a flag; at the end of the current training step every
-    rank agrees to stop (one boolean all-reduce per step with several ranks), the checkpoint is
-    written through the normal atomic path (model, optimizer, loop counters, RNG states, data
-    position), and :class:`TrainingStopped` ends the run with exit code ``128 + signal``. A second
-    SIGINT while stopping interrupts at once. Lightning's own SIGTERM handling (a
-    ``SIGTERMException`` that exits 0 without saving) is replaced while training runs; Lightning
-    restores the previous handlers at teardown.
+    SIGTERM, SIGUSR1 and SIGINT are handled from the start of the command (``errors.STOP``): a
+    signal only records itself. Before training (model and data set-up, a checkpoint restore, the
+    sanity check) the run stops when fit or training starts, with nothing new to save (a resumed
+    run's restored checkpoint is its state). During training, at the end of the current step
+    every rank agrees to stop (a boolean all-reduce with several ranks), the checkpoint is written
+    through the normal atomic path (model, optimizer, loop counters, RNG states, data position),
+    and :class:`TrainingStopped` ends the run with exit code ``128 + signal``. A second SIGINT
+    stops at once (130). Lightning's SIGTERM handling (exit 0, nothing saved) is kept out of
+    training: ours replaces it at ``on_train_start``.
     """
 
     def __init__(self):
-        self.received: int | None = None
+        STOP.install()  # a trainer built outside the CLI (tests, notebooks) is covered too
+
+    @property
+    def received(self) -> int | None:
+        return STOP.received
+
+    def _stop_before_training(self, trainer: L.Trainer) -> None:
+        if STOP.received is not None:
+            raise TrainingStopped(STOP.received, None, trainer.global_step)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_before_training(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after Lightning registered its handlers (Trainer._run), so ours take their place
-        self.received = None
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
-        if self.received is None:
-            self.received = signum
-            print(
-                f"received {STOP_SIGNALS.get(signum, signum)}: saving a checkpoint after this "
-                "step, then stopping",
-                flush=True,
-            )
+        STOP.install()
+        self._stop_before_training(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        stop = self.received is not None
+        stop = STOP.received is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
-        signum = self.received if self.received is not None else int(signal.SIGTERM)
+        signum = STOP.received if STOP.received is not None else int(signal.SIGTERM)
         path = last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
         raise TrainingStopped(signum, path, trainer.global_step)

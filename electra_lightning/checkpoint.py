@@ -187,11 +187,13 @@ def atomic_save(obj: Any, path: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except (OSError, RuntimeError) as err:
+    except BaseException as err:
+        if os.path.exists(tmp):  # also on a second Ctrl-C mid-write: no temporary file left
+            os.remove(tmp)
+        if not isinstance(err, (OSError, RuntimeError)):
+            raise
         # torch's zip writer reports ENOSPC as a RuntimeError ("PytorchStreamWriter failed
         # writing file ..."), not an OSError
-        if os.path.exists(tmp):
-            os.remove(tmp)
         reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1][:200]
         raise ValueError(
             f"cannot write checkpoint '{path}' ({reason}); free disk space or point "

@@ -11,7 +11,7 @@ import os
 import sys
 
 from electra_lightning.config_files import config_files
-from electra_lightning.errors import NothingToDo, TrainingStopped
+from electra_lightning.errors import STOP, NothingToDo, StopNow, TrainingStopped
 
 COMMANDS = """commands:
   fit | validate | test              train or evaluate (--config configs/X.yaml; --help for options)
@@ -111,8 +111,28 @@ def main(argv: list[str] | None = None) -> int:
     if not argv[0].startswith("-") and argv[0] not in (*LIGHTNING_COMMANDS, *OUR_COMMANDS):
         print(f"error: {unknown_command(argv[0])}", file=sys.stderr)
         return 2
+    if argv[0] in LIGHTNING_COMMANDS or argv[0].startswith("-"):
+        STOP.install(
+            reset=True
+        )  # from the start: a signal during set-up is a stop, not a crash or exit 0
     try:
         run(argv[0], argv[1:], argv, from_shell)
+    except StopNow:
+        print("stopped by a second SIGINT without saving", file=sys.stderr)
+        return 130
+    except SystemExit as exit:
+        # Lightning's SIGTERMException (a SystemExit with no code) from the sanity check or the
+        # start of fit, when a stop signal came before training: nothing trained, exit 143/138/130
+        if STOP.received is None or exit.code not in (None, 0):
+            raise
+        if _is_rank_zero():
+            print(
+                str(TrainingStopped(STOP.received, None, 0)).replace(
+                    "before training step 1", "before training"
+                ),
+                file=sys.stderr,
+            )
+        return 128 + STOP.received
     except NothingToDo as done:
         if _is_rank_zero():
             print(str(done), file=sys.stderr)

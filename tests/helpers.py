@@ -55,3 +55,16 @@ class SendSignal(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), self.signum)
+
+
+class SendSignalAt(L.Callback):
+    """Sends ``signum`` to this process from the callback hook ``hook`` (``setup``,
+    ``on_load_checkpoint``, ``on_sanity_check_start``, ...): a deterministic point in the start-up
+    window, instead of a sleep."""
+
+    def __init__(self, signum: int, hook: str):
+        self.signum = signum
+        setattr(self, hook, self._send)
+
+    def _send(self, *args, **kwargs):
+        os.kill(os.getpid(), self.signum)

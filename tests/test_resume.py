@@ -229,3 +229,111 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path):
 
 
 _ = (REPO, Path)
+
+
+@pytest.mark.parametrize(
+    ("hook", "signum"),
+    [
+        ("setup", signal.SIGTERM),
+        ("on_sanity_check_start", signal.SIGTERM),
+        ("on_sanity_check_start", signal.SIGUSR1),
+        ("on_sanity_check_start", signal.SIGINT),
+    ],
+)
+def test_a_stop_signal_before_training_exits_with_its_code_and_saves_nothing(
+    hook, signum, tmp_path, corpus_dir, tokenizer_dir, capsys
+):
+    """The start-up window of a fresh run (set-up, the sanity check): it used to exit 0 (SIGTERM)
+    or 1 (Ctrl-C) and a SLURM script then never requeued; now 143/138/130, nothing trained,
+    nothing written."""
+    from electra_lightning.cli import main
+
+    from .test_bad_input import cwd
+
+    helper = json.dumps(
+        {
+            "class_path": "tests.helpers.SendSignalAt",
+            "init_args": {"signum": int(signum), "hook": hook},
+        }
+    )
+    argv = [
+        *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=6)),
+        f"--trainer.callbacks+={helper}",
+    ]
+    with cwd(tmp_path):
+        code = main(["fit", *argv])
+    err = capsys.readouterr().err
+    assert code == 128 + signum, err[-2000:]
+    assert f"stopped by {signal.Signals(signum).name} before training started" in err, err[-2000:]
+    assert "Traceback" not in err
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_sigterm_after_a_resume_restored_its_checkpoint_keeps_it(
+    tmp_path, corpus_dir, tokenizer_dir, capsys
+):
+    from electra_lightning.cli import main
+
+    from .test_bad_input import cwd
+
+    ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
+    with cwd(tmp_path):
+        assert main(["fit", *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=2))]) == 0
+    before = ckpt.read_bytes()
+    helper = json.dumps(
+        {
+            "class_path": "tests.helpers.SendSignalAt",
+            "init_args": {"signum": int(signal.SIGTERM), "hook": "on_load_checkpoint"},
+        }
+    )
+    argv = [
+        *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=6)),
+        f"--trainer.callbacks+={helper}",
+    ]
+    capsys.readouterr()
+    with cwd(tmp_path):
+        code = main(["fit", *argv, "--ckpt_path=last"])
+    err = capsys.readouterr().err
+    assert code == 143, err[-2000:]
+    assert "stopped by SIGTERM before training started; nothing new to save" in err, err[-2000:]
+    assert ckpt.read_bytes() == before  # the restored checkpoint is the state
+    assert load_checkpoint(str(ckpt))["global_step"] == 2
+
+
+def test_a_second_ctrl_c_while_saving_exits_130_and_leaves_no_temporary_file(
+    tmp_path, corpus_dir, tokenizer_dir, capsys, monkeypatch
+):
+    import torch
+
+    import electra_lightning.checkpoint as checkpoint_module
+    from electra_lightning.cli import main
+
+    from .test_bad_input import cwd
+
+    real_save = torch.save
+    calls = []
+
+    def interrupted_save(obj, f, *args, **kwargs):  # the second Ctrl-C arrives mid-write
+        calls.append(1)
+        if len(calls) == 1:
+            f.write(b"half a checkpoint")
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", interrupted_save)
+    helper = json.dumps(
+        {
+            "class_path": "tests.helpers.SendSignal",
+            "init_args": {"signum": int(signal.SIGINT), "at_step": 2},
+        }
+    )
+    argv = [
+        *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=20)),
+        f"--trainer.callbacks+={helper}",
+    ]
+    with cwd(tmp_path):
+        code = main(["fit", *argv])
+    err = capsys.readouterr().err
+    assert code == 130, err[-2000:]
+    assert "stopped by a second SIGINT without saving" in err and "Traceback" not in err
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
