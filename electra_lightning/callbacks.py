@@ -177,6 +177,7 @@ class GracefulStop(L.Callback):
 
     def __init__(self):
         STOP.install()  # a trainer built outside the CLI (tests, notebooks) is covered too
+        self._step_seen = 0
 
     @property
     def received(self) -> int | None:
@@ -192,9 +193,15 @@ class GracefulStop(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after Lightning registered its handlers (Trainer._run), so ours take their place
         STOP.install()
+        self._step_seen = trainer.global_step
         self._stop_before_training(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # stop only where an optimizer step just ended: inside a gradient accumulation the
+        # remaining micro-batches run first, so the saved state resumes exactly
+        stepped, self._step_seen = trainer.global_step != self._step_seen, trainer.global_step
+        if not stepped:
+            return
         stop = STOP.received is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)

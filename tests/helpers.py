@@ -46,14 +46,18 @@ class StepFile(L.Callback):
 
 
 class SendSignal(L.Callback):
-    """Sends ``signum`` to this process when step ``at_step`` starts (a cluster's SIGTERM, SLURM's
-    SIGUSR1, Ctrl-C)."""
+    """Sends ``signum`` to this process when step ``at_step`` (or micro-batch ``at_batch``) starts
+    (a cluster's SIGTERM, SLURM's SIGUSR1, Ctrl-C)."""
 
-    def __init__(self, signum: int, at_step: int):
-        self.signum, self.at_step = signum, at_step
+    def __init__(self, signum: int, at_step: int = -1, at_batch: int = -1):
+        self.signum, self.at_step, self.at_batch = signum, at_step, at_batch
+        self.sent = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.at_step:
+        # at_batch: the micro-batch (with gradient accumulation several make one step)
+        due = trainer.global_step == self.at_step or batch_idx == self.at_batch
+        if due and not self.sent:
+            self.sent = True
             os.kill(os.getpid(), self.signum)
 
 
