@@ -121,8 +121,6 @@ class ElectraDataModule(L.LightningDataModule):
         )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
-        if max_bad_records < 0:
-            raise ValueError(f"data.max_bad_records must be >= 0, got {max_bad_records}")
         self.masking = MaskingConfig(
             mask_prob, mask_token_prob, random_token_prob, max_predictions_per_seq
         )

@@ -378,22 +378,27 @@ def _chunks(offset: int, sentences) -> Iterator[Item]:
 
 def _jsonl_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Iterator[Item]:
     path = unit.source
+    first_line: list[int] = []  # the line number at ``position``: counted once, when first needed
     with open(path, "rb") as f:
         position = at[0] if at is not None else _start_of_line_at_or_after(f, unit.start)
         f.seek(position)
+        lines_read = 0
         while True:
             offset = f.tell()
             if unit.end >= 0 and offset >= unit.end:
                 break
             raw = f.readline()
+            lines_read += 1
             if not raw:
                 break
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
 
-            def where(offset=offset) -> str:
-                return f"{path}:{_line_number(path, offset)}"
+            def where(lines_read=lines_read) -> str:  # cost: linear in the file, paid once
+                if not first_line:
+                    first_line.append(_line_number(path, position))
+                return f"{path}:{first_line[0] + lines_read - 1}"
 
             try:
                 record = json.loads(line)
@@ -431,7 +436,16 @@ def _parquet_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Itera
         if at is not None and at[0] >= row + rows:
             row += rows  # seek: a row group before the resume point is not read
             continue
-        column = parquet.read_row_group(group, columns=[text_field]).column(0).to_pylist()
+        try:
+            column = parquet.read_row_group(group, columns=[text_field]).column(0).to_pylist()
+        except Exception as err:  # noqa: BLE001 — corrupt pages/compression: pyarrow's many kinds
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            where = f"{path}:row group {group} (rows {row}–{row + rows - 1})"
+            bad = _bad(where, f"unreadable ({reason})", on_bad_record)
+            if at is None or at[0] <= row:
+                yield row, 0, bad  # the whole group counts as one bad record
+            row += rows
+            continue
         for text in column:
             if at is None or row >= at[0]:
                 where = f"{path}:row {row}"

@@ -22,6 +22,7 @@ from electra_lightning.sources import BadRecord, Unit, assign_units, read_unit, 
 
 TOKENIZE_CHUNK_DOCS = 64
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
+BAD_RECORDS_NAMED = 3  # per file: the first are named with their reason, the rest counted
 NOTICES_KEY = "data_notices"  # data warnings from a worker (printed once, removed before the model)
 
 # ---------------------------------------------------------------------------------------------
@@ -117,8 +118,11 @@ class StreamConfig:
     on_bad_record: Literal["error", "skip"] = "error"
     shuffle: bool = True
     shuffle_block: int = 1024
+    max_bad_records: int = 100
 
     def __post_init__(self):
+        if self.max_bad_records < 0:
+            raise ValueError(f"data.max_bad_records must be >= 0, got {self.max_bad_records}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.max_seq_length < 8:
@@ -204,6 +208,8 @@ class PretrainingStream(IterableDataset):
         self.rotation = rotation
         self._units: tuple[int, list[Unit]] | None = None
         self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
+        self.good_records = 0  # records read and trained on by this shard (this run)
+        self._bad_per_file: dict[str, int] = {}
 
     @classmethod
     def build(
@@ -330,14 +336,9 @@ class PretrainingStream(IterableDataset):
             begin = start_sentence if first and position is not None else 0
             first = False
             if isinstance(sentences, BadRecord):
-                self.skipped += 1
-                print(
-                    f"warning: skipped bad record {sentences.where}: {sentences.reason} "
-                    f"(data.on_bad_record=skip; {self.skipped} skipped by this reader)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                self._skip(sentences)
                 continue
+            self.good_records += 1
             for i in range(begin, len(sentences)):
                 for example in packer.add_sentence(sentences[i], i == len(sentences) - 1):
                     yield (
@@ -405,12 +406,44 @@ class PretrainingStream(IterableDataset):
                 yield self._with_notices(self._make_batch(examples, epoch, shard, batch_index))
             if not self.endless:
                 return
+            if batch_index == 0 and self.skipped and not self.good_records:
+                bad = self._last_bad
+                raise ValueError(
+                    f"every record shard {shard}/{num_shards} read is bad ({self.skipped}; e.g. "
+                    f"{bad.where}: {bad.reason}); check data.text_field "
+                    f"('{self.config.text_field}') and the files"
+                )
             if batch_index == 0:
                 raise ValueError(
                     f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
                     f"{self.config.batch_size}; use more text, fewer workers/devices or a smaller batch"
                 )
             epoch += 1
+
+    def _skip(self, bad: BadRecord) -> None:
+        """Count a skipped record; name the first few of each file, then only counts (10, 100,
+        1000, …), and stop as soon as this reader alone skipped more than ``max_bad_records``."""
+        self.skipped += 1
+        self._last_bad = bad
+        source = bad.where.rsplit(":", 1)[0]
+        seen = self._bad_per_file[source] = self._bad_per_file.get(source, 0) + 1
+        limit = self.config.max_bad_records
+        if self.skipped > limit:
+            every = " (every record read so far is bad)" if not self.good_records else ""
+            raise ValueError(
+                f"{self.skipped} bad records skipped, more than data.max_bad_records={limit}"
+                f"{every}; the last: {bad.where}: {bad.reason}. Check data.text_field "
+                f"('{self.config.text_field}') and the files, or raise data.max_bad_records"
+            )
+        if seen <= BAD_RECORDS_NAMED:
+            print(
+                f"warning: skipped bad record {bad.where}: {bad.reason} (data.on_bad_record=skip"
+                f"{'; more from this file are counted, not named' if seen == BAD_RECORDS_NAMED else ''})",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif seen >= 10 and str(seen).rstrip("0") == "1":  # 10, 100, 1000, ...
+            print(f"warning: {source}: {seen} bad records skipped so far", file=sys.stderr)
 
     def _with_notices(self, batch: dict) -> dict:
         if self.notices:

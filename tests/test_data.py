@@ -583,3 +583,101 @@ def test_a_refused_resume_says_what_differs_in_the_data():
     )
     other = {**saved, "batch_size": 16}
     assert describe_change("batch_size", saved, other) == "data.batch_size: checkpoint 8, now 16"
+
+
+def _all_bad_jsonl(path, records):
+    """A JSONL file whose records all lack the text field (a wrong data.text_field)."""
+    path.write_text("".join(json.dumps({"body": f"sentence {i} ."}) + "\n" for i in range(records)))
+    return str(path)
+
+
+def test_a_wrong_text_field_stops_at_the_limit_in_a_few_lines(tmp_path, tokenizer_info, capsys):
+    """5,000 bad records, max_bad_records 100: it stops at record 101, before any batch exists,
+    in a handful of lines, and says every record so far is bad (it used to print a line per
+    record, 5,000 of them, and only checked the limit once a batch existed)."""
+    source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 5000)
+    stream = PretrainingStream.build(
+        [source],
+        tokenizer_info,
+        max_seq_length=64,
+        batch_size=8,
+        on_bad_record="skip",
+        max_bad_records=100,
+        shuffle=False,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"101 bad records skipped, more than data.max_bad_records="
+        r"100 \(every record read so far is bad\); the last: .*wrong-field.jsonl:101",
+    ):
+        next(iter(stream))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert 3 <= len(lines) <= 10, lines
+    assert lines[0].startswith(f"warning: skipped bad record {source}:1: ")
+    assert any(line.endswith("100 bad records skipped so far") for line in lines)
+
+
+def test_every_record_bad_below_the_limit_is_said_as_such(tmp_path, tokenizer_info):
+    source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 50)
+    stream = PretrainingStream.build(
+        [source],
+        tokenizer_info,
+        max_seq_length=64,
+        batch_size=8,
+        on_bad_record="skip",
+        shuffle=False,
+    )
+    with pytest.raises(ValueError, match=r"every record shard 0/1 read is bad \(50; e.g. .*:50: "):
+        next(iter(stream))
+
+
+def test_bad_record_line_numbers_cost_one_scan_per_unit(tmp_path, tokenizer_info, monkeypatch):
+    """Naming a bad record's line used to rescan the file from byte 0 for each record (quadratic
+    in the bad region); now one scan per unit, however many records are bad."""
+    import electra_lightning.sources as sources
+
+    scans = []
+    real = sources._line_number
+    monkeypatch.setattr(sources, "_line_number", lambda *a: scans.append(a) or real(*a))
+    source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 400)
+    items = list(sources.read_unit(sources.Unit(source), "text", "skip"))
+    assert len(items) == 400 and [i[2].where for i in items[:3]] == [
+        f"{source}:1",
+        f"{source}:2",
+        f"{source}:3",
+    ]
+    assert items[-1][2].where == f"{source}:400"
+    assert len(scans) == 1
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_a_corrupt_parquet_row_group_is_a_bad_record(tmp_path, tokenizer_info, corpus_dir, mode):
+    """Row group 1 of 3 has corrupt compressed data: `error` names the file and row group in one
+    line (it was a worker traceback ending in `OSError: Corrupt snappy compressed data.`);
+    `skip` counts it as one bad record and reads groups 0 and 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from electra_lightning.sources import Unit, read_unit
+
+    docs = [d for d in (corpus_dir / "train.txt").read_text().split("\n\n") if d.strip()][:30]
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(
+        pa.table({"text": docs}), path, row_group_size=10, compression="snappy", use_dictionary=False
+    )
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    start = column.data_page_offset + column.total_compressed_size // 2  # inside its data page
+    data = bytearray(path.read_bytes())
+    data[start : start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    items = read_unit(Unit(str(path), 0, -1), "text", mode)
+    if mode == "error":
+        with pytest.raises(
+            ValueError, match=r"corpus.parquet:row group 1 \(rows 10–19\): unreadable"
+        ):
+            list(items)
+        return
+    items = list(items)
+    bad = [i for i in items if not isinstance(i[2], list)]
+    assert len(bad) == 1 and "row group 1" in bad[0][2].where
+    assert {i[0] for i in items if isinstance(i[2], list)} == set(range(10)) | set(range(20, 30))
