@@ -168,7 +168,8 @@ class GracefulStop(L.Callback):
     signal only records itself. Before training (model and data set-up, a checkpoint restore, the
     sanity check) the run stops when fit or training starts, with nothing new to save (a resumed
     run's restored checkpoint is its state). During training, at the end of the current step
-    every rank agrees to stop (a boolean all-reduce with several ranks), the checkpoint is written
+    every rank agrees to stop (with several ranks a boolean all-reduce every log_every_n_steps
+    steps, so other steps wait for nothing), the checkpoint is written
     through the normal atomic path (model, optimizer, loop counters, RNG states, data position),
     and :class:`TrainingStopped` ends the run with exit code ``128 + signal``. A second SIGINT
     stops at once (130). Lightning's SIGTERM handling (exit 0, nothing saved) is kept out of
@@ -204,6 +205,10 @@ class GracefulStop(L.Callback):
             return
         stop = STOP.received is not None
         if trainer.world_size > 1:
+            # ranks agree by a collective the host waits for: only every log_every_n_steps steps
+            # (a signal is acted on within that many steps), so other steps have no host sync
+            if trainer.global_step % max(1, trainer.log_every_n_steps):
+                return
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
