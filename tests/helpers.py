@@ -49,12 +49,15 @@ class SendSignal(L.Callback):
     """Sends ``signum`` to this process when step ``at_step`` (or micro-batch ``at_batch``) starts
     (a cluster's SIGTERM, SLURM's SIGUSR1, Ctrl-C)."""
 
-    def __init__(self, signum: int, at_step: int = -1, at_batch: int = -1):
-        self.signum, self.at_step, self.at_batch = signum, at_step, at_batch
+    def __init__(self, signum: int, at_step: int = -1, at_batch: int = -1, rank: int = -1):
+        self.signum, self.at_step, self.at_batch, self.rank = signum, at_step, at_batch, rank
         self.sent = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        # at_batch: the micro-batch (with gradient accumulation several make one step)
+        # at_batch: the micro-batch (with gradient accumulation several make one step); rank:
+        # only that rank is signalled (-1: every rank)
+        if self.rank >= 0 and trainer.global_rank != self.rank:
+            return
         due = trainer.global_step == self.at_step or batch_idx == self.at_batch
         if due and not self.sent:
             self.sent = True

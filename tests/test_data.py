@@ -663,7 +663,11 @@ def test_a_corrupt_parquet_row_group_is_a_bad_record(tmp_path, tokenizer_info, c
     docs = [d for d in (corpus_dir / "train.txt").read_text().split("\n\n") if d.strip()][:30]
     path = tmp_path / "corpus.parquet"
     pq.write_table(
-        pa.table({"text": docs}), path, row_group_size=10, compression="snappy", use_dictionary=False
+        pa.table({"text": docs}),
+        path,
+        row_group_size=10,
+        compression="snappy",
+        use_dictionary=False,
     )
     column = pq.ParquetFile(path).metadata.row_group(1).column(0)
     start = column.data_page_offset + column.total_compressed_size // 2  # inside its data page

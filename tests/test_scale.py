@@ -320,3 +320,39 @@ def test_val_disc_auc_is_one_auc_over_every_ranks_tokens(tmp_path):
     mp.spawn(_rank_auc, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         assert float((tmp_path / f"auc{rank}.txt").read_text()) == pytest.approx(0.75)
+
+
+def test_sigterm_to_one_ddp_rank_stops_every_rank_at_the_next_agreement(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    """Rank 1 alone gets SIGTERM at step 3; the ranks compare notes every log_every_n_steps (5)
+    steps, so both stop after step 5 with one checkpoint at step 5, exit 143, no traceback."""
+    helper = json.dumps(
+        {
+            "class_path": "tests.helpers.SendSignal",
+            "init_args": {"signum": int(signal.SIGTERM), "at_step": 3, "rank": 1},
+        }
+    )
+    args = dist_args(
+        corpus_dir,
+        tokenizer_dir,
+        tmp_path,
+        40,
+        "--config",
+        str(REPO / "configs/trainer/ddp.yaml"),
+        "--trainer.devices=2",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_lightning", "fit", *args, f"--trainer.callbacks+={helper}"],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "stopped by SIGTERM at step 5; saved" in proc.stderr, proc.stderr[-2000:]
+    from electra_lightning.checkpoint import load_checkpoint
+
+    assert load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))["global_step"] == 5
