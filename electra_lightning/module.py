@@ -261,10 +261,11 @@ class ElectraPretraining(L.LightningModule):
         return out.loss
 
     def _logs_this_step(self) -> bool:
-        """Lightning writes step-level logs every ``log_every_n_steps`` optimizer steps (and when
-        stopping); statistics are computed, reduced over ranks and logged only then."""
-        trainer = self.trainer
-        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+        """Whether Lightning writes this step's logs (every ``log_every_n_steps`` optimizer steps,
+        and when stopping); statistics are computed, reduced over ranks and logged only then."""
+        # private, and the one place Lightning decides it: its own count of stepped batches is
+        # one behind global_step after a resume, so computing it here drifted (nothing logged)
+        return self.trainer._logger_connector.should_update_logs
 
     def _log_statistics(self, batch: dict, out: ElectraStepOutput) -> None:
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
