@@ -591,20 +591,24 @@ def _all_bad_jsonl(path, records):
     return str(path)
 
 
-def test_a_wrong_text_field_stops_at_the_limit_in_a_few_lines(tmp_path, tokenizer_info, capsys):
-    """5,000 bad records, max_bad_records 100: it stops at record 101, before any batch exists,
-    in a handful of lines, and says every record so far is bad (it used to print a line per
-    record, 5,000 of them, and only checked the limit once a batch existed)."""
-    source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 5000)
-    stream = PretrainingStream.build(
+def _skipping_stream(source, tokenizer_info, **settings):
+    return PretrainingStream.build(
         [source],
         tokenizer_info,
         max_seq_length=64,
         batch_size=8,
         on_bad_record="skip",
-        max_bad_records=100,
         shuffle=False,
+        **settings,
     )
+
+
+def test_a_wrong_text_field_stops_at_the_limit_in_a_few_lines(tmp_path, tokenizer_info, capsys):
+    """5,000 bad records, max_bad_records 100: it stops at record 101, before any batch exists,
+    in a handful of lines, and says every record so far is bad (it used to print a line per
+    record, 5,000 of them, and only checked the limit once a batch existed)."""
+    source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 5000)
+    stream = _skipping_stream(source, tokenizer_info, max_bad_records=100)
     with pytest.raises(
         ValueError,
         match=r"101 bad records skipped, more than data.max_bad_records="
@@ -619,14 +623,7 @@ def test_a_wrong_text_field_stops_at_the_limit_in_a_few_lines(tmp_path, tokenize
 
 def test_every_record_bad_below_the_limit_is_said_as_such(tmp_path, tokenizer_info):
     source = _all_bad_jsonl(tmp_path / "wrong-field.jsonl", 50)
-    stream = PretrainingStream.build(
-        [source],
-        tokenizer_info,
-        max_seq_length=64,
-        batch_size=8,
-        on_bad_record="skip",
-        shuffle=False,
-    )
+    stream = _skipping_stream(source, tokenizer_info)
     with pytest.raises(ValueError, match=r"every record shard 0/1 read is bad \(50; e.g. .*:50: "):
         next(iter(stream))
 

@@ -104,6 +104,18 @@ def test_a_step_that_does_not_log_reads_nothing_back(corpus_dir, tokenizer_dir, 
     assert spy.spy.syncs == [], "\n".join(spy.spy.syncs)
 
 
+def tiny_batch(ids: torch.Tensor) -> dict:
+    """A pretraining batch for a 200-token vocabulary: positions 1–3 masked, no padding."""
+    return {
+        "input_ids": ids,
+        "token_type_ids": torch.zeros_like(ids),
+        "generator_input_ids": ids,
+        "masked_positions": torch.tensor([[1, 2, 3]] * len(ids)),
+        "masked_weights": torch.ones(len(ids), 3, dtype=torch.bool),
+        "masked_ids": ids[:, 1:4],
+    }
+
+
 def test_the_default_adamw_is_fused_and_steps_as_torch_does():
     """optim.AdamW (fused on CPU/CUDA) gives torch's single-tensor AdamW's numbers, and its state
     dict loads into either (the checkpoint format is torch's)."""
@@ -117,16 +129,7 @@ def test_the_default_adamw_is_fused_and_steps_as_torch_does():
         gen = torch.Generator().manual_seed(1)
         for _ in range(5):
             ids = torch.randint(5, 200, (4, 16), generator=gen)
-            batch = {
-                "input_ids": ids,
-                "token_type_ids": torch.zeros_like(ids),
-                "generator_input_ids": ids,
-                "masked_positions": torch.tensor([[1, 2, 3]] * 4),
-                "masked_weights": torch.ones(4, 3, dtype=torch.bool),
-                "masked_ids": ids[:, 1:4],
-                "sampled_ids": ids[:, 4:7],
-            }
-            pair(**batch).loss.backward()
+            pair(**tiny_batch(ids), sampled_ids=ids[:, 4:7]).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
         return pair, optimizer
@@ -213,17 +216,8 @@ def test_bf16_autocast_computes_sampling_and_losses_in_fp32():
     pair = build_pretraining_model(200, 16, ModelSize(32, 2, 2, 64, 32, 16))
     seen = {}
     pair.discriminator.register_forward_hook(lambda m, i, o: seen.update(disc=o.logits))
-    ids = torch.randint(5, 200, (4, 16))
-    batch = {
-        "input_ids": ids,
-        "token_type_ids": torch.zeros_like(ids),
-        "generator_input_ids": ids,
-        "masked_positions": torch.tensor([[1, 2, 3]] * 4),
-        "masked_weights": torch.ones(4, 3, dtype=torch.bool),
-        "masked_ids": ids[:, 1:4],
-    }
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = pair(**batch)
+        out = pair(**tiny_batch(torch.randint(5, 200, (4, 16))))
     assert seen["disc"].dtype == torch.bfloat16  # the encoder ran in bf16
     assert out.gen_logits.dtype == torch.bfloat16
     for loss in (out.loss, out.gen_loss, out.disc_loss):
