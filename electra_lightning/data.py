@@ -70,6 +70,8 @@ class ElectraDataModule(L.LightningDataModule):
             (official: 0; BERT's 80/10/10 is mask_token_prob=0.8, random_token_prob=0.1).
         max_predictions_per_seq: Cap on predicted tokens per example; default
             ``int((mask_prob + 0.005) * max_seq_length)`` as official.
+        whole_word_masking: Mask all WordPiece pieces of a chosen word together (the same
+            fraction and cap; off by default: the official code masks pieces independently).
         single_segment_prob: Fraction of examples with one segment instead of A/B (official: 0.1).
         text_field: Column/field holding the text in JSONL, parquet and hub data.
         num_workers: DataLoader worker processes per device (each reads its own shard).
@@ -100,6 +102,7 @@ class ElectraDataModule(L.LightningDataModule):
         mask_token_prob: float = MaskingConfig.mask_token_prob,
         random_token_prob: float = MaskingConfig.random_token_prob,
         max_predictions_per_seq: int | None = None,
+        whole_word_masking: bool = MaskingConfig.whole_word,
         single_segment_prob: float = 0.1,
         text_field: str = "text",
         num_workers: int = 2,
@@ -122,7 +125,11 @@ class ElectraDataModule(L.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.masking = MaskingConfig(
-            mask_prob, mask_token_prob, random_token_prob, max_predictions_per_seq
+            mask_prob,
+            mask_token_prob,
+            random_token_prob,
+            max_predictions_per_seq,
+            whole_word=whole_word_masking,
         )
         self.tokenizer_info = load_tokenizer_info(tokenizer)
         self.train_sources = resolve_sources(train_files, "data.train_files")

@@ -21,6 +21,7 @@ class MaskingConfig:
     mask_token_prob: float = 0.85  # of those: replaced by [MASK] (official ELECTRA: 0.85)
     random_token_prob: float = 0.0  # of those: replaced by a random token (BERT: 0.1)
     max_predictions_per_seq: int | None = None  # cap; None: int((mask_prob + 0.005) * seq_len)
+    whole_word: bool = False  # mask every piece of a chosen word together (needs word_starts)
 
     def __post_init__(self):
         if not 0.0 < self.mask_prob <= 1.0:
@@ -52,6 +53,7 @@ def mask_tokens(
     vocab_size: int,
     generator: torch.Generator | None = None,
     random_token_ids: torch.Tensor | None = None,
+    word_starts: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Choose positions to predict and build the generator's corrupted input.
 
@@ -59,6 +61,8 @@ def mask_tokens(
         input_ids: ``[B, L]`` original token ids.
         special_tokens_mask: ``[B, L]`` bool, True for [CLS]/[SEP]/[PAD]/... (never selected).
         random_token_ids: 1-D ids that random replacement draws from (default: the whole vocab).
+        word_starts: ``[B, L]`` bool, True where a token begins a word (WordPiece: not ``##``);
+            with ``config.whole_word`` the pieces of a word are chosen together.
 
     Returns a dict with
         ``masked_positions`` ``[B, N]`` long (0 where unused), ``masked_weights`` ``[B, N]`` bool,
@@ -66,7 +70,10 @@ def mask_tokens(
 
     Per sequence ``round(mask_prob * candidates)`` positions (at least 1, at most ``N``) are drawn
     uniformly without replacement among candidates. Of them ``mask_token_prob`` become [MASK],
-    ``random_token_prob`` a random token and the rest keep the original token.
+    ``random_token_prob`` a random token and the rest keep the original token. With
+    ``config.whole_word`` whole words are drawn instead, in random order, for as long as their
+    pieces fit in that count (the official code masks pieces independently; its author expected
+    whole words to help a bit, google-research/electra#57); each piece is then corrupted alone.
     """
     batch, seq_len = input_ids.shape
     device = input_ids.device
@@ -78,6 +85,10 @@ def mask_tokens(
 
     # Uniform scores; non-candidates sort last. topk of random scores = sampling w/o replacement.
     scores = torch.rand(batch, seq_len, generator=generator, device=device)
+    if config.whole_word:
+        if word_starts is None:
+            raise ValueError("whole-word masking needs word_starts (data.whole_word_masking)")
+        scores = _whole_word_scores(scores, candidates, word_starts, num_to_predict)
     scores = scores.masked_fill(~candidates, -1.0)
     top_scores, positions = scores.topk(n_max, dim=-1)
     rank = torch.arange(n_max, device=device).expand(batch, n_max)
@@ -106,6 +117,35 @@ def mask_tokens(
         "masked_ids": masked_ids,
         "generator_input_ids": generator_input_ids,
     }
+
+
+def _whole_word_scores(
+    scores: torch.Tensor,
+    candidates: torch.Tensor,
+    word_starts: torch.Tensor,
+    num_to_predict: torch.Tensor,
+) -> torch.Tensor:
+    """Scores under which the top ``num_to_predict`` tokens are whole words: every piece gets
+    its word's random score; words are taken in score order while all their pieces fit; the
+    chosen pieces score 1 + their word's score, the rest below 0, so ``topk`` picks exactly them."""
+    batch, seq_len = scores.shape
+    position = torch.arange(seq_len, device=scores.device).expand(batch, seq_len)
+    # each token's word: the position of the last word start at or before it
+    start = torch.where(word_starts | ~candidates, position, torch.full_like(position, -1))
+    word = start.cummax(-1).values.clamp(min=0)
+    word_score = scores.gather(1, word).masked_fill(~candidates, -1.0)
+    # tokens in word order (highest word score first; a word's pieces stay together)
+    order = torch.sort(word_score, dim=-1, descending=True, stable=True).indices
+    taken = candidates.gather(1, order).long().cumsum(-1)  # pieces taken up to each token
+    # a word fits when the count at its last piece is within the budget
+    word_end = torch.zeros_like(position).scatter_reduce(
+        1, word.gather(1, order), taken, reduce="amax", include_self=False
+    )
+    # counts grow along the order, so the words that fit are a prefix of it: the draw stops at
+    # the first word that does not fit
+    fits = word_end.gather(1, word) <= num_to_predict.unsqueeze(-1)
+    chosen = candidates & fits
+    return torch.where(chosen, 1.0 + word_score, torch.full_like(word_score, -0.5))
 
 
 def gather_positions(sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

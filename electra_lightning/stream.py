@@ -148,6 +148,9 @@ class BatchMasker:
         self.masking = masking
         self.mask_id, self.vocab_size = tokenizer.mask_id, tokenizer.vocab_size
         self.special_ids = torch.tensor(tokenizer.special_ids)
+        self.continuation = None  # whole-word masking: True for a word's non-first pieces
+        if masking.whole_word:
+            self.continuation = wordpiece_continuations(tokenizer)
         self.random_pool = None
         if masking.random_token_prob > 0:
             keep = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
@@ -158,6 +161,7 @@ class BatchMasker:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator
     ) -> dict:
         special = torch.isin(input_ids, self.special_ids) | (attention_mask == 0)
+        word_starts = None if self.continuation is None else ~self.continuation[input_ids]
         return mask_tokens(
             input_ids,
             special,
@@ -166,7 +170,28 @@ class BatchMasker:
             self.vocab_size,
             generator=generator,
             random_token_ids=self.random_pool,
+            word_starts=word_starts,
         )
+
+
+def wordpiece_continuations(tokenizer: TokenizerInfo) -> torch.Tensor:
+    """``[vocab]`` bool: True for WordPiece pieces that continue a word (``##…``); a one-line
+    error for a tokenizer that is not WordPiece (its words are marked otherwise)."""
+    import json
+
+    with open(os.path.join(tokenizer.path, "tokenizer.json"), encoding="utf-8") as f:
+        model = json.load(f).get("model") or {}
+    if model.get("type") != "WordPiece":
+        raise ValueError(
+            f"data.whole_word_masking needs a WordPiece tokenizer ('##' marks a word's pieces); "
+            f"'{tokenizer.path}' is {model.get('type') or 'of an unknown kind'}"
+        )
+    prefix = model.get("continuing_subword_prefix") or "##"
+    table = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
+    for token, index in model.get("vocab", {}).items():
+        if token.startswith(prefix) and index < tokenizer.vocab_size:
+            table[index] = True
+    return table
 
 
 def _seed_for(*parts: int) -> int:

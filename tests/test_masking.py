@@ -133,3 +133,87 @@ def test_scatter_and_gather():
     assert out[0, 3] == 99
     hidden = torch.arange(20.0).view(1, 10, 2)
     assert gather_positions(hidden, torch.tensor([[3, 1]])).tolist() == [[[6.0, 7.0], [2.0, 3.0]]]
+
+
+def _wwm_batch(seed=0, batch=64, seq=128, vocab=1000):
+    """Random ids where every third token (roughly) continues the word before it."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, vocab, (batch, seq), generator=g)
+    starts = torch.rand(batch, seq, generator=g) > 0.35
+    special = torch.zeros(batch, seq, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    starts |= special
+    return ids, special, starts
+
+
+def test_whole_word_masking_masks_every_piece_of_a_chosen_word_and_keeps_the_rate():
+    from electra_lightning.masking import MaskingConfig, mask_tokens
+
+    ids, special, starts = _wwm_batch()
+    config = MaskingConfig(whole_word=True)
+    out = mask_tokens(
+        ids, special, config, 3, 1000, torch.Generator().manual_seed(1), word_starts=starts
+    )
+    chosen = torch.zeros_like(ids, dtype=torch.bool).scatter(
+        1, out["masked_positions"], out["masked_weights"]
+    )
+    word = torch.where(starts, torch.arange(128).expand(64, 128), -1).cummax(-1).values
+    for b in range(64):
+        for w in word[b][chosen[b]].unique():  # every chosen word: all of its pieces chosen
+            pieces = (word[b] == w) & ~special[b]
+            assert chosen[b][pieces].all(), (b, int(w))
+    assert not (chosen & special).any()
+    # the rate: 15% of the non-special tokens, within the part of a word that did not fit
+    rate = chosen.sum() / (~special).sum()
+    assert 0.135 < float(rate) <= 0.15 + 1e-6, float(rate)
+    per_seq = chosen.sum(-1)
+    assert int(per_seq.max()) <= config.max_predictions(128)
+
+
+def test_whole_word_masking_is_off_by_default_and_needs_word_starts():
+    from electra_lightning.masking import MaskingConfig, mask_tokens
+
+    ids, special, starts = _wwm_batch()
+    assert MaskingConfig().whole_word is False
+    plain = mask_tokens(ids, special, MaskingConfig(), 3, 1000, torch.Generator().manual_seed(1))
+    chosen = torch.zeros_like(ids, dtype=torch.bool).scatter(
+        1, plain["masked_positions"], plain["masked_weights"]
+    )
+    word = torch.where(starts, torch.arange(128).expand(64, 128), -1).cummax(-1).values
+    split = sum(
+        int(((word[b] == w) & ~special[b] & ~chosen[b]).any())
+        for b in range(64)
+        for w in word[b][chosen[b]].unique()
+    )
+    assert split > 0  # pieces are drawn independently: some words are masked in part
+    with pytest.raises(ValueError, match="whole-word masking needs word_starts"):
+        mask_tokens(ids, special, MaskingConfig(whole_word=True), 3, 1000)
+
+
+def test_whole_word_masking_in_the_stream_masks_wordpieces_together(corpus_dir, tokenizer_info):
+    """data.whole_word_masking with the project's WordPiece tokenizer: no word is masked in
+    part (a '##' piece is masked exactly when the piece before it is)."""
+    from electra_lightning.masking import MaskingConfig
+    from electra_lightning.stream import PretrainingStream, wordpiece_continuations
+
+    continuation = wordpiece_continuations(tokenizer_info)
+    assert continuation.any()
+    stream = PretrainingStream.build(
+        [str(corpus_dir / "train.txt")],
+        tokenizer_info,
+        MaskingConfig(whole_word=True),
+        max_seq_length=64,
+        batch_size=16,
+        shuffle=False,
+        endless=False,
+    )
+    batch = next(iter(stream))
+    ids = batch["input_ids"]
+    chosen = torch.zeros_like(ids, dtype=torch.bool).scatter(
+        1, batch["masked_positions"], batch["masked_weights"]
+    )
+    cont = continuation[ids]
+    cont[:, 0] = False
+    # a continuation piece is chosen exactly when the piece before it is
+    assert torch.equal(chosen[:, 1:][cont[:, 1:]], chosen[:, :-1][cont[:, 1:]])
+    assert cont.any() and chosen.any()
