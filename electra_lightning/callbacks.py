@@ -227,3 +227,102 @@ def last_checkpoint_path(trainer: L.Trainer) -> str:
         trainer.default_root_dir, "checkpoints"
     )
     return os.path.join(directory, ModelCheckpoint.CHECKPOINT_NAME_LAST + ".ckpt")
+
+
+class DownstreamProbe(L.Callback):
+    """Downstream quality while pretraining runs: every ``every_n_steps`` optimizer steps and at
+    the end, the linear probe (``electra_lightning.probe``: frozen discriminator, mean-pooled last
+    layer, logistic regression on a task's first ``train_examples`` training examples, scored on
+    its dev set) is logged as ``probe/<task>_<metric>`` (e.g. ``probe/sst2_acc``,
+    ``probe/cola_mcc``) to every configured logger, beside the losses.
+
+    Deterministic (no seeds, no random numbers drawn, dropout off while probing, so a resumed run
+    is unchanged). Every rank runs it at the same steps (a sharded model's forward needs them all);
+    rank 0's loggers write it. Off until ``tasks`` names a task (``configs/callbacks/probe.yaml``).
+
+    Args:
+        tasks: Single-sentence GLUE tasks from the task table (``sst2``, ``cola``).
+        data_dir: The GLUE root: ``DIR/TASK/{train,dev}.tsv``.
+        every_n_steps: Optimizer steps between probes (and one at the end of training).
+        train_examples: Training examples the logistic regression is fitted on.
+        dev_examples: Dev examples it is scored on (0: all).
+    """
+
+    def __init__(
+        self,
+        tasks: list[str] | None = None,
+        data_dir: str = "glue_data",
+        every_n_steps: int = 1000,
+        train_examples: int = 1000,
+        dev_examples: int = 0,
+    ):
+        from electra_lightning.tasks import task_spec
+
+        self.tasks = [t.lower() for t in (tasks or [])]
+        for task in self.tasks:
+            spec = task_spec(task)  # an unknown name: one line naming the choices
+            if spec.text_pair is not None or spec.labels is None or len(spec.labels) != 2:
+                raise ValueError(
+                    f"probe.tasks: '{task}' is not a single-sentence binary task; the probe reads "
+                    "sst2 or cola"
+                )
+        if every_n_steps < 1 or train_examples < 2 or dev_examples < 0:
+            raise ValueError(
+                "probe: every_n_steps >= 1, train_examples >= 2 and dev_examples >= 0 are needed"
+            )
+        self.data_dir, self.every = data_dir, every_n_steps
+        self.train_examples, self.dev_examples = train_examples, dev_examples
+        self._last_step = -1
+        self.seconds = 0.0  # time spent probing (this run)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.tasks:  # the files are checked before training, not at step 1000
+            from electra_lightning.probe import glue_split
+
+            for task in self.tasks:
+                glue_split(self.data_dir, task, "train", 1)
+                glue_split(self.data_dir, task, "dev", 1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.tasks and step % self.every == 0 and step != self._last_step:
+            self.probe(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.tasks and trainer.global_step != self._last_step:
+            self.probe(trainer, pl_module)
+
+    def probe(self, trainer, pl_module) -> dict[str, float]:
+        from transformers import AutoTokenizer
+
+        from electra_lightning.probe import linear_probe
+        from electra_lightning.tasks import task_spec
+
+        started = time.perf_counter()
+        self._last_step = trainer.global_step
+        encoder = pl_module.electra.encoders()[-1]  # the discriminator's (or the MLM's) encoder
+        tokenizer = AutoTokenizer.from_pretrained(trainer.datamodule.tokenizer_info.path)
+        was_training = encoder.training
+        try:
+            with torch.autocast(pl_module.device.type, enabled=False):
+                scores = linear_probe(
+                    encoder,
+                    tokenizer,
+                    self.tasks,
+                    self.train_examples,
+                    pl_module.device,
+                    self.dev_examples,
+                    pl_module.contract.max_seq_length,
+                    self.data_dir,
+                )
+        finally:
+            encoder.train(was_training)
+        metrics = {
+            f"probe/{task}_{task_spec(task).headline}": score / 100
+            for task, score in scores.items()
+        }
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        self.seconds += time.perf_counter() - started
+        return metrics

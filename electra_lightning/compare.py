@@ -204,6 +204,13 @@ def table(runs: list[Run]) -> str:
                 [_fmt(r.history[key][-1][1]) if key in r.history else "-" for r in runs],
             )
         )
+    for key in sorted({k for r in runs for k in r.history if k.startswith("probe/")}):
+        rows.append(
+            (
+                f"final {key}",
+                [_fmt(sorted(r.history[key])[-1][1]) if key in r.history else "-" for r in runs],
+            )
+        )
     for key, pick in BEST.items():
         cells = []
         for r in runs:

@@ -12,7 +12,12 @@ import warnings
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from electra_lightning.callbacks import GracefulStop, TokenThroughput, last_checkpoint_path
+from electra_lightning.callbacks import (
+    DownstreamProbe,
+    GracefulStop,
+    TokenThroughput,
+    last_checkpoint_path,
+)
 from electra_lightning.checkpoint import SafeCheckpointIO, checkpoint_step
 from electra_lightning.compare import flatten
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
@@ -221,6 +226,8 @@ class ElectraCLI(_ElectraLightningCLI):
             }
         )
         parser.add_lightning_class_args(TokenThroughput, "throughput")
+        # off until probe.tasks names a task: --config configs/callbacks/probe.yaml
+        parser.add_lightning_class_args(DownstreamProbe, "probe")
 
     def before_fit(self) -> None:
         check_log_dirs(self.trainer)

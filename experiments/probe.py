@@ -1,104 +1,20 @@
-"""The deterministic linear probe every study reports: logistic regression on the mean-pooled
-last layer of a frozen encoder, trained on a GLUE task's first training examples and scored on its
-dev set with the task's headline metric (as fine-tuning logs it). No seeds: it reads the
-representation itself, where brief fine-tuning can end at the majority class."""
+"""The linear probe every study reports (``electra_lightning.probe``), on ../shared/data/glue."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from electra_lightning import probe
+from electra_lightning.probe import PROBE_TASKS, headline_metric  # noqa: F401 (re-exported)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-# single-sentence tasks: a mean-pooled pair is no fair readout for MRPC/RTE
-PROBE_TASKS = ["sst2", "cola"]
 
 
 def glue_split(task: str, split: str, limit: int = 0) -> list:
-    """A GLUE task's train or dev examples from ../shared/data/glue (the first `limit` if set)."""
-    from electra_lightning.glue import read_examples
-    from electra_lightning.tasks import task_spec
+    return probe.glue_split(str(SHARED / "glue"), task, split, limit)
 
-    spec = task_spec(task)
-    path = SHARED / "glue" / spec.name / ("train.tsv" if split == "train" else spec.dev)
-    examples = read_examples(
-        str(path), spec.text, spec.text_pair, spec.label, spec.labels, spec.header
+
+def linear_probe(encoder, tokenizer, tasks, train_limit, device="cpu", dev_limit=0, max_length=128):
+    return probe.linear_probe(
+        encoder, tokenizer, tasks, train_limit, device, dev_limit, max_length, str(SHARED / "glue")
     )
-    return examples[:limit] if limit else examples
-
-
-def headline_metric(task: str):
-    """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
-    from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
-
-    from electra_lightning.finetune import glue_mcc
-    from electra_lightning.tasks import task_spec
-
-    metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": glue_mcc}
-    return metrics[task_spec(task).headline]
-
-
-def logistic_regression(x, y, x_dev):
-    """Fit a lightly L2-regularised logistic regression (full-batch L-BFGS); predict x_dev."""
-    import torch
-
-    weight = torch.zeros(x.shape[1], requires_grad=True)
-    bias = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y)
-        loss = loss + 1e-2 * weight.pow(2).sum() / len(y)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        return (x_dev @ weight + bias > 0).long()
-
-
-def linear_probe(
-    encoder,
-    tokenizer,
-    tasks: list[str],
-    train_limit: int,
-    device: str = "cpu",
-    dev_limit: int = 0,
-    max_length: int = 128,
-):
-    """Probe scores (percent) per task for a frozen ``encoder`` (an ``ElectraModel`` or any model
-    returning ``last_hidden_state``) with its ``tokenizer``; ``dev_limit``: score on the first
-    dev examples only (smoke tests); ``max_length``: tokens per example (the pretraining length)."""
-    import torch
-
-    encoder = encoder.to(device).eval()
-
-    @torch.no_grad()
-    def features(examples) -> torch.Tensor:
-        out = []
-        for i in range(0, len(examples), 64):
-            batch = examples[i : i + 64]
-            pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
-            enc = tokenizer(
-                [e.text for e in batch],
-                pairs,
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(device)
-            hidden = encoder(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
-        return torch.cat(out)
-
-    scores = {}
-    for task in tasks:
-        train, dev = glue_split(task, "train", train_limit), glue_split(task, "dev", dev_limit)
-        x, x_dev = features(train), features(dev)
-        mean, std = x.mean(0), x.std(0) + 1e-6
-        x, x_dev = (x - mean) / std, (x_dev - mean) / std
-        y = torch.tensor([e.label for e in train], dtype=torch.float32)
-        y_dev = torch.tensor([e.label for e in dev])
-        predicted = logistic_regression(x, y, x_dev)
-        scores[task] = 100 * float(headline_metric(task)(predicted, y_dev))
-    return scores

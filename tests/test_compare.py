@@ -159,3 +159,64 @@ def test_a_broken_hparams_file_names_the_file(tmp_path):
     (path / "hparams.yaml").write_text("size: [1, 2\n")
     with pytest.raises(ValueError, match=r"hparams.yaml:2: not valid YAML"):
         read_run(str(path))
+
+
+@pytest.mark.slow
+def test_the_downstream_probe_is_logged_to_csv_and_wandb_and_compared(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    """configs/callbacks/probe.yaml added to a pretraining run: probe/sst2_acc in the CSV log and
+    the offline W&B run at the probe steps, and in compare's table and figure."""
+    from electra_lightning.compare import read_wandb_run
+
+    from .conftest import REPO, shared_data
+    from .test_cli import run_cli, tiny_args
+
+    glue = shared_data("glue")
+    probe = [
+        "--config",
+        str(REPO / "configs/callbacks/probe.yaml"),
+        f"--probe.data_dir={glue}",
+        "--probe.every_n_steps=2",
+        "--probe.train_examples=64",
+        "--probe.dev_examples=128",
+    ]
+    runs = {}
+    for logger in ("csv", "wandb"):  # a process each: W&B writes its run out when it exits
+        workdir = tmp_path / logger
+        workdir.mkdir()
+        argv = [
+            *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=4)),
+            "--config",
+            str(REPO / f"configs/logger/{logger}.yaml"),
+            *(["--trainer.logger.init_args.save_dir=runs"] if logger == "csv" else []),
+            *probe,
+        ]
+        run_cli("fit", *argv, cwd=workdir, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+        if logger == "csv":
+            runs[logger] = read_run(str(next(workdir.rglob("metrics.csv")).parent))
+        else:
+            runs[logger] = read_wandb_run(str(next((workdir / "runs/wandb").glob("offline-run-*"))))
+    for logger, run in runs.items():
+        steps = [s for s, _ in sorted(run.history["probe/sst2_acc"])]
+        assert steps == [2, 4], (logger, steps)
+        assert all(0.3 < v < 1 for _, v in run.history["probe/sst2_acc"])
+    csv_values = sorted(runs["csv"].history["probe/sst2_acc"])
+    assert csv_values == sorted(runs["wandb"].history["probe/sst2_acc"])  # deterministic
+    assert any(
+        line.startswith("final probe/sst2_acc") for line in table(list(runs.values())).splitlines()
+    )
+    titles = [ax.get_title() for ax in figure(list(runs.values())).axes if ax.axison]
+    assert "downstream probe/sst2_acc" in titles
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [(["mrpc"], "not a single-sentence binary task"), (["nope"], "unknown task 'nope'")],
+)
+def test_the_probe_refuses_tasks_it_cannot_read(tasks, message):
+    from electra_lightning.callbacks import DownstreamProbe
+
+    with pytest.raises(ValueError, match=message):
+        DownstreamProbe(tasks=tasks)
+    assert DownstreamProbe().tasks == []  # off by default
