@@ -25,8 +25,8 @@ class TrainingStopped(Exception):
         if path is None:
             message = (
                 f"stopped by {name} before training started; nothing new to save (a resumed "
-                "run keeps the checkpoint it restored). Resume with the same command plus "
-                "--ckpt_path last"
+                "run keeps the checkpoint it restored). Run the same command again, with "
+                "--ckpt_path last, to continue"
             )
         else:
             message = (
