@@ -109,6 +109,7 @@ def words(text: str) -> str:
     """Text with numbers as ``N``, the AUC's trend word as ``TREND`` (both depend on the run's
     figures) and whitespace collapsed (wrapping may differ)."""
     text = re.sub(r"\d[\d,.]*(?:\s*[MBx%])?", "N", text)
+    text = " ".join(text.split())  # first: a wrapped trend phrase must still match below
     text = re.sub(
         r"\((rising|flat|falling|flat at chance|one validation: no trend yet"
         r"|falling to chance: it no longer tells replaced tokens apart)\)",
