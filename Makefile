@@ -37,7 +37,7 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 	$(PY) -m electra_lightning summary runs/tiny/version_0 \
 		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export --after_predictions true
 
-test: venv  ## the fast loop: unit and in-process tests (~1 min on 2 cores)
+test: venv  ## the fast loop: unit and in-process tests (~2 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: venv  ## the full suite: + multi-process, end-to-end and experiment tests (what CI runs)
