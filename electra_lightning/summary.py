@@ -26,9 +26,12 @@ def _last(run, key: str) -> float | None:
     return float(sorted(points)[-1][1]) if points else None
 
 
-def _mean(run, key: str) -> float | None:
-    points = run.history.get(key)
-    return sum(v for _, v in points) / len(points) if points else None
+def _rate(run, key: str) -> float | None:
+    """The run's average rate: each logged ``train/tokens_per_sec`` measures a window of the same
+    number of steps (equal tokens), so the time is the sum of tokens/rate: a harmonic mean (the
+    plain mean overstated the rate when it varied, and understated the minutes)."""
+    values = [v for _, v in run.history.get(key, []) if v > 0]
+    return len(values) / sum(1 / v for v in values) if values else None
 
 
 def auc_trend(first: float, last: float) -> str:
@@ -83,7 +86,7 @@ def summarize(
 
     steps = max((s for points in run.history.values() for s, _ in points), default=0) + 1
     tokens = _last(run, "train/tokens_seen") or 0.0
-    rate = _mean(run, "train/tokens_per_sec")
+    rate = _rate(run, "train/tokens_per_sec")
     minutes = tokens / rate / 60 if rate else None
     # held-out figures where the run validated; training batches otherwise, and said so
     held_out = "val/gen_acc" in run.history

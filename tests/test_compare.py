@@ -220,3 +220,11 @@ def test_the_probe_refuses_tasks_it_cannot_read(tasks, message):
     with pytest.raises(ValueError, match=message):
         DownstreamProbe(tasks=tasks)
     assert DownstreamProbe().tasks == []  # off by default
+
+
+def test_summary_minutes_add_up_the_logged_windows(tmp_path):
+    """Two equal windows at 1,000 and 100 tokens/s over 2,000 tokens: 1 s + 10 s of training
+    (the plain mean of the rates said 3.6 s)."""
+    rows = "step,train/tokens_per_sec,train/tokens_seen\n9,1000,1000\n19,100,2000\n"
+    text = " ".join(summary_of(tmp_path, rows).split())
+    assert f"in {11 / 60:.1f} minutes" in text, text
