@@ -61,7 +61,7 @@ def position_at(sources: list[str], tok, fraction: float) -> dict:
         index += 1
     packer = stream(sources, tok).new_packer(0).state_dict()
     if hasattr(PretrainingStream, "shard_units"):
-        from electra_lightning.sources import assign_units, split_units
+        from electra_lightning.units import assign_units, split_units
 
         units = assign_units(split_units(sources, 1), 1, None)[0]
         unit = next(i for i, u in enumerate(units) if u.source == sources[index])

@@ -2,7 +2,8 @@
 
 Architecture — the modules, and the way a pretraining batch flows through them::
 
-    sources.py    files, globs, Hub datasets → units (files or byte ranges) per shard; documents
+    units.py      the corpus formats; units (files, byte ranges, row groups) dealt to shards
+    sources.py    files, globs, Hub datasets → documents of a unit; bad records
     packing.py    sentences → [CLS] A [SEP] B [SEP] examples of max_seq_length
     stream.py     one shard (rank × worker): shuffled blocks, masking, resumable position
     masking.py    pure tensor functions: which tokens to mask, Gumbel sampling, scatter/gather

@@ -18,7 +18,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from electra_lightning.masking import MaskingConfig, mask_tokens
 from electra_lightning.packing import Example, ExamplePacker
-from electra_lightning.sources import BadRecord, Unit, assign_units, read_unit, split_units
+from electra_lightning.sources import BadRecord, read_unit
+from electra_lightning.units import Unit, assign_units, split_units
 
 TOKENIZE_CHUNK_DOCS = 64
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
@@ -234,6 +235,7 @@ class PretrainingStream(IterableDataset):
         self._units: tuple[int, list[Unit]] | None = None
         self.skipped = 0  # bad records skipped by this shard so far (this run, all epochs)
         self.good_records = 0  # records read and trained on by this shard (this run)
+        self._last_bad: BadRecord | None = None  # the latest skipped record, for messages
         self._bad_per_file: dict[str, int] = {}
 
     @classmethod
@@ -431,7 +433,7 @@ class PretrainingStream(IterableDataset):
                 yield self._with_notices(self._make_batch(examples, epoch, shard, batch_index))
             if not self.endless:
                 return
-            if batch_index == 0 and self.skipped and not self.good_records:
+            if batch_index == 0 and self._last_bad is not None and not self.good_records:
                 bad = self._last_bad
                 raise ValueError(
                     f"every record shard {shard}/{num_shards} read is bad ({self.skipped}; e.g. "

@@ -140,7 +140,7 @@ def test_every_document_once_over_the_shards(tmp_path, corpus_dir, tokenizer_inf
 
 
 def test_shards_read_about_their_share_of_the_bytes(tmp_path, corpus_dir):
-    from electra_lightning.sources import assign_units, split_units
+    from electra_lightning.units import assign_units, split_units
 
     sources = _corpus_files(tmp_path, corpus_dir, "txt", 3)
     total = sum(os.path.getsize(s) for s in sources)
