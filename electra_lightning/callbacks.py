@@ -242,7 +242,8 @@ class DownstreamProbe(L.Callback):
 
     Args:
         tasks: Single-sentence GLUE tasks from the task table (``sst2``, ``cola``).
-        data_dir: The GLUE root: ``DIR/TASK/{train,dev}.tsv``.
+        data_dir: The GLUE root, ``DIR/TASK/{train,dev}.tsv``, or ``hub:NAME``: a Hugging Face
+            dataset laid out as ``nyu-mll/glue`` (e.g. ``hub:nyu-mll/glue``; needs network).
         every_n_steps: Optimizer steps between probes (and one at the end of training).
         train_examples: Training examples the logistic regression is fitted on.
         dev_examples: Dev examples it is scored on (0: all).

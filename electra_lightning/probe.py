@@ -13,11 +13,16 @@ PROBE_TASKS = ["sst2", "cola"]
 
 
 def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
-    """A GLUE task's train or dev examples from ``data_dir/TASK`` (the first ``limit`` if set)."""
+    """A GLUE task's train or dev examples (the first ``limit`` if set) from ``data_dir/TASK``
+    or, for ``data_dir='hub:NAME'``, from the Hugging Face dataset NAME laid out as
+    ``nyu-mll/glue`` (config ``sst2``/``cola``, splits ``train``/``validation``)."""
     from electra_lightning.glue import read_examples
-    from electra_lightning.tasks import task_spec
+    from electra_lightning.tasks import task_key, task_spec
+    from electra_lightning.units import HUB_PREFIX
 
     spec = task_spec(task)
+    if data_dir.startswith(HUB_PREFIX):
+        return hub_split(data_dir[len(HUB_PREFIX) :], task_key(task), split, limit)
     path = os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
     if not os.path.isfile(path):
         raise ValueError(
@@ -26,6 +31,34 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
         )
     examples = read_examples(path, spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
     return examples[:limit] if limit else examples
+
+
+def hub_split(name: str, config: str, split: str, limit: int) -> list:
+    """``glue_split`` from a ``datasets`` dataset: its ``sentence`` and ``label`` columns (labels as
+    in the GLUE files: 0/1), ``validation`` for dev. A dataset that cannot be opened, or lacks the
+    columns, is a one-line ``ValueError`` naming it and the fix."""
+    from itertools import islice
+
+    from datasets import load_dataset
+
+    from electra_lightning.glue import Example
+
+    hub = "train" if split == "train" else "validation"
+    where = f"probe.data_dir: the Hugging Face dataset '{name}' (config {config}, split {hub})"
+    try:  # streamed: only the rows read are fetched, nothing is cached on disk
+        rows = list(islice(load_dataset(name, config, split=hub, streaming=True), limit or None))
+    except Exception as err:  # offline, a typo, a missing config or split
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"{where} cannot be opened ({type(err).__name__}{': ' + reason if reason else ''}); "
+            "check the name, or point probe.data_dir at a local GLUE directory"
+        ) from None
+    if not rows or not {"sentence", "label"} <= rows[0].keys():
+        raise ValueError(f"{where} has no rows with the columns 'sentence' and 'label'")
+    examples = [Example(str(r["sentence"]), None, int(r["label"])) for r in rows]
+    if any(e.label not in (0, 1) for e in examples):  # GLUE's test splits are labelled -1
+        raise ValueError(f"{where} holds labels other than 0/1")
+    return examples
 
 
 def headline_metric(task: str):

@@ -195,13 +195,15 @@ class Study:
         return run_dir
 
     def export(self, run_dir: Path) -> Path:
-        """The ``export`` command's work, in this process (no second start-up of the stack)."""
+        """The ``export`` command's work, in this process (no second start-up of the stack); the
+        exported encoder's directory."""
         target = run_dir / "export"
-        if not (target / "discriminator" / "config.json").exists():
+        if not any((target / d / "config.json").exists() for d in ("discriminator", "mlm")):
             from electra_lightning.export import export
 
             export(str(run_dir / "checkpoints" / "last.ckpt"), str(target))
-        return target / "discriminator"
+        # the encoder to fine-tune: an ELECTRA run's discriminator, an MLM run's masked LM
+        return target / ("mlm" if (target / "mlm" / "config.json").exists() else "discriminator")
 
     def random_init(self) -> Path:
         """The no-pretraining encoder: a freshly initialised discriminator (seed 0) of the same

@@ -222,6 +222,41 @@ def test_the_probe_refuses_tasks_it_cannot_read(tasks, message):
     assert DownstreamProbe().tasks == []  # off by default
 
 
+def test_the_probe_reads_glue_from_a_hub_dataset(tmp_path):
+    """``probe.data_dir=hub:NAME``: a dataset laid out as ``nyu-mll/glue`` (here a local mirror,
+    read as the Hub's) gives the examples the GLUE files give; a config it lacks is one line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from electra_lightning.probe import glue_split
+
+    from .conftest import shared_data
+
+    glue = str(shared_data("glue"))
+    mirror = tmp_path / "glue"
+    (mirror / "sst2").mkdir(parents=True)
+    files = {split: glue_split(glue, "sst2", split, 40) for split in ("train", "dev")}
+    for split, hub in (("train", "train"), ("dev", "validation")):
+        examples = files[split]
+        table = {"sentence": [e.text for e in examples], "label": [e.label for e in examples]}
+        pq.write_table(pa.table(table), mirror / "sst2" / f"{hub}-00000-of-00001.parquet")
+    (mirror / "README.md").write_text(
+        "---\nconfigs:\n- config_name: sst2\n  data_files:\n  - split: train\n"
+        "    path: sst2/train-*\n  - split: validation\n    path: sst2/validation-*\n---\n"
+    )
+    for split in ("train", "dev"):
+        from_hub = glue_split(f"hub:{mirror}", "sst2", split, 25)
+        assert [(e.text, e.label) for e in from_hub] == [
+            (e.text, e.label) for e in files[split][:25]
+        ]
+        assert len(glue_split(f"hub:{mirror}", "SST-2", split, 0)) == 40  # 0: all of it
+    with pytest.raises(
+        ValueError,
+        match=r"^probe.data_dir: .*'.*glue' \(config cola, split train\) cannot be opened",
+    ):
+        glue_split(f"hub:{mirror}", "cola", "train", 5)
+
+
 def test_summary_minutes_add_up_the_logged_windows(tmp_path):
     """Two equal windows at 1,000 and 100 tokens/s over 2,000 tokens: 1 s + 10 s of training
     (the plain mean of the rates said 3.6 s)."""

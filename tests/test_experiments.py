@@ -197,3 +197,61 @@ def test_knob_probes_train_equal_tokens_and_read_the_gap_to_the_base_rate(tmp_pa
     )
     assert "| 0.600 | 0.400 | 0.200 | -0.2000 | 55.2 | 1.5 |" in table
     assert "| 0.600 | — | 0.100 | +0.2000 | 55.2 | 1.5 |" in table
+
+
+@pytest.mark.slow
+def test_pays_off_quick(tmp_path):
+    """Experiment 4 end to end: the in-domain corpus holds no SST-2 dev/test text, the three
+    pretraining runs (equal FLOPs: MLM more steps) log the DownstreamProbe, every encoder is
+    fine-tuned at every label count, the report has the table, the plot and its source data; a
+    second run trains and fine-tunes nothing."""
+    shared_data("glue", "SST-2")
+    shared_data("movie_reviews_polarity")
+    out = tmp_path / "pays_off"
+    stdout = quick("pays_off", out)
+    assert trained(stdout) == {"mlm", "electra", "electra-wwm"}
+    check = json.loads((out / "corpus" / "check.json").read_text())
+    assert check["sst2_dev_test_sentences_checked"] > 2000
+    train = (out / "corpus" / "train.jsonl").read_text()
+    dev = (shared_data("glue", "SST-2") / "dev.tsv").read_text().splitlines()[1:]
+    long_dev = [line.split("\t")[0].strip() for line in dev if len(line.split()) >= 8]
+    assert long_dev and not any(sentence in train for sentence in long_dev)
+    plan = json.loads((out / "plan.json").read_text())
+    # equal FLOPs at every point: MLM's interval is ELECTRA's times the cost ratio, rounded
+    assert abs(plan["mlm_every"] - plan["electra_every"] * plan["flops_ratio"]) <= 0.5
+    assert plan["mlm_steps"] == plan["mlm_every"] * plan["points"]
+    curves = json.loads((out / "results" / "probe-curves.json").read_text())
+    for name in ("ELECTRA", "MLM", "ELECTRA + whole-word masking"):
+        # the random encoder at 0 FLOPs, then the callback's probe at every point
+        assert len(curves[name]) == plan["points"] + 1 and curves[name][0][0] == 0
+        assert all(0 <= acc <= 100 for _, acc in curves[name])
+    wwm = (out / "pretrain/electra-wwm/version_0/hparams.yaml").read_text()
+    assert "whole_word_masking: true" in wwm
+    tuned = json.loads((out / "results" / "finetune.json").read_text())
+    assert set(tuned) == set(curves) | {"no pretraining"}
+    assert all(set(per) == {"250", "0"} for per in tuned.values())
+    assert {"acc", "f1"} <= tuned["MLM"]["250"][0].keys()
+    report = (out / "README.md").read_text()
+    assert "| encoder | 250 | all 67,349 |" in report and "| MLM (f1) |" in report
+    assert (out / "probe.png").read_bytes()[:4] == b"\x89PNG"
+    again = quick("pays_off", out)
+    assert not trained(again) and " glue " not in again
+
+
+def test_pays_off_on_a_gpu_is_electra_small_in_bf16(tmp_path):
+    """`pays_off.run --device cuda` (checked, not run: no GPU here): ELECTRA-Small at 64 tokens,
+    bf16 on the GPU for pretraining and fine-tuning, one run at a time."""
+    from dataclasses import replace
+
+    from electra_lightning.model import OFFICIAL_SIZES, ModelSize
+    from experiments.pays_off import run
+
+    shared_data("glue", "SST-2")
+    shared_data("movie_reviews_polarity")
+    args = run.parse_args(["--device", "cuda", "--quick", "--output_dir", str(tmp_path)])
+    study = run.PaysOff(args)
+    size = ModelSize(**study.sizes()).resolved()
+    assert size == replace(OFFICIAL_SIZES["small"], max_position_embeddings=run.SEQ)
+    for setting in ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"):
+        assert setting in study.extra_args and setting in study.finetune_args(250)
+    assert study.workers == 1
