@@ -6,6 +6,7 @@ where brief fine-tuning can end at the majority class. Used by the ``DownstreamP
 
 from __future__ import annotations
 
+import functools
 import os
 
 # single-sentence tasks: a mean-pooled pair is no fair readout for MRPC/RTE
@@ -22,7 +23,7 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
 
     spec = task_spec(task)
     if data_dir.startswith(HUB_PREFIX):
-        return hub_split(data_dir[len(HUB_PREFIX) :], task_key(task), split, limit)
+        return list(hub_split(data_dir[len(HUB_PREFIX) :], task_key(task), split, limit))
     path = os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
     if not os.path.isfile(path):
         raise ValueError(
@@ -33,7 +34,8 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
     return examples[:limit] if limit else examples
 
 
-def hub_split(name: str, config: str, split: str, limit: int) -> list:
+@functools.lru_cache(maxsize=8)  # a run probes many times: fetched once
+def hub_split(name: str, config: str, split: str, limit: int) -> tuple:
     """``glue_split`` from a ``datasets`` dataset: its ``sentence`` and ``label`` columns (labels as
     in the GLUE files: 0/1), ``validation`` for dev. A dataset that cannot be opened, or lacks the
     columns, is a one-line ``ValueError`` naming it and the fix."""
@@ -58,7 +60,7 @@ def hub_split(name: str, config: str, split: str, limit: int) -> list:
     examples = [Example(str(r["sentence"]), None, int(r["label"])) for r in rows]
     if any(e.label not in (0, 1) for e in examples):  # GLUE's test splits are labelled -1
         raise ValueError(f"{where} holds labels other than 0/1")
-    return examples
+    return tuple(examples)
 
 
 def headline_metric(task: str):
