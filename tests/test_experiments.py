@@ -234,6 +234,11 @@ def test_pays_off_quick(tmp_path):
     report = (out / "README.md").read_text()
     assert "| encoder | 250 | all 67,349 |" in report and "| MLM (f1) |" in report
     assert (out / "probe.png").read_bytes()[:4] == b"\x89PNG"
+    geometry = json.loads((out / "results" / "geometry.json").read_text())
+    for layers in geometry.values():  # embeddings + the 4 layers, each a cosine and a share
+        assert len(layers) == 5
+        assert all(-1 <= g["cosine"] <= 1 and 0 <= g["sentence_specific"] <= 1 for g in layers)
+    assert "| no pretraining | 0.9" in report.split("What the encoders hand")[1]
     again = quick("pays_off", out)
     assert not trained(again) and " glue " not in again
 

@@ -332,6 +332,39 @@ class PaysOff(Study):
                     points.append((int(row["step"]) * per_step, 100 * float(row["probe/sst2_acc"])))
         return sorted(dict(points).items())
 
+    def encoder_dir(self, label: str) -> Path:
+        if ENCODERS[label] is None:
+            return self.random_init()
+        return self.export(self.root / "pretrain" / RUNS[label])
+
+    def geometry(self, label: str) -> list[dict]:
+        """Per layer (embeddings first) of the encoder, how much its mean-pooled features of the
+        first 500 SST-2 dev sentences differ between sentences: their mean pairwise cosine
+        similarity (1: every sentence the same direction) and the share of the features' energy
+        that is not the common mean vector (0: every sentence the same vector). Deterministic,
+        seconds."""
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from electra_lightning.probe import glue_split
+
+        encoder = AutoModel.from_pretrained(self.encoder_dir(label)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
+        dev = [e.text for e in glue_split(str(GLUE), "sst2", "dev", 500)]
+        batch = tokenizer(dev, padding=True, truncation=True, max_length=SEQ, return_tensors="pt")
+        with torch.no_grad():
+            layers = encoder(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        rows = []
+        for hidden in layers:
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            unit = torch.nn.functional.normalize(pooled, dim=-1)
+            n = len(unit)
+            cosine = float(((unit @ unit.T).sum() - n) / (n * n - n))
+            specific = (pooled - pooled.mean(0)).pow(2).sum() / pooled.pow(2).sum()
+            rows.append({"cosine": cosine, "sentence_specific": float(specific)})
+        return rows
+
     def last_logged(self, label: str, key: str) -> float | None:
         history = merge_history(self.root / "pretrain" / RUNS[label])
         with open(history / "metrics.csv") as f:
@@ -357,12 +390,14 @@ def report(study: PaysOff) -> None:
     plan = study.plan
     scores = {label: {n: study.results(label, n) for n in study.labels} for label in ENCODERS}
     curves = {label: study.probe_curve(label) for label in ENCODERS}
+    geometry = {label: study.geometry(label) for label in ENCODERS}
 
     # keep what the tables and the plot are made of beside the README (runs/ is not committed)
     shutil.copy(study.root / "plan.json", results_dir / "plan.json")
     shutil.copy(study.root / "corpus" / "check.json", results_dir / "corpus-check.json")
     (results_dir / "finetune.json").write_text(json.dumps(scores, indent=1) + "\n")
     (results_dir / "probe-curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+    (results_dir / "geometry.json").write_text(json.dumps(geometry, indent=1) + "\n")
     for label, run in RUNS.items():
         if ENCODERS[label] is not None:
             history = merge_history(study.root / "pretrain" / run)
@@ -419,6 +454,14 @@ def report(study: PaysOff) -> None:
             f"{'—' if auc is None else f'{auc:.3f}'} | {'—' if gen is None else f'{gen:.3f}'} | "
             f"{curves[label][-1][1]:.1f} |"
         )
+    depth = len(geometry["no pretraining"])
+    shape = [
+        "| encoder | " + " | ".join(["embeddings"] + [f"layer {i}" for i in range(1, depth)]) + " |"
+    ]
+    shape.append("|---" * (depth + 1) + "|")
+    for label, layers in geometry.items():
+        cells = [f"{g['cosine']:.3f} / {100 * g['sentence_specific']:.1f}%" for g in layers]
+        shape.append(f"| {label} | " + " | ".join(cells) + " |")
     check = study.check
     command = "python -m experiments.pays_off.run " + (
         "--quick"
@@ -475,6 +518,15 @@ Logistic regression on the frozen discriminator's mean-pooled last layer, fitted
 `probe/sst2_acc` during pretraining (`results/pretrain-*.csv`, `results/probe-curves.json`).
 
 {chr(10).join(pre)}
+
+## What the encoders hand to fine-tuning
+
+Mean-pooled features of the first 500 SST-2 dev sentences at each layer, per encoder: their mean
+pairwise cosine similarity / the share of their energy that differs between sentences (the rest
+is one vector common to all; 1.000 / 0% would be every sentence the same vector;
+`results/geometry.json`).
+
+{chr(10).join(shape)}
 
 {notes.read_text().strip() if notes.exists() and not study.quick else ""}
 """
