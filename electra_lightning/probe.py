@@ -23,6 +23,8 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
 
     spec = task_spec(task)
     if data_dir.startswith(HUB_PREFIX):
+        if not data_dir[len(HUB_PREFIX) :].strip():
+            raise ValueError("probe.data_dir: 'hub:' needs a dataset name, e.g. hub:nyu-mll/glue")
         return list(hub_split(data_dir[len(HUB_PREFIX) :], task_key(task), split, limit))
     path = os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
     if not os.path.isfile(path):

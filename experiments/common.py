@@ -125,6 +125,54 @@ class Study:
             ]
         return self.batch_tokens() / statistics.median(rates[1:] or rates)
 
+    def setup(self) -> dict:
+        """The tokenizer, then the study's plan: kept from ROOT/plan.json when it is there (a
+        re-run trains what was planned), else made by :meth:`make_plan` and saved."""
+        self.train_tokenizer()
+        plan_file = self.root / "plan.json"
+        if plan_file.exists():
+            self.plan = json.loads(plan_file.read_text())
+            log(f"plan (kept from {plan_file}): {self.plan}")
+            return self.plan
+        self.plan = save_plan(plan_file, self.make_plan())
+        return self.plan
+
+    def make_plan(self) -> dict:
+        raise NotImplementedError
+
+    def equal_flops_plan(self, points: int, quick_steps: int, timing_steps: int, **timing) -> dict:
+        """ELECTRA's steps — ``quick_steps`` in quick mode, else ``--steps``, else
+        ``--budget_minutes`` over the seconds per step of a timed ELECTRA run of ``timing_steps``
+        (``timing``: its ``pretrain`` options) — cut into ``points`` evaluation points, and the MLM
+        steps of equal training FLOPs at each point (its interval is ELECTRA's times the FLOPs
+        ratio: the generator's share)."""
+        per_step = None
+        if self.quick:
+            steps = quick_steps
+        elif getattr(self.args, "steps", None):
+            steps = self.args.steps
+        else:  # time ELECTRA alone, threads as each run will have them
+            log_every = f"--trainer.log_every_n_steps={max(1, timing_steps // 6)}"
+            run = self.pretrain("timing", [log_every], timing_steps, timing_steps, **timing)
+            per_step = self.seconds_per_step(run)
+            steps = int(self.args.budget_minutes * 60 / per_step)
+        every = max(1, steps // points)
+        ratio = self.flops_ratio()
+        mlm_every = round(every * ratio)
+        return {
+            "electra_steps": every * points,
+            "electra_every": every,
+            "mlm_steps": mlm_every * points,
+            "mlm_every": mlm_every,
+            "points": points,
+            "flops_ratio": ratio,
+            "flops_per_electra_step": self.flops_per_token("electra") * self.batch_tokens(),
+            "seconds_per_step": per_step,
+            "device": self.args.device,
+            "threads_per_run": self.env["OMP_NUM_THREADS"],
+            "quick": self.quick,
+        }
+
     # -- stages ---------------------------------------------------------------------------------
     def train_tokenizer(self) -> None:
         if not (self.tokenizer / "tokenizer.json").exists():

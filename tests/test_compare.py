@@ -255,6 +255,8 @@ def test_the_probe_reads_glue_from_a_hub_dataset(tmp_path):
         match=r"^probe.data_dir: .*'.*glue' \(config cola, split train\) cannot be opened",
     ):
         glue_split(f"hub:{mirror}", "cola", "train", 5)
+    with pytest.raises(ValueError, match=r"^probe.data_dir: 'hub:' needs a dataset name"):
+        glue_split("hub: ", "sst2", "train", 5)
 
 
 def test_summary_minutes_add_up_the_logged_windows(tmp_path):

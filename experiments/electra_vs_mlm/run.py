@@ -32,7 +32,7 @@ from pathlib import Path
 from experiments.common import Study
 from experiments.electra_vs_mlm import knobs
 from experiments.probe import SHARED
-from experiments.runner import log, merge_history, run_glue, save_plan
+from experiments.runner import log, merge_history, run_glue
 
 HERE = Path(__file__).resolve().parent
 CORPUS = SHARED / "nltk_english_text"
@@ -116,43 +116,9 @@ class CurveStudy(Study):
             *(QUICK if self.quick else []),
         ]
 
-    def setup(self) -> dict:
-        self.train_tokenizer()
-        plan_file = self.root / "plan.json"
-        if plan_file.exists():
-            self.plan = json.loads(plan_file.read_text())
-            log(f"plan (kept from {plan_file}): {self.plan}")
-            return self.plan
+    def make_plan(self) -> dict:
         points = 2 if self.quick else self.args.points
-        per_step = None
-        if self.quick:
-            steps = 20  # two points of 10 steps: MLM gets 11
-        elif self.args.steps:
-            steps = self.args.steps
-        else:  # time ELECTRA alone, as it will run
-            timing = self.pretrain("timing", ["--trainer.log_every_n_steps=5"], 30, 30)
-            per_step = self.seconds_per_step(timing)
-            steps = int(self.args.budget_minutes * 60 / per_step)
-        every = max(1, steps // points)
-        ratio = self.flops_ratio()
-        mlm_every = round(every * ratio)
-        self.plan = save_plan(
-            plan_file,
-            {
-                "electra_steps": every * points,
-                "electra_every": every,
-                "mlm_steps": mlm_every * points,
-                "mlm_every": mlm_every,
-                "points": points,
-                "flops_ratio": ratio,
-                "flops_per_electra_step": self.flops_per_token("electra") * self.batch_tokens(),
-                "seconds_per_step": per_step,
-                "device": self.args.device,
-                "threads_per_run": self.env["OMP_NUM_THREADS"],
-                "quick": self.quick,
-            },
-        )
-        return self.plan
+        return self.equal_flops_plan(points, 20, 30)  # quick: two points of 10 steps (MLM: 11)
 
     def points(self, run_dir: Path) -> dict[int, Path]:
         """Step → checkpoint of every evaluation point of a finished run."""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from experiments.common import EXPERIMENTS, Study
 from experiments.probe import SHARED
-from experiments.runner import GLUE, log, merge_history, run_glue, save_plan
+from experiments.runner import GLUE, log, merge_history, run_glue
 
 NAME = "pays_off"
 REVIEWS = SHARED / "movie_reviews_polarity" / "movie_reviews.tsv"
@@ -189,43 +189,10 @@ class PaysOff(Study):
         self.probe_tasks = ["sst2"]
 
     # -- plan -----------------------------------------------------------------------------------
-    def setup(self) -> dict:
-        self.train_tokenizer()
-        plan_file = self.root / "plan.json"
-        if plan_file.exists():
-            self.plan = json.loads(plan_file.read_text())
-            log(f"plan (kept from {plan_file}): {self.plan}")
-            return self.plan
-        per_step = None
-        if self.quick:
-            steps = 2 * 4
-        elif self.args.steps:
-            steps = self.args.steps
-        else:  # time ELECTRA alone, threads as each run will have them
-            timing = self.pretrain(
-                "timing", ["--trainer.log_every_n_steps=4"], 24, 24, val_batches=1
-            )
-            per_step = self.seconds_per_step(timing)
-            steps = int(self.args.budget_minutes * 60 / per_step)
+    def make_plan(self) -> dict:
         points = 2 if self.quick else POINTS
-        every = max(1, steps // points)
-        ratio = self.flops_ratio()
-        mlm_every = round(every * ratio)
-        self.plan = {
-            "electra_steps": every * points,
-            "electra_every": every,
-            "mlm_steps": mlm_every * points,
-            "mlm_every": mlm_every,
-            "points": points,
-            "flops_ratio": ratio,
-            "flops_per_electra_step": self.flops_per_token("electra") * self.batch_tokens(),
-            "seconds_per_step": per_step,
-            "budget_minutes": self.args.budget_minutes,
-            "device": self.args.device,
-            "threads_per_run": self.env["OMP_NUM_THREADS"],
-            "quick": self.quick,
-        }
-        return save_plan(plan_file, self.plan)
+        plan = self.equal_flops_plan(points, 2 * 4, 24, val_batches=1)
+        return {**plan, "budget_minutes": self.args.budget_minutes}
 
     # -- stages ---------------------------------------------------------------------------------
     def pretrain_encoder(self, label: str) -> Path:
@@ -501,7 +468,7 @@ def report(study: PaysOff) -> None:
   3 epochs or at least {MIN_STEPS} steps for few labels (250: {math.ceil(MIN_STEPS / 8)} epochs, 1,000: 7), one epoch on the full set;
   scored once at the end on all 872 dev sentences; seeds 1–{study.seeds}, mean ± standard deviation.
 {"- **Quick smoke run: the numbers mean nothing.**" if study.quick else ""}
-## SST-2 dev after fine-tuning (mean ± std over {study.seeds} seeds; columns: training examples)
+## SST-2 dev after fine-tuning (mean ± std over {study.seeds} seed(s); columns: training examples)
 
 {chr(10).join(table)}
 
