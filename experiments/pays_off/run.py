@@ -187,6 +187,7 @@ class PaysOff(Study):
         self.labels = [250, 0] if self.quick else args.labels
         self.seeds = 1 if self.quick else args.seeds
         self.probe_tasks = ["sst2"]
+        self._histories: dict[str, Path] = {}
 
     # -- plan -----------------------------------------------------------------------------------
     def make_plan(self) -> dict:
@@ -288,7 +289,7 @@ class PaysOff(Study):
         start = (0.0, self.probe(self.root / "probe" / "random.json", self.random_init())["sst2"])
         if ENCODERS[label] is None:
             return [start]
-        history = merge_history(self.root / "pretrain" / RUNS[label])
+        history = self.history(label)
         per_step = self.plan["flops_per_electra_step"]
         if ENCODERS[label][0] == "mlm":
             per_step /= self.plan["flops_ratio"]
@@ -298,6 +299,12 @@ class PaysOff(Study):
                 if row.get("probe/sst2_acc"):
                     points.append((int(row["step"]) * per_step, 100 * float(row["probe/sst2_acc"])))
         return sorted(dict(points).items())
+
+    def history(self, label: str) -> Path:
+        """A pretraining run's whole logged history (its versions joined once per report)."""
+        if label not in self._histories:
+            self._histories[label] = merge_history(self.root / "pretrain" / RUNS[label])
+        return self._histories[label]
 
     def encoder_dir(self, label: str) -> Path:
         if ENCODERS[label] is None:
@@ -333,8 +340,7 @@ class PaysOff(Study):
         return rows
 
     def last_logged(self, label: str, key: str) -> float | None:
-        history = merge_history(self.root / "pretrain" / RUNS[label])
-        with open(history / "metrics.csv") as f:
+        with open(self.history(label) / "metrics.csv") as f:
             values = [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
         return values[-1] if values else None
 
@@ -367,7 +373,7 @@ def report(study: PaysOff) -> None:
     (results_dir / "geometry.json").write_text(json.dumps(geometry, indent=1) + "\n")
     for label, run in RUNS.items():
         if ENCODERS[label] is not None:
-            history = merge_history(study.root / "pretrain" / run)
+            history = study.history(label)
             shutil.copy(history / "metrics.csv", results_dir / f"pretrain-{run}.csv")
 
     figure, axis = plt.subplots(figsize=(8, 5), dpi=100)
