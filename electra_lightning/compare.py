@@ -39,6 +39,8 @@ BEST = {
     "val/disc_acc": max,
     "val/disc_f1": max,
     "val/disc_auc": max,
+    "val/gen_context_gain": max,
+    "val/disc_context_gain": max,
 }
 # The panels of a run's figure: (title, metrics, reference line, y limits). Training curves solid,
 # validation dashed; one colour per run.
@@ -53,6 +55,12 @@ PANELS = (
         ("train/disc_recall", "val/disc_recall", "val/disc_f1"),
         None,
         (0, 1),
+    ),
+    (
+        "nats above word frequencies / base rate",
+        ("val/gen_context_gain", "val/disc_context_gain"),
+        ("frequencies only 0", 0.0),
+        None,
     ),
 )
 
@@ -263,7 +271,8 @@ def figure(runs: list[Run]):
     probes = sorted({k for r in runs for k in r.history if k.startswith("probe/")})
     panels = [*PANELS, *((f"downstream {k}", (k,), None, None) for k in probes)]
     rows = -(-len(panels) // 3)
-    fig, axes = plt.subplots(rows, 3, figsize=(15, 3.6 * rows + 0.8), squeeze=False)
+    row_height = 3.6 if rows <= 2 else 3.0  # three rows still fit a 1,000-pixel-high screen
+    fig, axes = plt.subplots(rows, 3, figsize=(15, row_height * rows + 0.8), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (title, keys, reference, limits) in zip(axes.flat, panels, strict=False):
         # training solid; validation dashed (a second validation metric dotted)

@@ -18,6 +18,9 @@ class DataContract:
         cap; the FLOPs count uses it).
     tokenizer_sha256: Digest of the tokenizer's ``tokenizer.json``: a resumed checkpoint must have
         been trained with the same tokenizer.
+    unigram_ce: The word-frequency baseline (nats): cross-entropy of the validation text's masked
+        tokens under the training stream's unigram distribution (``data.baseline_tokens``);
+        ``val/gen_context_gain`` is measured from it. None: not measured (no validation data).
     """
 
     vocab_size: int
@@ -25,6 +28,7 @@ class DataContract:
     max_seq_length: int
     max_predictions_per_seq: int
     tokenizer_sha256: str = ""
+    unigram_ce: float | None = None
 
     def __post_init__(self):
         for name in ("vocab_size", "max_seq_length", "max_predictions_per_seq"):

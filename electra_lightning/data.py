@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from electra_lightning.baselines import FrequencyBaseline, frequency_baseline
 from electra_lightning.callbacks import ignore_stop_signals
 from electra_lightning.checkpoint import from_all_ranks, read_tokenizer_files
 from electra_lightning.contract import DataContract
@@ -89,6 +90,10 @@ class ElectraDataModule(L.LightningDataModule):
             blocks of ``shuffle_block``. False keeps corpus order. Validation is never shuffled.
         shuffle_block: Documents shuffled together (memory is bounded by one block; a resume
             re-reads only the current block).
+        baseline_tokens: Training tokens (from the start of the shuffled stream, one pass at most)
+            counted at start-up for the word-frequency baseline that ``val/gen_context_gain`` is
+            measured from (scored on up to ``baseline_tokens // 20`` masked validation tokens).
+            0: no baseline, no ``val/gen_context_gain``. See ``electra_lightning.baselines``.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class ElectraDataModule(L.LightningDataModule):
         max_bad_records: int = 100,
         shuffle: bool = True,
         shuffle_block: int = 1024,
+        baseline_tokens: int = 1_000_000,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the CLI logs the whole config once
@@ -124,6 +130,9 @@ class ElectraDataModule(L.LightningDataModule):
         )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if baseline_tokens < 0:
+            raise ValueError(f"data.baseline_tokens must be >= 0, got {baseline_tokens}")
+        self._baseline: FrequencyBaseline | None = None
         self.masking = MaskingConfig(
             mask_prob,
             mask_token_prob,
@@ -172,7 +181,40 @@ class ElectraDataModule(L.LightningDataModule):
             max_seq_length=seq,
             max_predictions_per_seq=self.masking.max_predictions(seq),
             tokenizer_sha256=digest,
+            unigram_ce=baseline.unigram_ce if (baseline := self.frequency_baseline()) else None,
         )
+
+    def frequency_baseline(self) -> FrequencyBaseline | None:
+        """The word-frequency baseline of this data (computed once, at start-up, in this
+        process): unigram counts of the first ``baseline_tokens`` training tokens, scored on the
+        validation stream's masked tokens. None without validation data or with
+        ``baseline_tokens: 0``."""
+        limit = self.hparams.baseline_tokens
+        if self._baseline is None and limit and self.val_sources:
+            train, val = self.baseline_streams()
+            info = self.tokenizer_info
+            self._baseline = frequency_baseline(
+                train,
+                val,
+                info.vocab_size,
+                info.special_ids,
+                max_train_tokens=limit,
+                max_eval_tokens=max(1, limit // 20),
+            )
+        return self._baseline
+
+    def baseline_streams(self) -> tuple[PretrainingStream, PretrainingStream]:
+        """One pass of the training stream (shuffled as training reads it first) and of the
+        validation stream (masked as validation masks it), in this process: what the
+        word-frequency baseline counts and scores."""
+        info, masker = self.tokenizer_info, BatchMasker(self.masking, self.tokenizer_info)
+
+        def stream(sources: list[str], shuffle: bool) -> PretrainingStream:
+            config = self.stream_config
+            config = dataclasses.replace(config, shuffle=shuffle and config.shuffle)
+            return PretrainingStream(sources, info, config, masker, endless=False)
+
+        return stream(self.train_sources, shuffle=True), stream(self.val_sources, shuffle=False)
 
     def tokenizer_files(self) -> dict[str, str]:
         """The tokenizer's files, stored in this module's checkpoint state (for export)."""

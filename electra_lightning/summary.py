@@ -15,6 +15,7 @@ import textwrap
 
 from jsonargparse import CLI
 
+from electra_lightning.baselines import context_gain_words
 from electra_lightning.compare import config_value, plot, read_csv_run
 
 # ELECTRA-Small's pretraining (paper, Table 6): 1M steps × batch 128 × 128 tokens.
@@ -164,6 +165,18 @@ def summarize(
             f" at step {auc[0][0] + 1:,} (one validation: no trend yet).",
             "  ",
         )
+    gains = [
+        (name, _last(run, f"val/{key}_context_gain"))
+        for name, key in (("generator", "gen"), ("discriminator", "disc"))
+    ]
+    if any(gain is not None for _, gain in gains):
+        out += ["", "Above the simplest baselines (val/*_context_gain, nats; > 0: reads context):"]
+        for name, gain in gains:
+            if gain is not None:
+                electra = any(k.startswith("val/disc_") for k in run.history)
+                name = "masked LM" if name == "generator" and not electra else name
+                say(context_gain_words(name, gain) + ".", "  ")
+        out.append("")
     say(
         "How much training changes that: far more tokens than a CPU gives (the paper's Small "
         "trains on 16 B); experiments/README.md measures how far 2-core CPU budgets get.",

@@ -14,6 +14,7 @@ TITLES = [
     "masked-token accuracy (gen_acc)",
     "replaced-token ranking (val/disc_auc)",
     "replaced tokens found (disc recall, F1)",
+    "nats above word frequencies / base rate",
 ]
 
 
