@@ -411,7 +411,11 @@ def report(study: PaysOff) -> None:
             separate = min(values) > max(base) or max(values) < min(base)
             findings.append(
                 f"{name(n)} labels, {label} − no pretraining: {gap:+.1f} accuracy points"
-                + (" (every seed on one side)" if separate else " (seed ranges overlap)")
+                + (
+                    " (every seed on one side)"
+                    if separate
+                    else " (seed ranges overlap: no difference)"
+                )
             )
     pre = ["| run | steps | pretraining FLOPs | val/disc_auc | val/gen_acc | last probe/sst2_acc |"]
     pre.append("|---|---|---|---|---|---|")
