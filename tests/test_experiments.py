@@ -260,3 +260,31 @@ def test_pays_off_on_a_gpu_is_electra_small_in_bf16(tmp_path):
     for setting in ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"):
         assert setting in study.extra_args and setting in study.finetune_args(250)
     assert study.workers == 1
+
+
+@pytest.mark.slow
+def test_plateau_quick(tmp_path):
+    """Experiment 5 end to end: the short arms and the long arm of the most promising one train
+    and log both context gains; the report has the gates, the table with the rarity check, the
+    figure and every arm's history; a second run trains nothing."""
+    shared_data("glue", "SST-2")
+    shared_data("movie_reviews_polarity")
+    out = tmp_path / "plateau"
+    stdout = quick("plateau", out)
+    assert trained(stdout) == {"base", "temp2"}  # two short arms, then the long one (a base name)
+    long = [d.name for d in (out / "long").iterdir() if d.is_dir()]
+    assert len(long) == 1 and long[0] in {"base", "temp2"}
+    readme = (out / "README.md").read_text()
+    for text in ("## Gates, fixed before the run", "| base |", "| temp2 |", "sweep.png"):
+        assert text in readme, text
+    assert (out / "sweep.png").stat().st_size > 10_000
+    rows = json.loads((out / "results" / "rows.json").read_text())
+    for row in rows["short"] + rows["long"]:
+        assert row["gen_gain"] is not None and row["disc_gain"] is not None
+        rarity = row["rarity"]
+        assert 0 < rarity["base_rate_entropy"] < 0.7 and 0 <= rarity["auc_rarity"] <= 1
+        assert rarity["gain_over_base_rate"] == pytest.approx(
+            rarity["base_rate_entropy"] - rarity["disc_loss"]
+        )
+    assert (out / "results" / "short-base.csv").exists()
+    assert trained(quick("plateau", out)) == set()  # resumed: nothing left to train

@@ -202,7 +202,32 @@ class Plateau(Study):
     def rows(self, group: str) -> list[dict]:
         arms = self.arms if group == "short" else [self.long_arm()]
         steps = self.short_steps if group == "short" else self.long_steps
-        return [summarise(a, self.history(group, a), self.flops_per_step(a), steps) for a in arms]
+        rows = []
+        for arm in arms:
+            row = summarise(arm, self.history(group, arm), self.flops_per_step(arm), steps)
+            row["rarity"] = self.rarity(group, arm) if row["done"] else None
+            rows.append(row)
+        return rows
+
+    def rarity(self, group: str, arm: Arm) -> dict:
+        """The rarity check (``rarity.py``) of the arm's last checkpoint, cached beside it."""
+        run = self.root / group / arm.name
+        store = run / "rarity.json"
+        if store.exists():
+            return json.loads(store.read_text())
+        from experiments.plateau.rarity import rarity_check
+
+        result = rarity_check(
+            str(run / "checkpoints" / "last.ckpt"),
+            str(self.root / "corpus" / "train.jsonl"),
+            str(self.root / "corpus" / "val.jsonl"),
+            str(self.tokenizer),
+            arm.seq,
+            self.batch_of(arm),
+            2 if self.quick else 8,
+        )
+        store.write_text(json.dumps(result, indent=1) + "\n")
+        return result
 
 
 def series(history: list[dict], key: str) -> list[tuple[int, float]]:
@@ -241,8 +266,10 @@ def summarise(arm: Arm, history: list[dict], flops_per_step: float, steps: int) 
 
 
 def promise(row: dict) -> tuple:
-    """How far an arm went on the discriminator's side (its gain, then its AUC), for the long arm."""
-    return (row["disc_gain"] if row["disc_gain"] is not None else -9, row["auc"] or 0)
+    """How far an arm went in reading context, for the long arm: its discriminator's gain over
+    rarity alone (``rarity.py``), then its generator's gain over word frequencies."""
+    rarity = (row.get("rarity") or {}).get("gain_over_rarity", -9.0)
+    return (rarity, row["gen_gain"] if row["gen_gain"] is not None else -9.0)
 
 
 def fmt(value, spec: str = ".3f") -> str:
@@ -252,17 +279,21 @@ def fmt(value, spec: str = ".3f") -> str:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| arm | what it changes | steps | training FLOPs | val/gen_context_gain | "
-        "val/disc_context_gain | val/disc_auc (max) | AUC rising | gates passed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "val/disc_context_gain | val/disc_auc (max) | AUC rising | gates passed | "
+        "disc gain over rarity | AUC of rarity alone |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         passed = [k for k, ok in r["gates"].items() if ok]
+        rarity = r.get("rarity") or {}
         lines.append(
             f"| {r['arm']} | {r['lever']} | {r['steps']} | {r['flops']:.2g} | "
             f"{fmt(r['gen_gain'])} | {fmt(r['disc_gain'], '+.4f')} | "
             f"{fmt(r['auc'], '.3f')} ({fmt(r['auc_max'], '.3f')}) | "
             f"{'yes' if r['auc_rising'] else 'no'} | "
-            f"{'**all**' if r['passed'] else ', '.join(passed) or 'none'} |"
+            f"{'**all**' if r['passed'] else ', '.join(passed) or 'none'} | "
+            f"{fmt(rarity.get('gain_over_rarity'), '+.4f')} | "
+            f"{fmt(rarity.get('auc_rarity'), '.3f')} |"
         )
     return lines
 
@@ -350,6 +381,12 @@ An arm passes when, within {MAX_FLOPS:.0e} training FLOPs: `val/gen_context_gain
 each of the last 3 validations (beyond noise: the validation batches and their replacements'
 seed are fixed); `val/disc_auc` ≥ {GATES["disc_auc"]} at the end and higher than a third of the run
 earlier (rising).
+
+The last two columns are a check added after the first arms ran (not a gate): the same
+validation batches scored by the best predictor that sees only how rare the shown token is in the
+training text (20 frequency bins with their own rates, fitted on those batches) and the AUC of
+ranking by rarity alone (`rarity.py`). A discriminator whose gain over the base rate is not also
+a gain over rarity has learned "rare words are replaced", not context.
 
 ## Short arms ({study.short_steps} steps each)
 
