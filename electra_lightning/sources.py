@@ -8,14 +8,15 @@ long documents in chunks. A record without usable text raises a one-line error n
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from electra_lightning.units import (  # noqa: F401 (the formats, re-exported for the readers' users)
     HUB_PREFIX,
@@ -53,16 +54,14 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
             sources.append(entry)
             continue
         if any(ch in entry for ch in "*?["):
-            matches = sorted(p for p in glob.glob(entry, recursive=True) if _is_corpus_file(p))
+            matches = _once(sorted(p for p in _glob(entry) if _is_corpus_file(p)))
             if not matches:
                 raise ValueError(
                     f"{field_name}: glob '{entry}' matches no {'/'.join(SUFFIXES)} files"
                 )
             sources.extend(matches)
         elif os.path.isdir(entry):
-            matches = sorted(
-                str(p) for p in Path(entry).rglob("*") if p.is_file() and _is_corpus_file(str(p))
-            )
+            matches = _once(sorted(p for p in _walk_files(entry) if _is_corpus_file(p)))
             if not matches:
                 raise ValueError(
                     f"{field_name}: directory '{entry}' has no {'/'.join(SUFFIXES)} files"
@@ -75,6 +74,11 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
                     "rename it or convert it"
                 )
             sources.append(entry)
+        elif os.path.exists(entry):
+            raise ValueError(
+                f"{field_name}: '{entry}' is {_kind_of(entry)}, not a regular file; write the "
+                "text to a file and give that"
+            )
         else:
             raise ValueError(
                 f"{field_name}: '{entry}' does not exist (give a file, directory, glob or "
@@ -88,6 +92,87 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
 
 def _is_corpus_file(path: str) -> bool:
     return os.path.isfile(path) and path.endswith(SUFFIXES)
+
+
+def _kind_of(path: str) -> str:
+    mode = os.stat(path).st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file or directory"
+
+
+def _walk_files(root: str) -> Iterator[str]:
+    """Every file under ``root``, following symlinks to directories but entering each real
+    directory once, so a symlink loop (``corp/loop -> .``) is not walked round."""
+    seen: set[tuple[int, int]] = set()
+
+    def key(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:  # a dangling symlink or no permission: nothing to read there
+            return None
+        return st.st_dev, st.st_ino
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = key(dirpath)
+        if here is None or here in seen:
+            dirnames[:] = []
+            continue
+        seen.add(here)
+        dirnames[:] = [d for d in dirnames if key(os.path.join(dirpath, d)) not in seen]
+        for name in filenames:
+            yield os.path.join(dirpath, name)
+
+
+def _glob(pattern: str) -> Iterator[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` walks the directories below the
+    pattern's fixed part with :func:`_walk_files` (each real directory once) instead of following
+    a symlink loop round until the path is too long."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        yield from glob.glob(pattern)
+        return
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:fixed]) or ("." if not pattern.startswith(os.sep) else os.sep)
+    wanted = parts[fixed:]
+    for path in _walk_files(base):
+        if _match_parts(wanted, os.path.relpath(path, base).split(os.sep)):
+            yield path if parts[:fixed] else os.path.relpath(path)
+
+
+def _match_parts(pattern: list[str], parts: list[str]) -> bool:
+    """Whether path components match glob components (``**``: any number of directories); as
+    in ``glob``, a hidden name (``.x``) matches only a component that starts with a dot."""
+    if not pattern:
+        return not parts
+    head = pattern[0]
+    if head == "**":
+        return any(
+            _match_parts(pattern[1:], parts[i:])
+            for i in range(len(parts) + 1)
+            if not any(p.startswith(".") for p in parts[:i])
+        )
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match_parts(pattern[1:], parts[1:])
+
+
+def _once(paths: list[str]) -> list[str]:
+    """``paths`` without a second name (a symlink) of a file already listed."""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            kept.append(path)
+    return kept
 
 
 def _check_file(path: str, field_name: str) -> None:

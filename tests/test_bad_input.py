@@ -125,6 +125,8 @@ def _corpus(root: Path, name: str, content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if name.endswith("/"):
         path.mkdir()
+    elif content == "fifo":
+        os.mkfifo(path)
     elif content == "parquet-nocol":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -262,6 +264,7 @@ CASES = {
     ),
     # corpus
     "missing file": (corpus("missing.txt", None), "does not exist"),
+    "named pipe": (corpus("pipe.txt", "fifo"), "is a named pipe (FIFO), not a regular file"),
     "empty file": (corpus("empty.txt", b""), "is empty"),
     "binary file": (corpus("binary.txt", bytes(range(256)) * 10), "looks binary"),
     "dir without text": (corpus("nothing/", None), "has no .txt"),
