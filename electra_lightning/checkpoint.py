@@ -3,9 +3,11 @@ files a checkpoint carries (checked against an allow-list before anything is wri
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import resource
 from typing import Any, Literal
 
 import numpy as np
@@ -188,17 +190,37 @@ def atomic_save(obj: Any, path: str) -> None:
         finally:
             os.close(dir_fd)
     except BaseException as err:
+        written = 0
         if os.path.exists(tmp):  # also on a second Ctrl-C mid-write: no temporary file left
+            written = os.path.getsize(tmp)
             os.remove(tmp)
         if not isinstance(err, (OSError, RuntimeError)):
             raise
-        # torch's zip writer reports ENOSPC as a RuntimeError ("PytorchStreamWriter failed
-        # writing file ..."), not an OSError
+        # torch's zip writer reports ENOSPC (and EFBIG) as a RuntimeError ("PytorchStreamWriter
+        # failed writing file ..."), not an OSError
         reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1][:200]
         raise ValueError(
-            f"cannot write checkpoint '{path}' ({reason}); free disk space or point "
-            "the checkpoint directory elsewhere — earlier checkpoints are untouched"
+            f"cannot write checkpoint '{path}' ({reason}); {_write_fix(err, written)} — earlier "
+            "checkpoints are untouched"
         ) from None
+
+
+def _write_fix(err: BaseException, written: int) -> str:
+    """What to do about a failed checkpoint write: a file-size limit (``ulimit -f``; Python
+    ignores SIGXFSZ, so the write fails with EFBIG) is not a full disk."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    code = getattr(err, "errno", None)
+    if code == errno.EFBIG or (
+        code is None and limit != resource.RLIM_INFINITY and written + (1 << 20) >= limit
+    ):
+        shown = "unlimited" if limit == resource.RLIM_INFINITY else f"{limit:,} bytes"
+        return (
+            f"the file-size limit of this process (ulimit -f: {shown}) is smaller than the "
+            "checkpoint; raise it (`ulimit -f unlimited`)"
+        )
+    if code not in (None, errno.ENOSPC, errno.EDQUOT):
+        return "check the checkpoint directory or point it elsewhere"
+    return "free disk space or point the checkpoint directory elsewhere"
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

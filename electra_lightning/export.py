@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 
@@ -41,9 +42,18 @@ EXPORT_ENTRIES = {
 def fresh_output(output_dir: str):
     """Yield a new, empty directory beside ``output_dir`` to write the export into; on success it
     replaces ``output_dir`` by renames (no stale file of an earlier export survives, and no write
-    follows a symlink planted in it). ``output_dir`` must be new, empty, or an earlier export."""
+    follows a symlink planted in it). ``output_dir`` must be new, empty, or an earlier export.
+
+    The export gets the permissions of the one it replaces, or the umask's for a new one. An
+    export killed between the renames left the previous export as ``.export-NAME.old``: the next
+    export puts it back first; the staging directories of exports that died are removed."""
+    output_dir = os.path.normpath(output_dir)
     if os.path.islink(output_dir):
         raise ValueError(f"--output_dir: '{output_dir}' is a symlink; name the directory itself")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    name = os.path.basename(os.path.abspath(output_dir))
+    old = os.path.join(parent, f".export-{name}.old")
+    _recover(output_dir, parent, name, old)
     if os.path.exists(output_dir):
         if not os.path.isdir(output_dir):
             raise ValueError(f"--output_dir: '{output_dir}' is a file; choose a directory")
@@ -53,10 +63,15 @@ def fresh_output(output_dir: str):
                 f"--output_dir: '{output_dir}' holds files that are not an export ({stray[0]}"
                 f"{', …' if len(stray) > 1 else ''}); export into a new or empty directory"
             )
-    parent = os.path.dirname(os.path.abspath(output_dir))
+        mode = stat.S_IMODE(os.stat(output_dir).st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o777 & ~umask
     try:
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=f".export-{name}.{os.getpid()}.", dir=parent)
+        os.chmod(staging, mode)  # mkdtemp makes it 0700
     except OSError as err:
         raise ValueError(
             f"--output_dir: cannot write beside '{output_dir}' ({err.strerror})"
@@ -64,7 +79,6 @@ def fresh_output(output_dir: str):
     try:
         yield staging
         if os.path.exists(output_dir):
-            old = staging + ".old"
             os.rename(output_dir, old)
             os.rename(staging, output_dir)
             shutil.rmtree(old)  # does not follow symlinks
@@ -72,6 +86,33 @@ def fresh_output(output_dir: str):
             os.rename(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone unless something failed
+
+
+def _recover(output_dir: str, parent: str, name: str, old: str) -> None:
+    """Undo what a killed export left beside ``output_dir``: the previous export, renamed aside
+    (put back if ``output_dir`` is gone, else removed), and staging directories of processes
+    that no longer run."""
+    if os.path.isdir(old) and not os.path.islink(old):
+        if not os.path.lexists(output_dir):
+            os.rename(old, output_dir)
+            print(f"note: put back the previous export '{output_dir}' (an export was interrupted)")
+        else:
+            shutil.rmtree(old)
+    prefix = f".export-{name}."
+    for entry in os.listdir(parent) if os.path.isdir(parent) else []:
+        pid = entry[len(prefix) :].split(".", 1)[0]
+        if entry.startswith(prefix) and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:

@@ -71,8 +71,8 @@ def mask_tokens(
     Per sequence ``round(mask_prob * candidates)`` positions (at least 1, at most ``N``) are drawn
     uniformly without replacement among candidates. Of them ``mask_token_prob`` become [MASK],
     ``random_token_prob`` a random token and the rest keep the original token. With
-    ``config.whole_word`` whole words are drawn instead, in random order, for as long as their
-    pieces fit in that count (the official code masks pieces independently; its author expected
+    ``config.whole_word`` whole words are drawn instead, in random order, each while its pieces
+    fit in what is left of that count, skipping a word too long for it (the official code masks pieces independently; its author expected
     whole words to help a bit, google-research/electra#57); each piece is then corrupted alone.
     """
     batch, seq_len = input_ids.shape
@@ -126,8 +126,10 @@ def _whole_word_scores(
     num_to_predict: torch.Tensor,
 ) -> torch.Tensor:
     """Scores under which the top ``num_to_predict`` tokens are whole words: every piece gets
-    its word's random score; words are taken in score order while all their pieces fit; the
-    chosen pieces score 1 + their word's score, the rest below 0, so ``topk`` picks exactly them."""
+    its word's random score; words are taken in score order, each while all its pieces fit in
+    what is left of the budget — a word too long for it is skipped and the draw goes on (as
+    BERT's ``create_masked_lm_predictions``); the chosen pieces score 1 + their word's score, the
+    rest below 0, so ``topk`` picks exactly them."""
     batch, seq_len = scores.shape
     position = torch.arange(seq_len, device=scores.device).expand(batch, seq_len)
     # each token's word: the position of the last word start at or before it
@@ -136,16 +138,25 @@ def _whole_word_scores(
     word_score = scores.gather(1, word).masked_fill(~candidates, -1.0)
     # tokens in word order (highest word score first; a word's pieces stay together)
     order = torch.sort(word_score, dim=-1, descending=True, stable=True).indices
-    taken = candidates.gather(1, order).long().cumsum(-1)  # pieces taken up to each token
-    # a word fits when the count at its last piece is within the budget
-    word_end = torch.zeros_like(position).scatter_reduce(
-        1, word.gather(1, order), taken, reduce="amax", include_self=False
-    )
-    # counts grow along the order, so the words that fit are a prefix of it: the draw stops at
-    # the first word that does not fit
-    fits = word_end.gather(1, word) <= num_to_predict.unsqueeze(-1)
-    chosen = candidates & fits
-    return torch.where(chosen, 1.0 + word_score, torch.full_like(word_score, -0.5))
+    pieces = torch.zeros_like(position).scatter_add(1, word, candidates.long()).gather(1, word)
+    budget = num_to_predict.unsqueeze(-1)
+    # The greedy draw in rounds: among the words still in the draw, those whose count at their
+    # last piece is within the budget are a prefix of the order and are taken; every other word
+    # longer than what the prefix leaves is skipped (the budget only shrinks, so the greedy draw
+    # would skip it too). Each round skips at least one word; it ends when all that is left fits.
+    in_draw = candidates
+    while True:
+        taken = in_draw.gather(1, order).long().cumsum(-1)  # pieces taken up to each token
+        word_end = torch.zeros_like(position).scatter_reduce(
+            1, word.gather(1, order), taken, reduce="amax", include_self=False
+        )
+        fits = in_draw & (word_end.gather(1, word) <= budget)
+        left = budget - fits.sum(-1, keepdim=True)
+        skipped = in_draw & ~fits & (pieces > left)
+        if not bool(skipped.any()):
+            break
+        in_draw = in_draw & ~skipped
+    return torch.where(fits, 1.0 + word_score, torch.full_like(word_score, -0.5))
 
 
 def gather_positions(sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -8,14 +8,15 @@ long documents in chunks. A record without usable text raises a one-line error n
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from electra_lightning.units import (  # noqa: F401 (the formats, re-exported for the readers' users)
     HUB_PREFIX,
@@ -27,9 +28,10 @@ from electra_lightning.units import (  # noqa: F401 (the formats, re-exported fo
     split_units,
 )
 
-MAX_LINE_CHARS = 1 << 20  # a longer line is read (and tokenized) in pieces of this size
+MAX_LINE_CHARS = 1 << 16  # a longer line is read (and tokenized) in pieces of this size
 MAX_DOC_SENTENCES = 256  # a longer document is cut, so one huge file still spreads over shards
-MAX_DOC_CHARS = 4 * MAX_LINE_CHARS  # ... and so is a document this large (bounded memory)
+MAX_DOC_CHARS = 1 << 20  # ... and so is a document this large (bounded memory)
+MAX_RECORD_BYTES = 1 << 23  # a longer JSONL line is a bad record, passed over in pieces
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,16 +55,14 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
             sources.append(entry)
             continue
         if any(ch in entry for ch in "*?["):
-            matches = sorted(p for p in glob.glob(entry, recursive=True) if _is_corpus_file(p))
+            matches = _once(sorted(p for p in _glob(entry) if _is_corpus_file(p)))
             if not matches:
                 raise ValueError(
                     f"{field_name}: glob '{entry}' matches no {'/'.join(SUFFIXES)} files"
                 )
             sources.extend(matches)
         elif os.path.isdir(entry):
-            matches = sorted(
-                str(p) for p in Path(entry).rglob("*") if p.is_file() and _is_corpus_file(str(p))
-            )
+            matches = _once(sorted(p for p in _walk_files(entry) if _is_corpus_file(p)))
             if not matches:
                 raise ValueError(
                     f"{field_name}: directory '{entry}' has no {'/'.join(SUFFIXES)} files"
@@ -75,6 +75,11 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
                     "rename it or convert it"
                 )
             sources.append(entry)
+        elif os.path.exists(entry):
+            raise ValueError(
+                f"{field_name}: '{entry}' is {_kind_of(entry)}, not a regular file; write the "
+                "text to a file and give that"
+            )
         else:
             raise ValueError(
                 f"{field_name}: '{entry}' does not exist (give a file, directory, glob or "
@@ -88,6 +93,87 @@ def resolve_sources(spec: str | list[str], field_name: str) -> list[str]:
 
 def _is_corpus_file(path: str) -> bool:
     return os.path.isfile(path) and path.endswith(SUFFIXES)
+
+
+def _kind_of(path: str) -> str:
+    mode = os.stat(path).st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file or directory"
+
+
+def _walk_files(root: str) -> Iterator[str]:
+    """Every file under ``root``, following symlinks to directories but entering each real
+    directory once, so a symlink loop (``corp/loop -> .``) is not walked round."""
+    seen: set[tuple[int, int]] = set()
+
+    def key(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:  # a dangling symlink or no permission: nothing to read there
+            return None
+        return st.st_dev, st.st_ino
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = key(dirpath)
+        if here is None or here in seen:
+            dirnames[:] = []
+            continue
+        seen.add(here)
+        dirnames[:] = [d for d in dirnames if key(os.path.join(dirpath, d)) not in seen]
+        for name in filenames:
+            yield os.path.join(dirpath, name)
+
+
+def _glob(pattern: str) -> Iterator[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` walks the directories below the
+    pattern's fixed part with :func:`_walk_files` (each real directory once) instead of following
+    a symlink loop round until the path is too long."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        yield from glob.glob(pattern)
+        return
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:fixed]) or ("." if not pattern.startswith(os.sep) else os.sep)
+    wanted = parts[fixed:]
+    for path in _walk_files(base):
+        if _match_parts(wanted, os.path.relpath(path, base).split(os.sep)):
+            yield path if parts[:fixed] else os.path.relpath(path)
+
+
+def _match_parts(pattern: list[str], parts: list[str]) -> bool:
+    """Whether path components match glob components (``**``: any number of directories); as
+    in ``glob``, a hidden name (``.x``) matches only a component that starts with a dot."""
+    if not pattern:
+        return not parts
+    head = pattern[0]
+    if head == "**":
+        return any(
+            _match_parts(pattern[1:], parts[i:])
+            for i in range(len(parts) + 1)
+            if not any(p.startswith(".") for p in parts[:i])
+        )
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match_parts(pattern[1:], parts[1:])
+
+
+def _once(paths: list[str]) -> list[str]:
+    """``paths`` without a second name (a symlink) of a file already listed."""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            kept.append(path)
+    return kept
 
 
 def _check_file(path: str, field_name: str) -> None:
@@ -135,12 +221,34 @@ def _split_record(text: object, where: str, text_field: str, on_bad_record: str)
             "column that holds the text)",
             on_bad_record,
         )
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [piece for line in text.splitlines() for piece in _pieces(line.strip()) if piece]
+
+
+def _pieces(line: str) -> list[str]:
+    """A line as pieces of at most ``MAX_LINE_CHARS``, each cut after a space where there is one
+    (a word is not split unless it alone is longer)."""
+    pieces = []
+    while len(line) > MAX_LINE_CHARS:
+        cut = line.rfind(" ", 1, MAX_LINE_CHARS) + 1 or MAX_LINE_CHARS
+        pieces.append(line[:cut].strip())
+        line = line[cut:]
+    pieces.append(line.strip())
+    return pieces
 
 
 def _chunk_sentences(sentences: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(sentences), MAX_DOC_SENTENCES):
-        yield sentences[start : start + MAX_DOC_SENTENCES]
+    """A record's sentences as documents of at most ``MAX_DOC_SENTENCES`` sentences and about
+    ``MAX_DOC_CHARS`` characters, as a text file's are cut."""
+    chunk: list[str] = []
+    chars = 0
+    for sentence in sentences:
+        chunk.append(sentence)
+        chars += len(sentence)
+        if len(chunk) >= MAX_DOC_SENTENCES or chars >= MAX_DOC_CHARS:
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,26 +317,44 @@ def _start_of_line_at_or_after(f, start: int) -> int:
     if start <= 0:
         return 0
     f.seek(start - 1)
-    f.readline()
-    return f.tell()
+    while True:  # to the end of the line, in bounded reads (a line may be 200 MB)
+        part = f.readline(MAX_LINE_CHARS)
+        if not part or part.endswith(b"\n"):
+            return f.tell()
+
+
+def _read_piece(f) -> tuple[bytes, bool]:
+    """The next line of a binary file, or its next piece of at most ``MAX_LINE_CHARS`` bytes when
+    it is longer: cut after the last space or tab in the piece (or, with none, before a UTF-8
+    character that does not fit), so neither a word nor a character is split; the file is left
+    just after the piece. Returns (piece, whether it ends the line)."""
+    raw = f.readline(MAX_LINE_CHARS)
+    if len(raw) < MAX_LINE_CHARS or raw.endswith(b"\n"):
+        return raw, True
+    cut = max(raw.rfind(b" "), raw.rfind(b"\t")) + 1
+    if cut <= 0:  # no space: leave out a last character whose bytes do not all fit
+        lead = len(raw) - 1
+        while lead > len(raw) - 4 and raw[lead] & 0xC0 == 0x80:
+            lead -= 1
+        size = 1 if raw[lead] < 0xC0 else 2 if raw[lead] < 0xE0 else 3 if raw[lead] < 0xF0 else 4
+        cut = lead if lead > 0 and lead + size > len(raw) else len(raw)
+    f.seek(cut - len(raw), os.SEEK_CUR)
+    return raw[:cut], False
 
 
 def _line_before_is_blank(f, position: int) -> bool:
-    """Whether the line that ends just before ``position`` (a line start) is blank."""
+    """Whether the line that ends just before ``position`` (a line start) is blank: whitespace
+    only, and short enough to be read as one piece (as :func:`_text_items` decides)."""
     if position <= 0:
         return True
-    cursor = position - 1  # the newline ending the previous line
-    while cursor > 0:
-        step = min(4096, cursor)
-        f.seek(cursor - step)
-        chunk = f.read(step)
-        for byte in reversed(chunk):
-            if byte == 0x0A:
-                return True
-            if byte not in b" \t\r\x0b\x0c":
-                return False
-        cursor -= step
-    return True
+    start = max(0, position - MAX_LINE_CHARS - 1)
+    f.seek(start)
+    body = f.read(position - start)[:-1]  # without the newline that ends the line
+    newline = body.rfind(b"\n")
+    if newline < 0 and start > 0:
+        return False  # longer than a piece: not blank, whatever it holds
+    line = body[newline + 1 :]
+    return not line.strip() and len(line) < MAX_LINE_CHARS
 
 
 def _text_items(
@@ -245,27 +371,34 @@ def _text_items(
             position = _start_of_line_at_or_after(f, unit.start)
             if not _line_before_is_blank(f, position):  # inside a document of the range before
                 f.seek(position)
+                starts_line = True
                 while True:
-                    line = f.readline(MAX_LINE_CHARS)
-                    if not line or not line.strip():
+                    piece, ends_line = _read_piece(f)
+                    if not piece or (starts_line and ends_line and not piece.strip()):
                         break
+                    starts_line = ends_line
                 position = f.tell()
         f.seek(position)
         doc: list[str] = []
         doc_start, chunk, doc_chars = -1, 0, 0
+        line_start, starts_line = position, True
         while True:
-            line_start = f.tell()
-            raw = f.readline(MAX_LINE_CHARS)
+            if starts_line:
+                line_start = f.tell()
+            raw, ends_line = _read_piece(f)
             if not raw:
                 break
             text = raw.decode("utf-8", errors="replace")
             replaced += text.count("\ufffd")
             text = text.strip()
+            blank = starts_line and ends_line  # a whole line (a piece of a longer one is not)
+            starts_line = ends_line
             if not text:
-                if doc:
-                    yield doc_start, chunk, doc
-                    doc, doc_chars = [], 0
-                doc_start = -1
+                if blank:
+                    if doc:
+                        yield doc_start, chunk, doc
+                        doc, doc_chars = [], 0
+                    doc_start = -1
                 continue
             if doc_start < 0:  # the first line of a document
                 if unit.end >= 0 and line_start >= unit.end:
@@ -321,18 +454,35 @@ def _jsonl_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Iterato
             offset = f.tell()
             if unit.end >= 0 and offset >= unit.end:
                 break
-            raw = f.readline()
+            raw = f.readline(MAX_RECORD_BYTES + 1)
             lines_read += 1
             if not raw:
                 break
-            line = raw.decode("utf-8", errors="replace")
-            if not line.strip():
-                continue
 
             def where(lines_read=lines_read) -> str:  # cost: linear in the file, paid once
                 if not first_line:
                     first_line.append(_line_number(path, position))
                 return f"{path}:{first_line[0] + lines_read - 1}"
+
+            if len(raw) > MAX_RECORD_BYTES:  # passed over in bounded reads, never held whole
+                size = len(raw)
+                del raw
+                while True:
+                    part = f.readline(MAX_LINE_CHARS)
+                    size += len(part)
+                    if not part or part.endswith(b"\n"):
+                        break
+                reason = (
+                    f"a record of {size:,} bytes, more than the {MAX_RECORD_BYTES:,} a JSONL "
+                    "line may hold (split its text over several records, or give it as a .txt "
+                    "file: a text file's lines may be of any length)"
+                )
+                yield offset, 0, _bad(where(), reason, on_bad_record)
+                continue
+            line = raw.decode("utf-8", errors="replace")
+            del raw
+            if not line.strip():
+                continue
 
             try:
                 record = json.loads(line)
@@ -343,11 +493,13 @@ def _jsonl_items(unit: Unit, text_field: str, on_bad_record: str, at) -> Iterato
                 yield offset, 0, _bad(where(), "not a JSON object", on_bad_record)
                 continue
             text = record.get(text_field)
+            del record, line
             sentences = (
                 _split_record(text, where(), text_field, on_bad_record)
                 if not isinstance(text, str)
-                else [s.strip() for s in text.splitlines() if s.strip()]
+                else _split_record(text, "", text_field, on_bad_record)
             )
+            del text
             yield from _chunks(offset, sentences)
 
 

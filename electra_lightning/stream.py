@@ -4,7 +4,6 @@ tokenize, pack, mask at batch time; every train batch carries the position just 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import random
 import sys
@@ -22,6 +21,8 @@ from electra_lightning.sources import BadRecord, read_unit
 from electra_lightning.units import Unit, assign_units, split_units
 
 TOKENIZE_CHUNK_DOCS = 64
+TOKENIZE_CHUNK_CHARS = 1 << 20  # ... or fewer documents, when they hold this much text
+SHUFFLE_BLOCK_CHARS = 1 << 25  # a shuffle block ends here too (bounded memory for long documents)
 DATA_POSITION_KEY = "data_position"  # a train batch's shard position (removed before the model)
 BAD_RECORDS_NAMED = 3  # per file: the first are named with their reason, the rest counted
 NOTICES_KEY = "data_notices"  # data warnings from a worker (printed once, removed before the model)
@@ -195,6 +196,23 @@ def wordpiece_continuations(tokenizer: TokenizerInfo) -> torch.Tensor:
     return table
 
 
+def _chars(doc: list[str] | BadRecord) -> int:
+    return 0 if isinstance(doc, BadRecord) else sum(len(sentence) for sentence in doc)
+
+
+def _take_block(reader: Iterator, max_items: int) -> list:
+    """The next shuffle block of ``reader``'s items: ``max_items``, or fewer once they hold
+    ``SHUFFLE_BLOCK_CHARS`` characters (the same items whatever the block is read for, so a
+    resume rebuilds it exactly)."""
+    items, chars = [], 0
+    for item in reader:
+        items.append(item)
+        chars += _chars(item[2])
+        if len(items) >= max_items or chars >= SHUFFLE_BLOCK_CHARS:
+            break
+    return items
+
+
 def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
@@ -276,9 +294,10 @@ class PretrainingStream(IterableDataset):
     ) -> Iterator[tuple[dict, int, int, list[str] | BadRecord]]:
         """(block, index in the block, the index to resume at, document) in training order.
 
-        Documents are read unit by unit in blocks of ``shuffle_block`` and each block is permuted
-        by a generator seeded with (seed, epoch, shard, unit, block), so memory is bounded by one
-        block and a resume re-reads only its block: it seeks to the block's first document.
+        Documents are read unit by unit in blocks of ``shuffle_block`` (or fewer, once a block
+        holds ``SHUFFLE_BLOCK_CHARS`` of text) and each block is permuted by a generator seeded
+        with (seed, epoch, shard, unit, block), so memory is bounded by one block and a resume
+        re-reads only its block: it seeks to the block's first document.
         """
         units = self.shard_units(shard, num_shards, epoch)
         first_unit = position["unit"] if position else 0
@@ -291,7 +310,7 @@ class PretrainingStream(IterableDataset):
                 units[u], self.config.text_field, self.config.on_bad_record, at, self.notices
             )
             while True:
-                items = list(itertools.islice(reader, self.config.shuffle_block))
+                items = _take_block(reader, self.config.shuffle_block)
                 if not items:
                     break
                 block = {"unit": u, "block_at": list(items[0][:2]), "block": number}
@@ -325,11 +344,13 @@ class PretrainingStream(IterableDataset):
                 yield block, index, [enc.ids for enc in encoded[offset : offset + len(doc)]]
                 offset += len(doc)
 
+        chars = 0
         for block, index, _, doc in self._blocks(shard, num_shards, epoch, position):
             chunk.append((block, index, doc))
-            if len(chunk) >= TOKENIZE_CHUNK_DOCS:
+            chars += _chars(doc)
+            if len(chunk) >= TOKENIZE_CHUNK_DOCS or chars >= TOKENIZE_CHUNK_CHARS:
                 yield from encode(chunk)
-                chunk = []
+                chunk, chars = [], 0
         if chunk:
             yield from encode(chunk)
 

@@ -125,6 +125,8 @@ def _corpus(root: Path, name: str, content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if name.endswith("/"):
         path.mkdir()
+    elif content == "fifo":
+        os.mkfifo(path)
     elif content == "parquet-nocol":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -262,6 +264,7 @@ CASES = {
     ),
     # corpus
     "missing file": (corpus("missing.txt", None), "does not exist"),
+    "named pipe": (corpus("pipe.txt", "fifo"), "is a named pipe (FIFO), not a regular file"),
     "empty file": (corpus("empty.txt", b""), "is empty"),
     "binary file": (corpus("binary.txt", bytes(range(256)) * 10), "looks binary"),
     "dir without text": (corpus("nothing/", None), "has no .txt"),
@@ -548,6 +551,30 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     assert not [p.name for p in ckpt_dir.iterdir() if ".tmp-" in p.name]
 
 
+def test_a_file_size_limit_while_saving_says_so_not_free_disk_space(tmp_path):
+    """Under `ulimit -f` (Python ignores SIGXFSZ, so the write fails with EFBIG, which torch's
+    writer reports as a RuntimeError) the message names the limit, not a full disk."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, torch\n"
+        "from electra_lightning.checkpoint import atomic_save\n"
+        "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, hard))\n"
+        "try:\n"
+        "    atomic_save({'w': torch.zeros(1 << 16)}, 'last.ckpt')\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert "cannot write checkpoint 'last.ckpt'" in out, out
+    assert "file-size limit" in out and "65,536 bytes" in out and "disk space" not in out, out
+    assert not list(tmp_path.iterdir())  # no temporary file left
+
+
 def test_skip_mode_trains_past_bad_records_and_logs_the_count(
     made, tmp_path, corpus_dir, tokenizer_dir, capsys
 ):
@@ -621,6 +648,83 @@ def test_export_replaces_an_earlier_export_whole_and_follows_no_planted_symlink(
     assert sorted(p.name for p in out.iterdir()) == ["discriminator", "generator", "tokenizer"]
     AutoTokenizer.from_pretrained(out / "discriminator")  # the stale file is gone
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
+def test_export_keeps_the_permissions_users_expect(made, tmp_path, capsys):
+    """A new export follows the umask (not mkdtemp's 0700); a replaced export keeps its mode."""
+    _, files = made
+    old_umask = os.umask(0o022)
+    try:
+        out = tmp_path / "export"
+        argv = ["export", f"--ckpt_path={files['ckpt']}", f"--output_dir={out}"]
+        assert run_main(argv, tmp_path, capsys)[0] == 0
+        assert out.stat().st_mode & 0o777 == 0o755
+        out.chmod(0o750)
+        assert run_main(argv, tmp_path, capsys)[0] == 0
+        assert out.stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_export_killed_between_its_renames_is_recovered_by_the_next(made, tmp_path, capsys):
+    """kill -9 after the earlier export was renamed aside and before the new one took its
+    place: the next export puts the earlier one back (or replaces it) and leaves no hidden
+    .export-* directory behind."""
+    import signal
+    import subprocess
+    import sys
+
+    _, files = made
+    out = tmp_path / "export"
+    argv = ["export", f"--ckpt_path={files['ckpt']}", f"--output_dir={out}"]
+    assert run_main(argv, tmp_path, capsys)[0] == 0
+    (out / "tokenizer/marker.json").write_text("the earlier export")
+    script = (
+        "import os, signal, sys\n"
+        "rename = os.rename\n"
+        "def killed(src, dst):\n"
+        f"    if os.path.abspath(dst) == {str(out)!r}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    rename(src, dst)\n"
+        "os.rename = killed\n"
+        "from electra_lightning.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not out.exists()  # between the renames: the earlier export is aside
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    assert len(hidden) == 2, hidden  # the earlier export and the new one's staging
+    # a plain export into another directory does not touch them
+    code, err = run_main(
+        ["export", f"--ckpt_path={files['ckpt']}", f"--output_dir={tmp_path / 'other'}"],
+        tmp_path,
+        capsys,
+    )
+    assert code == 0, err
+    assert not out.exists() and len([p for p in tmp_path.iterdir() if p.name in hidden]) == 2
+    code, err = run_main(argv, tmp_path, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["discriminator", "generator", "tokenizer"]
+    assert not (out / "tokenizer/marker.json").exists()  # replaced by the new export, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
+def test_a_killed_export_leaves_the_earlier_one_where_it_was_for_the_next_run(made, tmp_path):
+    """What the next export finds after a kill -9 between the renames: the earlier export is put
+    back at its name before anything else, so even a next export that fails never costs it."""
+    from electra_lightning.export import fresh_output
+
+    out = tmp_path / "export"
+    (tmp_path / ".export-export.old/tokenizer").mkdir(parents=True)
+    (tmp_path / ".export-export.old/tokenizer/vocab.txt").write_text("[PAD]\n")
+    with pytest.raises(RuntimeError, match="the export failed"):
+        with fresh_output(str(out)):
+            raise RuntimeError("the export failed")
+    assert (out / "tokenizer/vocab.txt").read_text() == "[PAD]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
 def test_export_refuses_a_directory_that_is_not_an_export(made, tmp_path, capsys):

@@ -682,3 +682,61 @@ def test_a_corrupt_parquet_row_group_is_a_bad_record(tmp_path, tokenizer_info, c
     bad = [i for i in items if not isinstance(i[2], list)]
     assert len(bad) == 1 and "row group 1" in bad[0][2].where
     assert {i[0] for i in items if isinstance(i[2], list)} == set(range(10)) | set(range(20, 30))
+
+
+def _looped_corpus(root):
+    """corp/{a,b}.txt, corp/sub/c.jsonl, a hidden corp/.cache/d.txt and corp/loop -> ."""
+    corp = root / "corp"
+    (corp / "sub").mkdir(parents=True)
+    (corp / ".cache").mkdir()
+    (corp / "a.txt").write_text("a\n")
+    (corp / "b.txt").write_text("b\n")
+    (corp / "sub/c.jsonl").write_text('{"text": "c"}\n')
+    (corp / ".cache/d.txt").write_text("d\n")
+    (corp / "loop").symlink_to(".")
+    return corp
+
+
+def test_globs_and_directories_read_each_file_once_through_a_symlink_loop(tmp_path):
+    """`corp/loop -> .`: a `**` glob and a directory source list each file once (a glob used to
+    follow the loop until the path was too long: the same files 41 times)."""
+    corp = _looped_corpus(tmp_path)
+    real = {"a.txt", "b.txt", "sub/c.jsonl", ".cache/d.txt"}
+    for spec in (f"{corp}/**/*.*", str(corp), f"{corp}/**", f"{corp}/*/*.*"):
+        found = resolve_sources(spec, "data.train_files")
+        names = [os.path.relpath(os.path.realpath(p), corp) for p in found]
+        assert len(names) == len(set(names)), (spec, found)
+        assert set(names) <= real, (spec, found)
+    assert len(resolve_sources(str(corp), "data.train_files")) == 4  # a directory: hidden too
+    assert len(resolve_sources(f"{corp}/**/*.*", "data.train_files")) == 3  # glob: no hidden
+
+
+def test_globs_match_what_glob_matches_without_a_loop(tmp_path, monkeypatch):
+    import glob
+
+    from electra_lightning.sources import _glob
+
+    corp = _looped_corpus(tmp_path)
+    (corp / "loop").unlink()
+    (corp / "sub/deeper").mkdir()
+    (corp / "sub/deeper/e.txt").write_text("e\n")
+    monkeypatch.chdir(tmp_path)
+    for pattern in (
+        "corp/**/*.txt",
+        "corp/**",
+        "**/*.jsonl",
+        "corp/*/*.jsonl",
+        "corp/**/deeper/*.txt",
+        "corp/.cache/*.txt",
+        f"{corp}/**/*.txt",
+        "corp/s*/**/*.txt",
+    ):
+        expected = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        assert sorted(_glob(pattern)) == sorted(expected), pattern
+
+
+def test_a_named_pipe_as_a_corpus_file_says_what_it_is(tmp_path):
+    pipe = tmp_path / "stream.txt"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match=r"stream.txt' is a named pipe \(FIFO\), not a regular"):
+        resolve_sources(str(pipe), "data.train_files")

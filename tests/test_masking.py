@@ -163,9 +163,10 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word_and_keeps_the_rat
             pieces = (word[b] == w) & ~special[b]
             assert chosen[b][pieces].all(), (b, int(w))
     assert not (chosen & special).any()
-    # the rate: 15% of the non-special tokens, within the part of a word that did not fit
+    # the rate: 15% of the non-special tokens (round(0.15 · 126) = 19 per sequence), within the
+    # part of a word that did not fit
     rate = chosen.sum() / (~special).sum()
-    assert 0.135 < float(rate) <= 0.15 + 1e-6, float(rate)
+    assert 0.135 < float(rate) <= 19 / 126 + 1e-6, float(rate)
     per_seq = chosen.sum(-1)
     assert int(per_seq.max()) <= config.max_predictions(128)
 
@@ -217,3 +218,45 @@ def test_whole_word_masking_in_the_stream_masks_wordpieces_together(corpus_dir, 
     # a continuation piece is chosen exactly when the piece before it is
     assert torch.equal(chosen[:, 1:][cont[:, 1:]], chosen[:, :-1][cont[:, 1:]])
     assert cont.any() and chosen.any()
+
+
+def test_whole_word_masking_skips_a_word_too_long_for_the_budget_and_keeps_drawing():
+    """A corpus of long words (3 in 10 of 6–40 pieces, the rest of 1–3): a word with more pieces than
+    the budget has left is skipped and the draw goes on (BERT's rule), so the masked rate is the
+    configured one, not nothing in most sequences (the draw used to stop at such a word)."""
+    from electra_lightning.masking import MaskingConfig, mask_tokens
+
+    g = torch.Generator().manual_seed(0)
+    batch, seq = 200, 128
+    starts = torch.zeros(batch, seq, dtype=torch.bool)
+    for b in range(batch):
+        i = 1
+        while i < seq - 1:
+            starts[b, i] = True
+            short = torch.rand(1, generator=g).item() < 0.7
+            i += (
+                int(torch.randint(1, 4, (1,), generator=g))
+                if short
+                else int(torch.randint(6, 41, (1,), generator=g))
+            )
+    special = torch.zeros(batch, seq, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    starts |= special
+    ids = torch.randint(10, 1000, (batch, seq), generator=g)
+    config = MaskingConfig(whole_word=True)
+    out = mask_tokens(
+        ids, special, config, 3, 1000, torch.Generator().manual_seed(1), word_starts=starts
+    )
+    chosen = torch.zeros_like(ids, dtype=torch.bool).scatter(
+        1, out["masked_positions"], out["masked_weights"]
+    )
+    word = torch.where(starts, torch.arange(seq).expand(batch, seq), -1).cummax(-1).values
+    for b in range(batch):  # still whole words only
+        for w in word[b][chosen[b]].unique():
+            assert chosen[b][(word[b] == w) & ~special[b]].all(), (b, int(w))
+    per_seq = chosen.sum(-1)
+    budget = round(0.15 * (seq - 2))
+    assert int(per_seq.max()) <= budget
+    assert int((per_seq == 0).sum()) == 0  # every sequence has a short word to mask
+    rate = chosen.sum() / (~special).sum()
+    assert 0.14 <= float(rate) <= budget / (seq - 2) + 1e-6, float(rate)
