@@ -269,7 +269,8 @@ def promise(row: dict) -> tuple:
     """How far an arm went in reading context, for the long arm: its discriminator's gain over
     rarity alone (``rarity.py``), then its generator's gain over word frequencies."""
     rarity = (row.get("rarity") or {}).get("gain_over_rarity", -9.0)
-    return (rarity, row["gen_gain"] if row["gen_gain"] is not None else -9.0)
+    # to 0.001 nats: finer differences are noise at one seed (a tie goes to the generator)
+    return (round(rarity, 3), row["gen_gain"] if row["gen_gain"] is not None else -9.0)
 
 
 def fmt(value, spec: str = ".3f") -> str:
