@@ -155,14 +155,22 @@ def write_corpus(directory: Path, quick: bool) -> dict:
     return check
 
 
-class PaysOff(Study):
-    def __init__(self, args: argparse.Namespace):
+class InDomainStudy(Study):
+    """A study on this experiment's in-domain corpus (written under ROOT/corpus, checked once) at
+    ``SEQ`` tokens and batches of ``BATCH`` (16 in quick mode); experiment 5 shares it."""
+
+    def __init__(self, name: str, args: argparse.Namespace):
         self.cuda = args.device == "cuda"
         root = Path(args.output_dir).resolve()
         self.check = write_corpus(root / "corpus", args.quick)
-        super().__init__(NAME, args, [str(root / "corpus" / "train.jsonl")], 1 if self.cuda else 2)
+        super().__init__(name, args, [str(root / "corpus" / "train.jsonl")], 1 if self.cuda else 2)
         self.workers = 1 if self.cuda else max(1, args.workers)
         self.seq, self.batch_size = SEQ, (16 if args.quick else BATCH)
+
+
+class PaysOff(InDomainStudy):
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(NAME, args)
         if self.cuda:
             from electra_lightning.model import ModelSize
 

@@ -27,13 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.common import EXPERIMENTS, Study
-from experiments.pays_off.run import CPU_SIZE, HELD_OUT, REVIEWS, SST2, write_corpus
+from experiments.common import EXPERIMENTS
+from experiments.pays_off.run import BATCH, CPU_SIZE, HELD_OUT, REVIEWS, SEQ, SST2, InDomainStudy
 from experiments.runner import log, merge_history
 
 NAME = "plateau"
-SEQ = 64
-BATCH = 128
 MAX_FLOPS = 2e14  # the gate's compute budget per arm (training FLOPs, generator included)
 GATES = {
     "gen_context_gain": 0.5,  # nats above word frequencies, generator (and MLM)
@@ -87,15 +85,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class Plateau(Study):
+class Plateau(InDomainStudy):
     def __init__(self, args: argparse.Namespace):
-        self.cuda = args.device == "cuda"
-        root = Path(args.output_dir).resolve()
         # experiment 4's corpus, written the same way (its own copy under this study's root)
-        self.check = write_corpus(root / "corpus", args.quick)
-        super().__init__(NAME, args, [str(root / "corpus" / "train.jsonl")], 1 if self.cuda else 2)
-        self.workers = 1 if self.cuda else max(1, args.workers)
-        self.seq, self.batch_size = SEQ, (16 if args.quick else BATCH)
+        super().__init__(NAME, args)
         self.size = {**CPU_SIZE, "max_position_embeddings": 128}
         self.device = (
             ["--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed", "--data.num_workers=4"]
