@@ -173,6 +173,31 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def warn_unused_probe_options(probe) -> None:
+    """``--probe.*`` options without ``probe.tasks`` (configs/callbacks/probe.yaml) do nothing:
+    one line says so."""
+    import inspect
+
+    if probe is None:
+        return
+    values = probe.as_dict() if hasattr(probe, "as_dict") else dict(probe)
+    if values.get("tasks"):
+        return
+    defaults = inspect.signature(DownstreamProbe).parameters
+    changed = sorted(
+        f"probe.{name}"
+        for name, value in values.items()
+        if name in defaults and value != defaults[name].default
+    )
+    if changed:
+        print(
+            f"warning: {', '.join(changed)} {'is' if len(changed) == 1 else 'are'} set but "
+            "probe.tasks is empty, so no probe runs; add --config configs/callbacks/probe.yaml "
+            "(or --probe.tasks [sst2])",
+            file=sys.stderr,
+        )
+
+
 def check_log_dirs(trainer) -> None:
     """Every directory a logger will write, checked before anything starts (one line, not a
     logger's traceback at its first write)."""
@@ -230,6 +255,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.add_lightning_class_args(DownstreamProbe, "probe")
 
     def before_fit(self) -> None:
+        warn_unused_probe_options(self.config[self.subcommand].get("probe"))
         check_log_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
         check_fresh_or_resume(self.trainer, self.config[self.subcommand].get("ckpt_path"))
