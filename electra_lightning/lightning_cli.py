@@ -27,6 +27,7 @@ from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
+from electra_lightning.run_lock import hold_checkpoint_dirs
 
 CONFIG_NAME = "config.yaml"
 
@@ -227,6 +228,14 @@ class _ElectraLightningCLI(LightningCLI):
         if config.get("enable_model_summary") is not False:
             extra.append(ElectraModelSummary())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def _run_subcommand(self, subcommand: str) -> None:  # private: the one method around
+        # before_fit, fit and after_fit. One writer per run: rank 0 holds the checkpoint
+        # directories from before anything is written until the command ends, however it ends
+        if subcommand != "fit":
+            return super()._run_subcommand(subcommand)
+        with hold_checkpoint_dirs(self.trainer):
+            super()._run_subcommand(subcommand)
 
     def before_validate(self) -> None:
         check_log_dirs(self.trainer)
