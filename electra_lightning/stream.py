@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from electra_lightning.errors import ShardError
 from electra_lightning.masking import MaskingConfig, mask_tokens
 from electra_lightning.packing import Example, ExamplePacker
 from electra_lightning.sources import BadRecord, read_unit
@@ -440,9 +441,12 @@ class PretrainingStream(IterableDataset):
                     f"('{self.config.text_field}') and the files"
                 )
             if batch_index == 0:
-                raise ValueError(
-                    f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
-                    f"{self.config.batch_size}; use more text, fewer workers/devices or a smaller batch"
+                raise ShardError(
+                    f"shard {shard}/{num_shards} (ranks × data.num_workers) of the corpus yields "
+                    f"less than one batch of {self.config.batch_size} in epoch {epoch}: documents "
+                    "are dealt to shards whole, and a .txt file without blank lines is one "
+                    "document; separate documents with blank lines, or use more text, fewer "
+                    "workers/devices or a smaller batch"
                 )
             epoch += 1
 
