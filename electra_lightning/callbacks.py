@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import lightning as L
@@ -276,22 +277,39 @@ class DownstreamProbe(L.Callback):
         self._last_step = -1
         self.seconds = 0.0  # time spent probing (this run)
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        if self.tasks:  # the files are checked before training, not at step 1000
-            from electra_lightning.probe import glue_split
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.tasks and stage == "fit":  # the data is checked before training, not at step 1000
+            from electra_lightning.probe import check_probe_data
 
             for task in self.tasks:
-                glue_split(self.data_dir, task, "train", 1)
-                glue_split(self.data_dir, task, "dev", 1)
+                check_probe_data(self.data_dir, task, self.train_examples, self.dev_examples)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.tasks and step % self.every == 0 and step != self._last_step:
-            self.probe(trainer, pl_module)
+            self.probe_or_warn(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.tasks and trainer.global_step != self._last_step:
-            self.probe(trainer, pl_module)
+            self.probe_or_warn(trainer, pl_module)
+
+    def probe_or_warn(self, trainer, pl_module) -> dict[str, float] | None:
+        """A side job never costs training: a probe that fails (its data changed, the device ran
+        out of memory, a numerical failure) is one warning line and the run goes on; it is tried
+        again at its next step."""
+        try:
+            return self.probe(trainer, pl_module)
+        except Exception as err:  # noqa: BLE001 — any failure: the training must not pay for it
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            rank = f" on rank {trainer.global_rank}" if trainer.world_size > 1 else ""
+            print(
+                f"warning: the probe failed at step {trainer.global_step}{rank} "
+                f"({type(err).__name__}{': ' + reason if reason else ''}); training goes on, "
+                f"next probe at step {trainer.global_step + self.every}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
 
     def probe(self, trainer, pl_module) -> dict[str, float]:
         from transformers import AutoTokenizer
@@ -302,9 +320,9 @@ class DownstreamProbe(L.Callback):
         started = time.perf_counter()
         self._last_step = trainer.global_step
         encoder = pl_module.electra.encoders()[-1]  # the discriminator's (or the MLM's) encoder
-        tokenizer = AutoTokenizer.from_pretrained(trainer.datamodule.tokenizer_info.path)
         was_training = encoder.training
         try:
+            tokenizer = AutoTokenizer.from_pretrained(trainer.datamodule.tokenizer_info.path)
             with torch.autocast(pl_module.device.type, enabled=False):
                 scores = linear_probe(
                     encoder,
@@ -318,6 +336,7 @@ class DownstreamProbe(L.Callback):
                 )
         finally:
             encoder.train(was_training)
+            self.seconds += time.perf_counter() - started
         metrics = {
             f"probe/{task}_{task_spec(task).headline}": score / 100
             for task, score in scores.items()
@@ -325,5 +344,4 @@ class DownstreamProbe(L.Callback):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
-        self.seconds += time.perf_counter() - started
         return metrics

@@ -11,7 +11,7 @@ import os
 import sys
 
 from electra_lightning.config_files import config_files
-from electra_lightning.errors import STOP, NothingToDo, StopNow, TrainingStopped
+from electra_lightning.errors import STOP, NothingToDo, ShardError, StopNow, TrainingStopped
 
 COMMANDS = """commands:
   fit | validate | test              train or evaluate (--config configs/X.yaml; --help for options)
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).strip()
         if "Original Traceback" in message:
             message = message.splitlines()[-1].split(": ", 1)[-1]
-        if _is_rank_zero():  # every rank meets the same bad input; say it once
+        # every rank meets the same bad input: said once; a shard's own error by its rank
+        if _is_rank_zero() or isinstance(err, ShardError):
             print(f"error: {message}", file=sys.stderr)
         return 2
     except Exception as err:

@@ -77,3 +77,9 @@ STOP = StopSignals()
 class NothingToDo(Exception):
     """A command that has nothing left to do (a resume already at ``trainer.max_steps``): the CLI
     prints the message and exits 0, writing nothing."""
+
+
+class ShardError(ValueError):
+    """A data error only the shard (rank × DataLoader worker) that reads it meets, such as a
+    shard with no documents: the CLI prints it on whichever rank meets it (errors every rank meets
+    alike are printed once, by rank 0)."""

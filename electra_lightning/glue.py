@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightning as L
@@ -32,13 +33,25 @@ def _rows(path: str, header: bool) -> tuple[list[str] | None, list[list[str]]]:
         raise ValueError(f"data: split file '{path}' does not exist")
     delimiter = "," if path.endswith(".csv") else "\t"
     quoting = csv.QUOTE_MINIMAL if path.endswith(".csv") else csv.QUOTE_NONE
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f, utf8_named(path):
         rows = [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if r]
     if header:
         if not rows:
             raise ValueError(f"data: '{path}' is empty")
         return rows[0], rows[1:]
     return None, rows
+
+
+@contextmanager
+def utf8_named(path: str):
+    """A file that is not UTF-8 is one line naming it (Python's own error names no file)."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start : err.start + 1].hex()
+        raise ValueError(
+            f"data: '{path}' is not UTF-8 text (byte 0x{byte}); save it as UTF-8"
+        ) from None
 
 
 def label_key(value: object) -> str:
@@ -76,7 +89,7 @@ def read_examples(
     """
     if path.endswith((".jsonl", ".json")):
         records, linenos = [], []
-        with open(path, encoding="utf-8-sig") as f:
+        with open(path, encoding="utf-8-sig") as f, utf8_named(path):
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     try:

@@ -27,6 +27,7 @@ from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
+from electra_lightning.run_lock import hold_checkpoint_dirs
 
 CONFIG_NAME = "config.yaml"
 
@@ -173,6 +174,31 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def warn_unused_probe_options(probe) -> None:
+    """``--probe.*`` options without ``probe.tasks`` (configs/callbacks/probe.yaml) do nothing:
+    one line says so."""
+    import inspect
+
+    if probe is None:
+        return
+    values = probe.as_dict() if hasattr(probe, "as_dict") else dict(probe)
+    if values.get("tasks"):
+        return
+    defaults = inspect.signature(DownstreamProbe).parameters
+    changed = sorted(
+        f"probe.{name}"
+        for name, value in values.items()
+        if name in defaults and value != defaults[name].default
+    )
+    if changed:
+        print(
+            f"warning: {', '.join(changed)} {'is' if len(changed) == 1 else 'are'} set but "
+            "probe.tasks is empty, so no probe runs; add --config configs/callbacks/probe.yaml "
+            "(or --probe.tasks [sst2])",
+            file=sys.stderr,
+        )
+
+
 def check_log_dirs(trainer) -> None:
     """Every directory a logger will write, checked before anything starts (one line, not a
     logger's traceback at its first write)."""
@@ -203,6 +229,14 @@ class _ElectraLightningCLI(LightningCLI):
             extra.append(ElectraModelSummary())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
 
+    def _run_subcommand(self, subcommand: str) -> None:  # private: the one method around
+        # before_fit, fit and after_fit. One writer per run: rank 0 holds the checkpoint
+        # directories from before anything is written until the command ends, however it ends
+        if subcommand != "fit":
+            return super()._run_subcommand(subcommand)
+        with hold_checkpoint_dirs(self.trainer):
+            super()._run_subcommand(subcommand)
+
     def before_validate(self) -> None:
         check_log_dirs(self.trainer)
 
@@ -230,6 +264,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.add_lightning_class_args(DownstreamProbe, "probe")
 
     def before_fit(self) -> None:
+        warn_unused_probe_options(self.config[self.subcommand].get("probe"))
         check_log_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
         check_fresh_or_resume(self.trainer, self.config[self.subcommand].get("ckpt_path"))

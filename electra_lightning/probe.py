@@ -26,7 +26,7 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
         if not data_dir[len(HUB_PREFIX) :].strip():
             raise ValueError("probe.data_dir: 'hub:' needs a dataset name, e.g. hub:nyu-mll/glue")
         return list(hub_split(data_dir[len(HUB_PREFIX) :], task_key(task), split, limit))
-    path = os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
+    path = split_path(data_dir, task, split)
     if not os.path.isfile(path):
         raise ValueError(
             f"probe: '{path}' does not exist; point probe.data_dir at a GLUE directory "
@@ -34,6 +34,44 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
         )
     examples = read_examples(path, spec.text, spec.text_pair, spec.label, spec.labels, spec.header)
     return examples[:limit] if limit else examples
+
+
+def check_probe_data(data_dir: str, task: str, train_limit: int, dev_limit: int) -> None:
+    """The examples a probe will read (the first ``train_limit`` training and ``dev_limit`` dev
+    examples, 0: all), checked as a whole before training: readable, and both labels present in
+    each split — with one label the regression has nothing to separate and its standardisation
+    divides by zero. A one-line ``ValueError`` naming the file (or dataset) and the fix."""
+    from electra_lightning.tasks import task_spec
+    from electra_lightning.units import HUB_PREFIX
+
+    spec = task_spec(task)
+    for split, limit, option in (
+        ("train", train_limit, "probe.train_examples"),
+        ("dev", dev_limit, "probe.dev_examples"),
+    ):
+        examples = glue_split(data_dir, task, split, limit)
+        labels = sorted({e.label for e in examples})
+        if len(labels) < 2:
+            hub = data_dir.startswith(HUB_PREFIX)
+            where = (
+                f"'{data_dir}' ({task}, {split})"
+                if hub
+                else f"'{split_path(data_dir, task, split)}'"
+            )
+            read = f"the first {limit} ({option})" if limit else "all"
+            raise ValueError(
+                f"probe: {where} gives {len(examples)} example(s) with only label "
+                f"{spec.labels[labels[0]] if labels else '-'} ({read} read); the probe needs both "
+                f"labels in train and dev: point probe.data_dir at the full GLUE {spec.name} data"
+            )
+
+
+def split_path(data_dir: str, task: str, split: str) -> str:
+    """``data_dir/TASK/train.tsv`` or the task's dev file."""
+    from electra_lightning.tasks import task_spec
+
+    spec = task_spec(task)
+    return os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
 
 
 @functools.lru_cache(maxsize=8)  # a run probes many times: fetched once

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from electra_lightning.errors import ShardError
 from electra_lightning.masking import MaskingConfig, mask_tokens
 from electra_lightning.packing import Example, ExamplePacker
 from electra_lightning.sources import BadRecord, read_unit
@@ -426,6 +427,9 @@ class PretrainingStream(IterableDataset):
                 f"(devices × num_nodes × data.num_workers), this run has {num_shards}; resume with "
                 "the same layout or set data.resume_position=false to restart the stream"
             )
+        if not self.endless:
+            yield from self._dealt_batches(shard, num_shards)
+            return
         epoch = resume["epoch"] if resume else 0
         self.skipped = resume.get("skipped", 0) if resume else 0
         while True:
@@ -450,10 +454,6 @@ class PretrainingStream(IterableDataset):
                             "skipped": self.skipped,
                         }
                     yield self._with_notices(batch)
-            if examples and not self.endless:
-                yield self._with_notices(self._make_batch(examples, epoch, shard, batch_index))
-            if not self.endless:
-                return
             if batch_index == 0 and self._last_bad is not None and not self.good_records:
                 bad = self._last_bad
                 raise ValueError(
@@ -462,11 +462,53 @@ class PretrainingStream(IterableDataset):
                     f"('{self.config.text_field}') and the files"
                 )
             if batch_index == 0:
-                raise ValueError(
-                    f"shard {shard}/{num_shards} of the corpus yields less than one batch of "
-                    f"{self.config.batch_size}; use more text, fewer workers/devices or a smaller batch"
+                raise ShardError(
+                    f"shard {shard}/{num_shards} (ranks × data.num_workers) of the corpus yields "
+                    f"less than one batch of {self.config.batch_size} in epoch {epoch}: documents "
+                    "are dealt to shards whole, and a .txt file without blank lines is one "
+                    "document; separate documents with blank lines, or use more text, fewer "
+                    "workers/devices or a smaller batch"
                 )
             epoch += 1
+
+    def _whole_pass(self) -> Iterator[dict]:
+        """Validation: the whole stream's batches in order, the last one possibly short, each
+        masked by (seed, batch index) alone, so the same batch whatever the shard layout."""
+        examples: list[Example] = []
+        index = 0
+        for example, _ in self.examples(0, 1):
+            examples.append(example)
+            if len(examples) == self.config.batch_size:
+                yield self._make_batch(examples, 0, 0, index)
+                index += 1
+                examples = []
+        if examples:
+            yield self._make_batch(examples, 0, 0, index)
+
+    def _dealt_batches(self, shard: int, num_shards: int) -> Iterator[dict]:
+        """Validation, dealt by batches, not documents: batch ``i`` of the whole stream goes to
+        shard ``i mod n``, and every shard yields ``ceil(T / n)`` batches (``T`` in all), the
+        missing ones taken again from the stream's start, as ``DistributedSampler`` pads. So
+        every rank runs as many validation batches as the others whatever the documents' layout
+        (one long document included): with DDP every forward is a collective (the buffers are
+        broadcast), and a rank with fewer batches left the others waiting for the timeout.
+        Each shard reads the stream up to its own batches (validation is finite and bounded by
+        ``trainer.limit_val_batches``)."""
+        total = 0
+        for i, batch in enumerate(self._whole_pass()):
+            total = i + 1
+            if i % num_shards == shard:
+                yield self._with_notices(batch)
+        if not total:
+            return
+        taken = len(range(shard, total, num_shards))
+        padding = [(shard + j * num_shards) % total for j in range(taken, -(-total // num_shards))]
+        if padding:  # fewer than the others: the first batches again (at most one)
+            for i, batch in enumerate(self._whole_pass()):
+                if i in padding:
+                    yield self._with_notices(batch)
+                if i >= max(padding):
+                    break
 
     def _skip(self, bad: BadRecord) -> None:
         """Count a skipped record; name the first few of each file, then only counts (10, 100,

@@ -13,10 +13,14 @@ class RankAudit(L.Callback):
     def __init__(self, out_dir: str):
         self.out_dir = out_dir
         self.samples: list[str] = []
+        self.val_batches = 0  # validation batches this rank ran (sanity check included)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         for row in batch["input_ids"]:
             self.samples.append(hashlib.sha1(row.cpu().numpy().tobytes()).hexdigest())
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
+        self.val_batches += 1
 
     def on_train_end(self, trainer, pl_module):
         state = {}
@@ -26,7 +30,12 @@ class RankAudit(L.Callback):
             state[name] = tensor.detach().cpu().clone()
         os.makedirs(self.out_dir, exist_ok=True)
         torch.save(
-            {"rank": trainer.global_rank, "samples": self.samples, "state": state},
+            {
+                "rank": trainer.global_rank,
+                "samples": self.samples,
+                "val_batches": self.val_batches,
+                "state": state,
+            },
             os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
         )
 

@@ -168,23 +168,68 @@ def test_shuffle_changes_the_order_each_epoch_and_none_keeps_it(corpus_dir, toke
 
 
 def test_two_ranks_two_workers_read_every_document_once(corpus_dir, tokenizer_info):
-    """2 DDP ranks × 2 DataLoader workers: the batches' tokens together are the corpus's tokens."""
+    """2 DDP ranks × 2 DataLoader workers = 4 training shards: their examples over one pass
+    together hold the corpus's tokens, each once."""
     reference = make_stream(corpus_dir, tokenizer_info)
     all_tokens = np.zeros(tokenizer_info.vocab_size, dtype=np.int64)
     for ex, _ in reference.examples(0, 1, 0):
         np.add.at(all_tokens, ex.input_ids[: ex.length], 1)
     seen = np.zeros_like(all_tokens)
     examples = 0
-    for rank in range(2):
-        stream = make_stream(corpus_dir, tokenizer_info, rank=rank, world_size=2)
-        for batch in DataLoader(stream, batch_size=None, num_workers=2):
-            real = attention_mask_of(batch).bool()
-            np.add.at(seen, batch["input_ids"][real].numpy(), 1)
-            examples += batch["input_ids"].size(0)
+    stream = make_stream(corpus_dir, tokenizer_info, endless=True)
+    for shard in range(4):
+        for ex, _ in stream.examples(shard, 4, 0):
+            np.add.at(seen, ex.input_ids[: ex.length], 1)
+            examples += 1
     special = list(tokenizer_info.special_ids)
     all_tokens[special] = seen[special] = 0  # [CLS]/[SEP] counts depend on packing boundaries
     assert np.array_equal(seen, all_tokens)
     assert examples > 20
+
+
+def _ranks_validation(sources, tokenizer_info, ranks, workers, **kwargs):
+    """Each rank's validation batches (its DataLoader over ``workers`` workers)."""
+    out = []
+    for rank in range(ranks):
+        stream = PretrainingStream.build(
+            sources,
+            tokenizer_info,
+            max_seq_length=64,
+            batch_size=8,
+            shuffle=False,
+            endless=False,
+            rank=rank,
+            world_size=ranks,
+            **kwargs,
+        )
+        out.append(list(DataLoader(stream, batch_size=None, num_workers=workers)))
+    return out
+
+
+def _key(batch) -> bytes:
+    return batch["input_ids"].numpy().tobytes() + batch["masked_positions"].numpy().tobytes()
+
+
+@pytest.mark.parametrize("layout", [(2, 0), (2, 2), (3, 1)], ids=["2x0", "2x2", "3x1"])
+def test_validation_is_dealt_by_batches_and_every_rank_runs_as_many(
+    tmp_path, corpus_dir, tokenizer_info, layout
+):
+    """Validation, for ranks × workers shards: every rank runs the same number of batches (with
+    DDP each forward is a collective), together they are the one-process validation batches
+    (masks included), the few missing ones filled from the start — also for a file that is one
+    long document (no blank line), which split by documents left every rank but one empty."""
+    ranks, workers = layout
+    lines = [line for line in (corpus_dir / "val.txt").read_text().splitlines() if line.strip()]
+    one_document = tmp_path / "one-document.txt"
+    one_document.write_text("\n".join(lines) + "\n")
+    for source in (corpus_dir / "val.txt", one_document):
+        single = [_key(b) for b in _ranks_validation([str(source)], tokenizer_info, 1, 0)[0]]
+        dealt = _ranks_validation([str(source)], tokenizer_info, ranks, workers)
+        counts = [len(batches) for batches in dealt]
+        assert len(set(counts)) == 1 and counts[0] > 0, counts
+        keys = [_key(b) for batches in dealt for b in batches]
+        assert set(keys) == set(single), source  # nothing else, nothing left out
+        assert len(keys) - len(single) < ranks * max(1, workers)  # at most one pad per shard
 
 
 def test_batches_are_masked_and_fresh_each_epoch(corpus_dir, tokenizer_info):

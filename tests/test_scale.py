@@ -356,3 +356,74 @@ def test_sigterm_to_one_ddp_rank_stops_every_rank_at_the_next_agreement(
     from electra_lightning.checkpoint import load_checkpoint
 
     assert load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))["global_step"] == 5
+
+
+def test_ddp_validation_file_of_one_document_gives_every_rank_batches(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    """A validation file without blank lines is one document: split by documents, rank 1 had
+    no validation batch, skipped the sanity check, and rank 0 waited in the epoch-end collective
+    until the gloo timeout (5 min), then crashed with nothing saved. Validation is now dealt by
+    batches, so both ranks validate. The collective timeout is cut to 3 minutes so a
+    regression fails instead of hanging."""
+    lines = [line for line in (corpus_dir / "val.txt").read_text().splitlines() if line.strip()]
+    one_document = tmp_path / "one-document.txt"
+    one_document.write_text("\n".join((lines * 3000)[:3000]) + "\n")
+    args = dist_args(
+        corpus_dir,
+        tokenizer_dir,
+        tmp_path,
+        4,
+        "--config",
+        str(REPO / "configs/trainer/ddp.yaml"),
+        "--trainer.devices=2",
+        "--trainer.strategy.init_args.timeout=0:03:00",
+    )
+    fit(tmp_path, *args, f"--data.val_files={one_document}")
+    r0, r1 = audits(tmp_path, 2)
+    # the sanity check's 2 batches and the validation at step 4's 2 (limit_val_batches=2)
+    assert r0["val_batches"] == r1["val_batches"] == 4, (r0["val_batches"], r1["val_batches"])
+
+
+def test_ddp_training_shard_without_documents_is_one_line_from_its_rank(
+    tmp_path, corpus_dir, tokenizer_dir
+):
+    """A training file of one document (no blank lines) on 2 ranks: with data.seed=2 the
+    document's byte range is dealt to rank 0, so rank 1's shard is empty. Its error used to be
+    silenced (only rank 0 prints) and the user saw only rank 0's gloo traceback; now the line
+    comes from rank 1 and names the layout and the fix."""
+    lines = [line for line in (corpus_dir / "train.txt").read_text().splitlines() if line.strip()]
+    one_document = tmp_path / "one-document.txt"
+    one_document.write_text("\n".join(lines[:3000]) + "\n")
+    args = dist_args(
+        corpus_dir,
+        tokenizer_dir,
+        tmp_path,
+        4,
+        "--config",
+        str(REPO / "configs/trainer/ddp.yaml"),
+        "--trainer.devices=2",
+        "--trainer.strategy.init_args.timeout=0:03:00",
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "electra_lightning",
+            "fit",
+            *args,
+            f"--data.train_files={one_document}",
+            "--data.seed=2",
+        ],
+        cwd=tmp_path,
+        env=env_with_path(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and errors[0].startswith("error: shard 1/2 (ranks × data.num_workers)"), (
+        proc.stderr[-3000:]
+    )
+    assert "a .txt file without blank lines is one document" in errors[0]
