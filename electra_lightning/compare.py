@@ -251,6 +251,12 @@ def _is_identity(key: str) -> bool:
 
 
 def _cell(value: object, width: int = 40) -> str:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and "class_path" in v for v in value)
+    ):  # a list of classes (trainer.callbacks): their names
+        value = ",".join(str(v["class_path"]).rsplit(".", 1)[-1] for v in value)
     text = _fmt(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
