@@ -77,7 +77,9 @@ class ConfigToLogger(SaveConfigCallback):
                     )
             elif getattr(logger, "log_dir", None):
                 directories.append(logger.log_dir)
-        self._write([*([self.run_dir] if self.run_dir else []), *directories])
+        # the run directory's config.yaml is what a resume starts from: the training's
+        run_dir = [self.run_dir] if self.run_dir and stage == "fit" else []
+        self._write([*run_dir, *directories])
 
     def on_train_start(self, trainer, pl_module) -> None:
         # the checkpoint directory gets its copy once ModelCheckpoint has looked at the directory
