@@ -250,7 +250,7 @@ def _is_identity(key: str) -> bool:
     )
 
 
-def _cell(value: object, width: int = 40) -> str:
+def _cell(value: object, width: int = 60) -> str:
     if (
         isinstance(value, list)
         and value
