@@ -258,8 +258,6 @@ def apply_run_name(config, subcommand: str) -> tuple[str | None, str | None]:
 
 def resume_changes(parser, config, saved_path: str) -> list[str]:
     """``key old → new`` for each setting of ``config`` that differs from the saved config."""
-    from electra_lightning.compare import flatten
-
     with open(saved_path, encoding="utf-8") as f:
         saved = flatten(yaml.safe_load(f) or {})
     now = flatten(yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {})
@@ -303,7 +301,9 @@ def _before(row: dict, step: int) -> bool:
         logged = int(float(row.get("step") or 0))
     except ValueError:
         return False
-    indexed = any(k.startswith(("train/", "val/")) and v not in (None, "") for k, v in row.items())
+    indexed = any(
+        k and k.startswith(("train/", "val/")) and v not in (None, "") for k, v in row.items()
+    )
     return logged < step or (logged == step and not indexed)
 
 
