@@ -34,7 +34,7 @@ demo: venv  ## build a corpus from Python's own docs, train tokenizer + tiny ELE
 		--text "the function returns a list of the arguments , raising an error if the file is missing ."
 	$(PY) -m electra_lightning predict detect --model runs/tiny/export/discriminator \
 		--text "the function returns a banana of the arguments , raising an error if the elephant is missing ."
-	$(PY) -m electra_lightning summary runs/tiny/version_0 \
+	$(PY) -m electra_lightning summary runs/tiny \
 		--checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export --after_predictions true
 
 test: venv  ## the fast loop: unit and in-process tests (~2 min on 2 cores)

@@ -94,7 +94,12 @@ def run(command: str, rest: list[str], argv: list[str], from_shell: bool) -> Non
         summary_main(rest, prog)
     else:
         from electra_lightning.lightning_cli import run_finetune_cli, run_lightning_cli
+        from electra_lightning.runs import resume_argv
 
+        # a named run's resume reads its saved config (runs/NAME/config.yaml) first
+        argv, _ = resume_argv(argv)
+        if from_shell:  # so that Lightning's DDP launcher starts the other ranks with it too
+            sys.argv[1:] = argv
         args = None if from_shell else argv
         if is_finetune(argv):
             run_finetune_cli(args, prog=program_name())

@@ -1,9 +1,12 @@
-"""Compare runs offline: a table of key hyperparameters and final/best metrics, and a PNG of curves.
+"""Compare runs offline: a table of the hyperparameters that differ between the runs, then the key
+fixed ones, and final/best metrics; a PNG of curves. Each run is labelled by its name and the
+steps it trained.
 
-    python -m electra_lightning compare runs/wandb/offline-run-* runs/tiny/version_0 --output runs.png
+    python -m electra_lightning compare runs/small-lr5e-4 runs/small-lr1e-3 --output runs.png
 
-Reads W&B run directories (offline or synced, through ``wandb leet inspect --json``) and CSVLogger
-directories (``metrics.csv`` + ``hparams.yaml``), so it works without the W&B server.
+Reads run directories (``runs/NAME``: its W&B run, every resumed part of it joined, or its
+``metrics.csv``), W&B run directories (offline or synced, through ``wandb leet inspect --json``)
+and CSVLogger directories (``metrics.csv`` + ``hparams.yaml``), so it works without the W&B server.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 from dataclasses import dataclass, field
 
 import yaml
+
+from electra_lightning.runs import read_wandb_id
 
 KEY_PARAMS = (
     "model.size.hidden_size",
@@ -71,6 +76,7 @@ class Run:
     path: str
     config: dict = field(default_factory=dict)  # flat "a.b.c" keys
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → (step, v)
+    steps: int | None = None  # the global step of its last checkpoint (a run directory's)
 
 
 def flatten(tree: object, prefix: str = "") -> dict:
@@ -168,16 +174,58 @@ def read_csv_run(path: str) -> Run:
     return run
 
 
+def join_parts(parts: list[Run]) -> Run:
+    """One run from the W&B parts of a resumed run (same id, in the order they ran): the config
+    of the last, each metric's history with a later part's points replacing the earlier ones from
+    its first step on (steps a killed run logged and its resume repeated)."""
+    run = parts[0]
+    for later in parts[1:]:
+        run.config.update(later.config)
+        for key, points in later.history.items():
+            first = min(s for s, _ in points)
+            run.history[key] = [p for p in run.history.get(key, []) if p[0] < first] + points
+        run.path = later.path
+    return run
+
+
+def wandb_parts(run_dir: str) -> list[str]:
+    """The W&B directories of a named run (``runs/NAME/wandb/*run-*-ID``, ID from
+    ``runs/NAME/wandb-run-id``), oldest first."""
+    run_id = read_wandb_id(run_dir)
+    if not run_id:
+        return []
+    found = glob.glob(os.path.join(glob.escape(run_dir), "wandb", f"*run-*-{run_id}"))
+    return sorted(p for p in found if os.path.isdir(p))
+
+
 def read_run(path: str) -> Run:
     if not os.path.isdir(path):
         raise ValueError(f"{path}: not a run directory")
     if glob.glob(os.path.join(path, "*.wandb")):
-        return read_wandb_run(path)
-    if os.path.isfile(os.path.join(path, "metrics.csv")):
-        return read_csv_run(path)
-    raise ValueError(
-        f"{path}: neither a W&B run directory (run-*.wandb) nor a CSVLogger directory (metrics.csv)"
-    )
+        run = read_wandb_run(path)
+    elif parts := wandb_parts(path):
+        run = join_parts([read_wandb_run(p) for p in parts])
+    elif os.path.isfile(os.path.join(path, "metrics.csv")):
+        run = read_csv_run(path)
+    else:
+        raise ValueError(
+            f"{path}: neither a run directory (runs/NAME), a W&B run directory (run-*.wandb) nor "
+            "a CSVLogger directory (metrics.csv)"
+        )
+    if isinstance(run.config.get("run_name"), str) and run.config["run_name"]:
+        run.name = run.config["run_name"]
+    run.steps = _checkpoint_step(path)
+    return run
+
+
+def _checkpoint_step(run_dir: str) -> int | None:
+    """The step of a run directory's ``checkpoints/last.ckpt`` (None without one)."""
+    path = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    if not os.path.isfile(path):
+        return None
+    from electra_lightning.checkpoint import checkpoint_step  # torch: only for a checkpoint
+
+    return checkpoint_step(path)
 
 
 def _fmt(value: object) -> str:
@@ -197,13 +245,54 @@ def config_value(config: dict, key: str):
     return None
 
 
+# what names and places a run rather than how it trains: never a difference between runs
+RUN_IDENTITY = ("run_name", "ckpt_path", "config")
+RUN_IDENTITY_FIELDS = ("save_dir", "dirpath", "dir", "name", "version", "id")
+
+
+def _is_identity(key: str) -> bool:
+    if key in RUN_IDENTITY or key.startswith("_"):
+        return True
+    return key.startswith(("trainer.logger.", "trainer.callbacks.")) and (
+        key.rsplit(".", 1)[-1] in RUN_IDENTITY_FIELDS
+    )
+
+
+def _cell(value: object, width: int = 60) -> str:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and "class_path" in v for v in value)
+    ):  # a list of classes (trainer.callbacks): their names
+        value = ",".join(str(v["class_path"]).rsplit(".", 1)[-1] for v in value)
+    text = _fmt(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def differing_params(runs: list[Run]) -> list[str]:
+    """Every config key whose value is not the same in all ``runs`` (none for one run)."""
+    if len(runs) < 2:
+        return []
+    keys = sorted({k for r in runs for k in r.config if not _is_identity(k)})
+    return [k for k in keys if len({_fmt(r.config.get(k)) for r in runs}) > 1]
+
+
 def table(runs: list[Run]) -> str:
-    """A plain-text table: one column per run."""
+    """A plain-text table: one column per run; the hyperparameters that differ between the runs
+    first, then the key ones they share."""
     rows: list[tuple[str, list[str]]] = [("run", [r.name for r in runs])]
+    differ = differing_params(runs)
+    if differ:
+        rows.append(("differs:", ["" for _ in runs]))
+        rows += [(f"  {key}", [_cell(r.config.get(key)) for r in runs]) for key in differ]
+    same = []
     for key in KEY_PARAMS:
         values = [config_value(r.config, key) for r in runs]
-        if any(v is not None for v in values):
-            rows.append((key, [_fmt(v) for v in values]))
+        if any(v is not None for v in values) and key not in differ:
+            same.append((f"  {key}" if differ else key, [_fmt(v) for v in values]))
+    if differ and same:
+        rows.append(("same:", ["" for _ in runs]))
+    rows += same
     rows.append(("steps trained", [_fmt(steps_trained(r)) for r in runs]))
     for key in FINAL:
         rows.append(
@@ -238,10 +327,15 @@ def table(runs: list[Run]) -> str:
 
 
 def steps_trained(run: Run) -> int | None:
-    """Optimizer steps the run trained: Lightning logs a training row at the 0-based index of
-    its last step, so the last training row's step + 1."""
-    steps = [s for key, h in run.history.items() if key.startswith("train/") for s, _ in h]
-    return max(steps) + 1 if steps else None
+    """Optimizer steps the run trained: its checkpoint's step where known, else from the last
+    metric logged of any kind (Lightning logs training and validation rows at the 0-based index
+    of their step, so + 1; a probe at the step count)."""
+    if run.steps is not None:
+        return run.steps
+    steps = [
+        s if key.startswith("probe/") else s + 1 for key, h in run.history.items() for s, _ in h
+    ]
+    return max(steps) if steps else None
 
 
 def plot(runs: list[Run], output: str) -> str:
@@ -315,7 +409,7 @@ def figure(runs: list[Run]):
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    names = [f"{r.name} ({steps_trained(r) or 0:,} steps)" for r in runs]
+    names = [_label(r) for r in runs]
     fig.suptitle(" vs ".join(names) if len(runs) < 4 else f"{len(runs)} runs", fontsize=12)
     if len(runs) > 1:  # which colour is which run
         fig.legend(
@@ -329,11 +423,17 @@ def figure(runs: list[Run]):
     return fig
 
 
+def _label(run: Run) -> str:
+    steps = steps_trained(run)
+    return f"{run.name} ({steps:,} steps)" if steps is not None else f"{run.name} (steps unknown)"
+
+
 def compare(runs: list[str], output: str = "compare.png") -> None:
     """Print a table of the runs' hyperparameters and final/best metrics; plot their curves.
 
     Args:
-        runs: W&B run directories (e.g. runs/wandb/offline-run-*) or CSVLogger version directories.
+        runs: Run directories (runs/NAME), W&B run directories (e.g. runs/NAME/wandb/offline-run-*)
+            or CSVLogger directories.
         output: Where to write the PNG of loss and discriminator-accuracy curves.
     """
     seen: dict[str, str] = {}
@@ -353,7 +453,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m electra_lightning compare", description=__doc__
     )
-    parser.add_argument("runs", nargs="+", help="W&B run dirs or CSVLogger version dirs")
+    parser.add_argument("runs", nargs="+", help="run dirs (runs/NAME), W&B run dirs or CSV dirs")
     parser.add_argument("--output", default="compare.png", help="PNG of the curves")
     args = parser.parse_args(argv)
     compare(args.runs, args.output)

@@ -4,13 +4,18 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
+import importlib
 import os
 import re
 import sys
 import warnings
 
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
 
 from electra_lightning.callbacks import (
     DownstreamProbe,
@@ -28,8 +33,17 @@ from electra_lightning.glue import GlueDataModule
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
 from electra_lightning.run_lock import hold_checkpoint_dirs
+from electra_lightning.runs import (
+    DEFAULT_SAVE_DIR,
+    SAVED_CONFIG,
+    check_run_name,
+    new_wandb_id,
+    read_wandb_id,
+    run_directory,
+    write_wandb_id,
+)
 
-CONFIG_NAME = "config.yaml"
+CONFIG_NAME = SAVED_CONFIG
 
 
 class ConfigToLogger(SaveConfigCallback):
@@ -41,6 +55,7 @@ class ConfigToLogger(SaveConfigCallback):
     def __init__(self, *args, **kwargs):
         kwargs["save_to_log_dir"] = False  # runs/config.yaml would be shared by every W&B run
         super().__init__(*args, **kwargs)
+        self.run_dir: str | None = None  # a named run's directory (runs/NAME): its config.yaml
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         config = flatten(self.config.as_dict())
@@ -63,7 +78,9 @@ class ConfigToLogger(SaveConfigCallback):
                     )
             elif getattr(logger, "log_dir", None):
                 directories.append(logger.log_dir)
-        self._write(directories)
+        # the run directory's config.yaml is what a resume starts from: the training's
+        run_dir = [self.run_dir] if self.run_dir and stage == "fit" else []
+        self._write([*run_dir, *directories])
 
     def on_train_start(self, trainer, pl_module) -> None:
         # the checkpoint directory gets its copy once ModelCheckpoint has looked at the directory
@@ -71,7 +88,7 @@ class ConfigToLogger(SaveConfigCallback):
             self._write([c.dirpath for c in trainer.checkpoint_callbacks if c.dirpath])
 
     def _write(self, directories: list[str]) -> None:
-        for directory in dict.fromkeys(directories):
+        for directory in dict.fromkeys(os.path.normpath(d) for d in directories):
             os.makedirs(directory, exist_ok=True)
             self.parser.save(
                 self.config,
@@ -133,13 +150,14 @@ def one_line_error(message: str, parser) -> str:
     return f"error: {first}{hint} (all options: {prog} --help)"
 
 
-def check_fresh_or_resume(trainer, ckpt_path: str | None) -> None:
+def check_fresh_or_resume(trainer, ckpt_path: str | None) -> int | None:
     """No run is lost by accident, and a resume with nothing to do says so.
 
     A fresh ``fit`` (no ``--ckpt_path``) into a checkpoint directory that already holds another
     run's checkpoints is refused: it would replace that run's ``last.ckpt`` and mix its
     ``best-*.ckpt`` with the new run's. A resume already at ``trainer.max_steps`` stops before any
-    logger or directory is created.
+    logger or directory is created. Returns the step a resume starts from (None: fresh, or not
+    known).
     """
     if ckpt_path is None:
         for callback in trainer.checkpoint_callbacks:
@@ -151,10 +169,11 @@ def check_fresh_or_resume(trainer, ckpt_path: str | None) -> None:
                 directory = _shown(directory)
                 shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if found[3:] else "")
                 raise ValueError(
-                    f"{directory} already holds another run's checkpoints ({shown}); resume it "
-                    f"with --ckpt_path last, or start fresh after moving or deleting {directory}"
+                    f"{directory} already holds another run's checkpoints ({shown}); give this "
+                    f"run its own --run_name, resume that one with --ckpt_path last, or start "
+                    f"fresh after moving or deleting {directory}"
                 )
-        return
+        return None
     # a resume writes into its own checkpoint directory: Lightning's "exists and is not empty"
     # warning is expected there
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -166,6 +185,7 @@ def check_fresh_or_resume(trainer, ckpt_path: str | None) -> None:
             f"nothing to do: {_shown(path)} is already at step {step} = trainer.max_steps; raise "
             "--trainer.max_steps to train further"
         )
+    return step
 
 
 def _shown(path: str) -> str:
@@ -197,6 +217,120 @@ def warn_unused_probe_options(probe) -> None:
             "(or --probe.tasks [sst2])",
             file=sys.stderr,
         )
+
+
+def _logger_specs(trainer_config) -> list:
+    """The ``class_path``/``init_args`` namespaces of ``trainer.logger`` (one, a list, or none)."""
+    loggers = trainer_config.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    return [spec for spec in loggers if getattr(spec, "class_path", None)]
+
+
+def _is_checkpoint_callback(spec) -> bool:
+    module, _, name = str(getattr(spec, "class_path", "")).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(cls, type) and issubclass(cls, ModelCheckpoint)
+
+
+def _save_dir(config) -> str:
+    """Where run directories go: the first logger's ``save_dir`` (``runs`` without one)."""
+    save_dirs = [
+        spec.init_args.get("save_dir") for spec in _logger_specs(config.trainer) if spec.init_args
+    ]
+    return next((str(d) for d in save_dirs if d), DEFAULT_SAVE_DIR)
+
+
+def run_dir_of(config) -> str | None:
+    """``SAVE_DIR/RUN_NAME`` of a parsed config, or None for a run without a name."""
+    name = config.get("run_name")
+    if not name:
+        return None
+    check_run_name(name)
+    return run_directory(_save_dir(config), name)
+
+
+def apply_run_name(config, subcommand: str) -> tuple[str | None, str | None]:
+    """Point a named run's logger and checkpoints into its directory ``SAVE_DIR/RUN_NAME``.
+
+    CSVLogger/TensorBoardLogger: ``save_dir/RUN_NAME`` itself (no ``version_N``; a ``validate``
+    or ``test`` writes to ``RUN_NAME/validate``, ``RUN_NAME/test``); WandbLogger: named
+    RUN_NAME, its files under ``save_dir/RUN_NAME/wandb``, and on a resumed ``fit`` the run's W&B
+    id (``wandb-run-id``) so the W&B run continues; every ``ModelCheckpoint`` without a
+    ``dirpath``: ``save_dir/RUN_NAME/checkpoints``. Returns (the run directory, the W&B id)."""
+    run_dir = run_dir_of(config)
+    if run_dir is None:
+        return None, None
+    name, root = config.run_name, _save_dir(config)
+    wandb_id = None
+    for spec in _logger_specs(config.trainer):
+        kind, args = spec.class_path.rpartition(".")[2], spec.init_args
+        if kind in ("CSVLogger", "TensorBoardLogger"):
+            args.save_dir, args.name = root, name
+            args.version = "" if subcommand == "fit" else subcommand
+        elif kind == "WandbLogger":
+            resuming = subcommand == "fit" and config.get("ckpt_path") is not None
+            wandb_id = (read_wandb_id(run_dir) if resuming else None) or new_wandb_id()
+            args.save_dir, args.name, args.id, args.version = run_dir, name, wandb_id, None
+            if "dir" in args:
+                args.dir = None
+    for spec in config.trainer.get("callbacks") or []:
+        if _is_checkpoint_callback(spec) and spec.init_args.get("dirpath") is None:
+            spec.init_args.dirpath = os.path.join(run_dir, "checkpoints")
+    return run_dir, wandb_id
+
+
+def resume_changes(parser, config, saved_path: str) -> list[str]:
+    """``key old → new`` for each setting of ``config`` that differs from the saved config."""
+    with open(saved_path, encoding="utf-8") as f:
+        saved = flatten(yaml.safe_load(f) or {})
+    now = flatten(yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {})
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        if key in ("ckpt_path", "config") or saved.get(key) == now.get(key):
+            continue
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, (list, dict)) or isinstance(new, (list, dict)):
+            changes.append(f"{key} (changed)")
+        else:
+            changes.append(f"{key} {old} → {new}")
+    return changes
+
+
+def continue_csv_log(logger, step: int) -> None:
+    """A resumed run's CSV log continues its ``metrics.csv``: CSVLogger deletes the file it finds
+    when it starts, so the rows of the steps before ``step`` (those a stopped or killed run logged
+    for steps it repeats are dropped) are written back and the logger appends to them."""
+    path = os.path.join(logger.log_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = [row for row in reader if _before(row, step)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists")
+        writer = logger.experiment  # deletes metrics.csv
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = header  # the logger's next rows append under this header
+
+
+def _before(row: dict, step: int) -> bool:
+    """Logged before the resumed step: training and validation rows carry the 0-based index of
+    their step (``step - 1`` for the checkpoint's last one), probe rows the step count."""
+    try:
+        logged = int(float(row.get("step") or 0))
+    except ValueError:
+        return False
+    indexed = any(
+        k and k.startswith(("train/", "val/")) and v not in (None, "") for k, v in row.items()
+    )
+    return logged < step or (logged == step and not indexed)
 
 
 def check_log_dirs(trainer) -> None:
@@ -237,6 +371,61 @@ class _ElectraLightningCLI(LightningCLI):
         with hold_checkpoint_dirs(self.trainer):
             super()._run_subcommand(subcommand)
 
+    run_dir: str | None = None
+    wandb_id: str | None = None
+
+    @staticmethod
+    def add_run_name(parser) -> None:
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help=(
+                "Names the run and its directory SAVE_DIR/RUN_NAME (the logger's save_dir, e.g. "
+                "runs/small-lr1e-3): logs, checkpoints, config.yaml. Resume: the same name plus "
+                "--ckpt_path last (or --ckpt_path runs/NAME)."
+            ),
+        )
+
+    def _run_config(self):
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        """A resume from a named run's saved config says so, and what the flags changed."""
+        config = self._run_config()
+        run_dir = run_dir_of(config)
+        saved = os.path.join(run_dir, CONFIG_NAME) if run_dir else None
+        if config.get("ckpt_path") is None or not saved or not os.path.isfile(saved):
+            return
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # said once, by the first process
+            return
+        parser = self._parser(self.subcommand) if self.subcommand else self.parser
+        changes = resume_changes(parser, config, saved)
+        verb = "resuming" if self.subcommand in (None, "fit") else self.subcommand
+        changed = f"; changed: {', '.join(changes)}" if changes else "; nothing changed"
+        print(f"{verb} run '{config.run_name}' with its saved config {_shown(saved)}{changed}")
+
+    def instantiate_classes(self) -> None:
+        """The run name decides the paths; the saved config keeps them as given (a ``dirpath``
+        left to the name stays null), so it can start a run under another name."""
+        as_given = self._run_config().clone()
+        self.run_dir, self.wandb_id = apply_run_name(self._run_config(), self.subcommand or "fit")
+        super().instantiate_classes()
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ConfigToLogger):
+                callback.config, callback.run_dir = as_given, self.run_dir
+
+    def _start_run(self, ckpt_path: str | None, step: int | None) -> None:
+        """A named run keeps its W&B id in its directory; a resumed one continues its CSV log."""
+        if self.run_dir is None or not self.trainer.is_global_zero:
+            return
+        if self.wandb_id:
+            write_wandb_id(self.run_dir, self.wandb_id)
+        if ckpt_path is not None and step is not None:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    continue_csv_log(logger, step)
+
     def before_validate(self) -> None:
         check_log_dirs(self.trainer)
 
@@ -249,6 +438,7 @@ class ElectraCLI(_ElectraLightningCLI):
     predictions, tokenizer digest) linked into the model once."""
 
     def add_arguments_to_parser(self, parser):
+        self.add_run_name(parser)
         # the model/data contract: one frozen value, set by the data, linked once
         parser.link_arguments("data.contract", "model.contract", apply_on="instantiate")
         parser.set_defaults(
@@ -267,7 +457,8 @@ class ElectraCLI(_ElectraLightningCLI):
         warn_unused_probe_options(self.config[self.subcommand].get("probe"))
         check_log_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
-        check_fresh_or_resume(self.trainer, self.config[self.subcommand].get("ckpt_path"))
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        self._start_run(ckpt_path, check_fresh_or_resume(self.trainer, ckpt_path))
 
     def _parse_ckpt_path(self):
         """Keep the config's model settings on ``--ckpt_path`` (LightningCLI would silently replace
@@ -281,6 +472,7 @@ class FinetuneCLI(_ElectraLightningCLI):
     ``model.init_from``; the label set and task from the data."""
 
     def add_arguments_to_parser(self, parser):
+        self.add_run_name(parser)
         parser.link_arguments("model.init_from", "data.tokenizer")
         parser.link_arguments("data.task", "model.task")
         parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
@@ -291,6 +483,9 @@ class FinetuneCLI(_ElectraLightningCLI):
 
     def before_fit(self) -> None:
         check_log_dirs(self.trainer)
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        path = last_checkpoint_path(self.trainer) if ckpt_path == "last" else ckpt_path
+        self._start_run(ckpt_path, checkpoint_step(path) if path else None)
 
 
 def run_finetune_cli(args: list[str] | None, run: bool = True, prog: str | None = None):

@@ -1,7 +1,7 @@
 """``python -m electra_lightning summary``: what a pretraining run trained, where its files are,
 how to read a small model's predictions, and the next commands — in plain words.
 
-    python -m electra_lightning summary runs/tiny/version_0 \\
+    python -m electra_lightning summary runs/tiny \\
         --checkpoint runs/tiny/checkpoints/last.ckpt --export_dir runs/tiny/export
 
 Everything printed is read from the run (its metrics, its checkpoint); the one reference figure is

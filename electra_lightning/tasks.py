@@ -145,28 +145,25 @@ def finetune_recipe(task: str, save_dir: str = "runs/finetune", name: str | None
     """The official fine-tuning recipe (google-research/electra ``configure_finetuning.py``) for one
     task as a LightningCLI config: what is not already a default of ``ElectraClassifier`` (lr 3e-4,
     layer-wise decay 0.8, no weight decay, 10% warmup) or ``GlueDataModule`` (batch 32, 128 tokens)
-    — the task's epochs, gradient clipping, a CSV log and ``last.ckpt`` under ``save_dir/name``
-    (``name`` defaults to the task)."""
+    — the task's epochs, gradient clipping, a CSV log and ``last.ckpt`` in the run's directory
+    ``save_dir/name`` (``run_name``; ``name`` defaults to the task)."""
     key = task_key(task)
     name = name or key
     return {
         "seed_everything": 1,
+        "run_name": name,
         "trainer": {
             "max_epochs": task_spec(key).epochs,
             "gradient_clip_val": 1.0,
             "log_every_n_steps": 20,
             "logger": {
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": save_dir, "name": name},
+                "init_args": {"save_dir": save_dir},
             },
             "callbacks": [
                 {
                     "class_path": "electra_lightning.callbacks.LastCheckpoint",
-                    "init_args": {
-                        "dirpath": f"{save_dir}/{name}/checkpoints",
-                        "save_last": True,
-                        "save_top_k": 0,
-                    },
+                    "init_args": {"save_last": True, "save_top_k": 0},  # in save_dir/name
                 }
             ],
         },

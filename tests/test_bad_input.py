@@ -592,7 +592,7 @@ def test_skip_mode_trains_past_bad_records_and_logs_the_count(
     assert named and all(n % 3 == 0 for n in named), named  # every 3rd line is a bad record
     import csv
 
-    rows = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "runs/tiny/metrics.csv")))
     counts = [float(r["train/skipped_records"]) for r in rows if r.get("train/skipped_records")]
     assert counts and counts[-1] > 0 and counts == sorted(counts)
 

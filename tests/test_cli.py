@@ -50,7 +50,7 @@ def tiny_args(corpus_dir, tokenizer_dir, steps=30):
 @pytest.mark.slow
 def test_fit_lowers_generator_loss_and_exports(tmp_path, corpus_dir, tokenizer_dir):
     run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir), cwd=tmp_path)
-    metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/metrics.csv")))
     gen = [float(r["train/gen_loss"]) for r in metrics if r.get("train/gen_loss")]
     assert len(gen) >= 5
     assert gen[-1] < gen[0] - 0.25, gen  # untrained: ln(2000) ≈ 7.6, stays there if broken
@@ -189,7 +189,7 @@ def test_mlm_baseline_trains_and_exports(tmp_path, corpus_dir, tokenizer_dir):
         "--data.random_token_prob=0.1",
         cwd=tmp_path,
     )
-    metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    metrics = list(csv.DictReader(open(tmp_path / "runs/tiny/metrics.csv")))
     assert any(r.get("train/gen_loss") for r in metrics) and not any(
         r.get("train/disc_f1") for r in metrics
     )

@@ -9,8 +9,8 @@ Substitutions (the only ones; everything else runs as written):
   and 4 steps (validation, logging every 2); fine-tuning gets 1 epoch on 64 examples; ``glue``
   1 seed;
 - paths: ``corpus/*.txt``, ``heldout.txt``: the demo corpus' train/validation text; ``glue_data``:
-  ../shared/data/glue (skipped when absent); ``PATH``: the last checkpoint; ``OTHER_RUN``: the W&B
-  run of the first pretraining command; a config's ``hub:NAME`` sources and ``data/tokenizer``
+  ../shared/data/glue (skipped when absent); ``PATH``: the last checkpoint; ``OTHER_RUN``: the run
+  directory of the first pretraining command; a config's ``hub:NAME`` sources and ``data/tokenizer``
   that the command does not override: a local mirror of NAME (tests/test_shipped.py) and the
   tokenizer the README's ``tokenizer`` command wrote;
 - a resume/validate (``--ckpt_path``) repeats the ``data.*`` options of the fit it continues, and
@@ -154,9 +154,7 @@ class Workspace:
         env_prefix = [p for p in parts[: parts.index(python.strip("'"))] if "=" in p]
         args = [a.replace("PATH", self.last_checkpoint()) if a == "PATH" else a for a in args]
         if "OTHER_RUN" in args:
-            args[args.index("OTHER_RUN")] = str(
-                sorted(self.root.glob("runs/wandb/offline-run-*"))[0]
-            )
+            args[args.index("OTHER_RUN")] = str(self.root / "runs" / "electra-small")
         if sub in ("fit", "validate"):
             args = self.adapt_fit(sub, args)
         elif sub == "glue":

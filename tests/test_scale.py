@@ -198,7 +198,7 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
         *tiny_args(corpus_dir, tokenizer_dir, steps=6),
         "--config",
         str(REPO / "configs/logger/wandb.yaml"),
-        "--trainer.logger.init_args.name=offline-test",
+        "--run_name=offline-test",  # the W&B run's name and directory runs/offline-test
         "--trainer.logger.init_args.group=tests",
     ]
     proc = subprocess.run(
@@ -212,7 +212,7 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wandb sync" in proc.stdout
-    (run_dir,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    (run_dir,) = list((tmp_path / "runs" / "offline-test" / "wandb").glob("offline-run-*"))
     wandb = os.path.join(os.path.dirname(sys.executable), "wandb")
     summary = json.loads(
         subprocess.run(
@@ -244,14 +244,12 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, corpus_dir, tokeni
     keys = set().union(*history)
     assert {"train/gen_loss", "train/disc_loss", "train/tokens_per_sec"} <= keys
 
-    # compare: a W&B run next to a CSV run (a new run: the first one's checkpoints moved away,
-    # as a fresh fit into a directory holding them is refused)
-    (tmp_path / "runs/tiny/checkpoints").rename(tmp_path / "first-run-checkpoints")
+    # compare: a W&B run next to a CSV run (another name: another run directory)
     run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=10), cwd=tmp_path)
     out = run_cli(
         "compare",
         str(run_dir),
-        str(tmp_path / "runs/tiny/version_0"),
+        str(tmp_path / "runs/tiny"),
         "--output",
         str(tmp_path / "cmp.png"),
         cwd=tmp_path,

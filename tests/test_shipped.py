@@ -16,6 +16,7 @@ What each test changes, because 2 CPU cores cannot run it as shipped, and nothin
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -119,9 +120,13 @@ def fit_and_resume(cwd: Path, base: list[str], steps: int = 4) -> dict:
     return {"first": first, "second": second}
 
 
-def only_wandb_run(cwd: Path, name: str | None = None) -> list[Path]:
-    runs = sorted((cwd / "runs" / "wandb").glob("offline-run-*"))
-    assert runs, f"no offline W&B run under {cwd / 'runs/wandb'}"
+def wandb_parts(cwd: Path, name: str) -> list[Path]:
+    """The offline W&B directories of the run ``runs/NAME``, all under the id it keeps."""
+    run_dir = cwd / "runs" / name
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert runs, f"no offline W&B run under {run_dir / 'wandb'}"
+    run_id = (run_dir / "wandb-run-id").read_text().strip()
+    assert all(p.name.endswith(f"-{run_id}") for p in runs), (run_id, runs)
     return runs
 
 
@@ -147,8 +152,8 @@ def test_size_config_runs_as_shipped(name, tmp_path, hub_root, corpus_dir, token
     checkpoints = tmp_path / "runs" / name / "checkpoints"
     assert checkpoint_step(checkpoints / "last.ckpt") == 6
     assert sorted(p.name for p in checkpoints.glob("best-*.ckpt"))  # monitored val/loss
-    runs = only_wandb_run(tmp_path)
-    assert len(runs) == 2  # the resume is its own W&B run (same project, name and group)
+    runs = wandb_parts(tmp_path, name)
+    assert len(runs) == 2  # the resume continues the W&B run: a second part under the same id
     for run_dir in runs:
         run = read_wandb_run(str(run_dir))
         assert run.config["trainer.precision"] == "bf16-mixed"
@@ -188,14 +193,16 @@ def test_tiny_with_each_logger(logger, tmp_path, corpus_dir, tokenizer_dir):
     ]
     fit_and_resume(tmp_path, base)
     assert checkpoint_step(tmp_path / "runs/tiny/checkpoints/last.ckpt") == 6
+    run_dir = tmp_path / "runs" / "tiny"  # the run's name decides its directory, any logger
+    assert not list(run_dir.glob("version_*"))
     if logger in (None, "csv"):
-        name = "tiny" if logger is None else "electra"
-        assert (tmp_path / "runs" / name / "version_0" / "metrics.csv").is_file()
-        assert (tmp_path / "runs" / name / "version_1" / "metrics.csv").is_file()
+        rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+        steps = [int(r["step"]) for r in rows if r.get("train/loss")]
+        assert steps == [1, 3, 5], steps  # both processes' rows (0-based), each step once
     elif logger == "tensorboard":
-        assert list((tmp_path / "runs/tensorboard").rglob("events.out.tfevents.*"))
+        assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # one file per process
     else:
-        assert len(only_wandb_run(tmp_path)) == 2
+        assert len(wandb_parts(tmp_path, "tiny")) == 2
 
 
 @pytest.mark.parametrize("trainer", ["single", "ddp", "fsdp2"])

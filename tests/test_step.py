@@ -169,11 +169,7 @@ def _fit_resume_export(tmp_path, corpus_dir, tokenizer_dir, *extra):
     ids = torch.randint(5, 2000, (2, 24))
     with torch.no_grad():
         assert torch.equal(module.discriminator(input_ids=ids).logits, hf(input_ids=ids).logits)
-    return [
-        row
-        for version in sorted((tmp_path / "runs/tiny").glob("version_*"))
-        for row in csv.DictReader(open(version / "metrics.csv"))
-    ]
+    return list(csv.DictReader(open(tmp_path / "runs/tiny/metrics.csv")))  # resumed: continued
 
 
 @pytest.mark.slow

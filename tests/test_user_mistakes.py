@@ -157,17 +157,16 @@ def test_no_run_is_lost_by_accident(tmp_path, corpus_dir, tokenizer_dir, capsys,
     assert code == 2
     line = one_error_line(err)
     assert "runs/tiny/checkpoints already holds another run's checkpoints" in line
-    assert "--ckpt_path last" in line and "start fresh" in line
+    assert "--ckpt_path last" in line and "start fresh" in line and "--run_name" in line
     after = {p.name: p.read_bytes() for p in checkpoints.iterdir() if p.is_file()}
     assert after == before
-    versions = sorted(p.name for p in (tmp_path / "runs/tiny").glob("version_*"))
-    assert versions == ["version_0"]
+    logged = (tmp_path / "runs/tiny/metrics.csv").read_bytes()
 
     code, err = run_main([*args, "--ckpt_path=last"], tmp_path, capsys, monkeypatch)
     assert code in (0, None)
     assert "nothing to do:" in err and "already at step 2 = trainer.max_steps" in err, err
     assert "raise --trainer.max_steps" in err
-    assert sorted(p.name for p in (tmp_path / "runs/tiny").glob("version_*")) == versions
+    assert (tmp_path / "runs/tiny/metrics.csv").read_bytes() == logged
     assert "step:" not in err  # no progress bar
 
     resumed = [*tiny(corpus_dir, tokenizer_dir, 4), "--ckpt_path=last"]
