@@ -17,7 +17,6 @@ Positive gains mean the model uses more than frequencies. See docs/objective.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -110,17 +109,3 @@ def binary_entropy(p: float | torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of a Bernoulli(``p``): the loss of a constant prediction at the base rate."""
     p = torch.as_tensor(p, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
     return -(p * p.log() + (1 - p) * (1 - p).log())
-
-
-def context_gain_words(name: str, gain: float) -> str:
-    """A gain in words: ``generator`` / ``mlm`` / ``discriminator``."""
-    if name == "discriminator":
-        what, than = "tells replaced from original tokens", "the base rate alone"
-    else:
-        what, than = "predicts masked words", "word frequencies alone"
-    if not math.isfinite(gain):
-        return f"the {name}'s gain over {than} is not finite"
-    if abs(gain) < 0.005:
-        return f"the {name} {what} no better than {than} (gain {gain:+.3f} nats)"
-    direction = "better" if gain > 0 else "worse"
-    return f"the {name} {what} {abs(gain):.3g} nats {direction} than {than}"

@@ -13,8 +13,10 @@ more than a shuffle block and one batch in memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import sys
 from typing import Literal
@@ -193,14 +195,17 @@ class ElectraDataModule(L.LightningDataModule):
         if self._baseline is None and limit and self.val_sources:
             train, val = self.baseline_streams()
             info = self.tokenizer_info
-            self._baseline = frequency_baseline(
-                train,
-                val,
-                info.vocab_size,
-                info.special_ids,
-                max_train_tokens=limit,
-                max_eval_tokens=max(1, limit // 20),
-            )
+            # a statistic, not training: bad records are passed over quietly here and met (and
+            # reported, or refused) by the training stream itself, as without the baseline
+            with contextlib.redirect_stderr(io.StringIO()):
+                self._baseline = frequency_baseline(
+                    train,
+                    val,
+                    info.vocab_size,
+                    info.special_ids,
+                    max_train_tokens=limit,
+                    max_eval_tokens=max(1, limit // 20),
+                )
         return self._baseline
 
     def baseline_streams(self) -> tuple[PretrainingStream, PretrainingStream]:
@@ -210,8 +215,12 @@ class ElectraDataModule(L.LightningDataModule):
         info, masker = self.tokenizer_info, BatchMasker(self.masking, self.tokenizer_info)
 
         def stream(sources: list[str], shuffle: bool) -> PretrainingStream:
-            config = self.stream_config
-            config = dataclasses.replace(config, shuffle=shuffle and config.shuffle)
+            config = dataclasses.replace(
+                self.stream_config,
+                shuffle=shuffle and self.stream_config.shuffle,
+                on_bad_record="skip",
+                max_bad_records=sys.maxsize,
+            )
             return PretrainingStream(sources, info, config, masker, endless=False)
 
         return stream(self.train_sources, shuffle=True), stream(self.val_sources, shuffle=False)

@@ -10,12 +10,12 @@ the paper's ELECTRA-Small budget. No experiment's finding is written here.
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 
 from jsonargparse import CLI
 
-from electra_lightning.baselines import context_gain_words
 from electra_lightning.compare import config_value, plot, read_csv_run
 
 # ELECTRA-Small's pretraining (paper, Table 6): 1M steps × batch 128 × 128 tokens.
@@ -60,6 +60,20 @@ def _params(run) -> str:
     if gen:
         size += f"; generator {float(gen):g} of its width"
     return size
+
+
+def context_gain_words(name: str, gain: float) -> str:
+    """A gain in words: ``generator`` / ``mlm`` / ``discriminator``."""
+    if name == "discriminator":
+        what, than = "tells replaced from original tokens", "the base rate alone"
+    else:
+        what, than = "predicts masked words", "word frequencies alone"
+    if not math.isfinite(gain):
+        return f"the {name}'s gain over {than} is not finite"
+    if abs(gain) < 0.005:
+        return f"the {name} {what} no better than {than} (gain {gain:+.3f} nats)"
+    direction = "better" if gain > 0 else "worse"
+    return f"the {name} {what} {abs(gain):.3g} nats {direction} than {than}"
 
 
 def summarize(

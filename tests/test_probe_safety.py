@@ -123,7 +123,7 @@ def test_a_probe_that_fails_while_training_is_one_warning_and_the_run_goes_on(
 
     ckpt = load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))
     assert ckpt["global_step"] == 12
-    rows = list(csv.DictReader(open(tmp_path / "runs/tiny/version_0/metrics.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "runs/tiny/metrics.csv")))
     assert rows and "probe/sst2_acc" not in rows[0]
 
 
