@@ -332,3 +332,27 @@ def test_hub_source_with_workers_reads_every_record_once(hub_root, tokenizer_dir
         )
 
     assert content_tokens(2) == content_tokens(0) > 0
+
+
+def test_the_cpu_short_budget_recipe_runs_as_shipped(tmp_path, corpus_dir, tokenizer_dir):
+    """configs/cpu-small-budget.yaml as shipped (CSV, 1 worker, 32-true, local files, its own
+    sequence length, generator width, dropout and lr), scaled down in batch and steps: fit, resume,
+    and the context gains it is documented by are logged."""
+    config = CONFIGS / "cpu-small-budget.yaml"
+    shipped = yaml.safe_load(config.read_text())
+    assert shipped["model"]["dropout"] == 0.0 and shipped["data"]["max_seq_length"] == 64
+    base = [
+        "--config",
+        str(config),
+        f"--data.train_files={corpus_dir / 'train.txt'}",
+        f"--data.val_files={corpus_dir / 'val.txt'}",
+        f"--data.tokenizer={tokenizer_dir}",
+        "--data.batch_size=4",
+        "--model.warmup_steps=2",
+    ]
+    fit_and_resume(tmp_path, base)
+    run_dir = tmp_path / "runs" / "cpu-small-budget"
+    assert checkpoint_step(run_dir / "checkpoints" / "last.ckpt") == 6
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    for key in ("val/gen_context_gain", "val/disc_context_gain"):
+        assert any(r.get(key) for r in rows), key
