@@ -213,7 +213,11 @@ def glue_data(
 def main(argv: list[str], prog: str | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Download GLUE (the Hugging Face Hub's nyu-mll/glue; online) in the standard "
+        "glue_data TSV layout that fine-tuning reads (--data.data_dir).",
+    )
     parser.add_argument(
         "--output_dir", default="glue_data", help="the GLUE root to write (--data.data_dir)"
     )
