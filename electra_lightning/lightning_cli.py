@@ -25,6 +25,7 @@ from electra_lightning.data import ElectraDataModule
 from electra_lightning.errors import NothingToDo
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
+from electra_lightning.hardware import fit_precision, fit_workers
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
 
@@ -184,6 +185,37 @@ def check_log_dirs(trainer) -> None:
             check_writable(directory, f"trainer.logger ({type(logger).__name__}) save_dir")
 
 
+def fit_to_machine(config) -> list[str]:
+    """``trainer.precision`` and ``data.num_workers`` fitted to this machine (``hardware``: bf16
+    where the CPU only emulates it, more workers than cores), changed in the parsed config itself,
+    so the config the run saves says what it ran with. Returns the one-line notes (printed by the
+    first process of each node)."""
+    notes = []
+    fitted = fit_precision(config.get("trainer.precision"), config.get("trainer.accelerator"))
+    if fitted:
+        config["trainer.precision"], note = fitted
+        notes.append(note)
+    workers = config.get("data.num_workers")
+    fitted = fit_workers(workers) if isinstance(workers, int) else None
+    if fitted:
+        config["data.num_workers"], note = fitted
+        notes.append(note)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        for note in notes:
+            print(note, file=sys.stderr, flush=True)
+    return notes
+
+
+def drop_wandb_anonymous(logger) -> None:
+    """Lightning's ``WandbLogger`` passes ``anonymous=None`` to ``wandb.init`` unless anonymous
+    logging is asked for, and wandb 0.31 answers any value with "The anonymous setting has no
+    effect" on every run: leave the setting out (its private init arguments, read when the run
+    starts)."""
+    init = getattr(logger, "_wandb_init", None) if type(logger).__name__ == "WandbLogger" else None
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        init.pop("anonymous", None)
+
+
 class _ElectraLightningCLI(LightningCLI):
     """Adds to every trainer what users should not have to configure, instantiated here rather
     than parsed (so jsonargparse never tries to serialise them into the saved config): atomic,
@@ -196,12 +228,18 @@ class _ElectraLightningCLI(LightningCLI):
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             config["plugins"] = [*plugins, SafeCheckpointIO()]
+        loggers = config.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            drop_wandb_anonymous(logger)
         extra = [GracefulStop()]
         if config.get("enable_progress_bar") is not False:
             extra.append(StepProgressBar())
         if config.get("enable_model_summary") is not False:
             extra.append(ElectraModelSummary())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def before_instantiate_classes(self) -> None:
+        fit_to_machine(self.config.get(str(self.subcommand), self.config))
 
     def before_validate(self) -> None:
         check_log_dirs(self.trainer)
