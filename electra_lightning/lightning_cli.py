@@ -20,6 +20,7 @@ from electra_lightning.callbacks import (
 )
 from electra_lightning.checkpoint import SafeCheckpointIO, checkpoint_step
 from electra_lightning.compare import flatten
+from electra_lightning.config_files import config_files
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.errors import NothingToDo
@@ -103,12 +104,57 @@ class OneLineParser(LightningArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, *rest, **kwargs):
+        self.argv = list(sys.argv[1:] if args is None else args)  # the --config files, on error
+        return super().parse_args(args, *rest, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # jsonargparse parsing a nested value: it catches this
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        print(one_line_error(message, parser), file=sys.stderr)
+        line = None
+        if re.search(r"(?:[Kk]ey|option) '[A-Za-z0-9_.]+'", str(message)):
+            line = unknown_config_keys_error(config_files(getattr(self, "argv", [])), parser)
+        print(line or one_line_error(message, parser), file=sys.stderr)
         sys.exit(2)
+
+
+def unknown_keys(config: dict, known: set[str], groups: set[str], prefix: str = "") -> list[str]:
+    """The dotted keys of a config mapping that name no option: a group (``trainer``,
+    ``model.size``) is looked into, an option's value (a class's ``init_args``) is not."""
+    found = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if (
+            isinstance(value, dict)
+            and value
+            and (f"--{name}" in groups or f"--{name}" not in known)
+        ):
+            found += unknown_keys(value, known, groups, f"{name}.")
+        elif f"--{name}" not in known:
+            found.append(name)
+    return found
+
+
+def unknown_config_keys_error(files: list[tuple[str, dict]], parser) -> str | None:
+    """One line naming every unknown key of every ``--config`` file (jsonargparse stops at the
+    first), each with the nearest known option; None when the files hold none."""
+    actions = parser._option_string_actions  # argparse's option table, see one_line_error
+    known = {o for o in actions if o.startswith("--")}
+    # a group's option loads a file of its settings (jsonargparse's private action class)
+    groups = {o for o in known if type(actions[o]).__name__ == "_ActionConfigLoad"}
+    parts = []
+    for path, config in files:
+        keys = []
+        for key in unknown_keys(config, known, groups):
+            near = difflib.get_close_matches(f"--{key}", known, n=1, cutoff=0.75)
+            keys.append(f"'{key}'" + (f" (did you mean {near[0]}?)" if near else ""))
+        if keys:
+            parts.append(f"{path}: unknown key{'s' if len(keys) > 1 else ''} {', '.join(keys)}")
+    if not parts:
+        return None
+    prog = parser.prog.replace(" [options]", "")
+    return f"error: {'; '.join(parts)} (all options: {prog} --help)"
 
 
 def one_line_error(message: str, parser) -> str:
