@@ -59,9 +59,18 @@ def fit_precision(precision, accelerator) -> tuple[str, str] | None:
     if not bf16_is_emulated():
         return None
     return "32-true", (
-        f"note: trainer.precision {precision} -> 32-true: this CPU has no native bf16 (no "
-        f"AVX512-BF16/AMX), so bf16 would be emulated, several times slower than fp32; "
+        f"note: trainer.precision {precision} -> 32-true: {no_bf16_reason()}; "
         f"{BF16_ENV}=1 keeps {precision}"
+    )
+
+
+def no_bf16_reason() -> str:
+    """Why bf16 is left out here, in words (for a note where ``bf16_is_emulated()``)."""
+    if os.environ.get(BF16_ENV, "").strip() == "0":
+        return f"{BF16_ENV}=0 is set"
+    return (
+        "this CPU has no native bf16 (no AVX512-BF16/AMX), so bf16 would be emulated, several "
+        "times slower than fp32"
     )
 
 

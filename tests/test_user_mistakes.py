@@ -232,3 +232,22 @@ def test_every_unknown_config_key_is_named_with_its_file(configs, tmp_path, caps
         "'model.warmup_stepz' (did you mean --model.warmup_steps?), 'model.size.hiden_size' "
         "(did you mean --model.size.hidden_size?) (all options: "
     )
+
+
+def test_summary_next_commands_say_how_to_run_them(tmp_path):
+    """``make demo`` runs ``.venv/bin/python`` without activating anything: the "Next" commands
+    (bare ``python -m electra_lightning``) come after the activation line, name only commands
+    that exist, and fetch the GLUE data before fine-tuning on it."""
+    from electra_lightning.cli import LIGHTNING_COMMANDS, OUR_COMMANDS
+    from electra_lightning.summary import summarize
+
+    (tmp_path / "metrics.csv").write_text("step,train/gen_loss,train/tokens_seen\n9,6.5,20480\n")
+    header, *steps = summarize(str(tmp_path)).split("\nNext")[1].splitlines()
+    assert "source .venv/bin/activate" in header, header
+    commands = [line.split() for line in steps if "python" in line]
+    assert all(c[:3] == ["python", "-m", "electra_lightning"] for c in commands), commands
+    names = [c[3] for c in commands]
+    assert set(names) <= {*LIGHTNING_COMMANDS, *OUR_COMMANDS}, names
+    assert names.index("glue-data") < len(names) - 1 - names[::-1].index(
+        "fit"
+    )  # before fine-tuning
