@@ -199,13 +199,19 @@ def glue_data(
         if all(os.path.isfile(p) for p in paths.values()):
             print(f"{folder}: already there, kept (delete it to fetch it again)")
             continue
+        created = not os.path.isdir(folder)
         os.makedirs(folder, exist_ok=True)
         counts = []
-        for name, split in layout.splits.items():
-            where = f"'{source}' (config {key}, split {split})"
-            rows = hub_rows(source, key, split)
-            n = write_split(rows, paths[name], layout, split.startswith("test"), where)
-            counts.append(f"{name} {n:,}")
+        try:
+            for name, split in layout.splits.items():
+                where = f"'{source}' (config {key}, split {split})"
+                rows = hub_rows(source, key, split)
+                n = write_split(rows, paths[name], layout, split.startswith("test"), where)
+                counts.append(f"{name} {n:,}")
+        except BaseException:
+            if created and not os.listdir(folder):  # nothing of this task was written
+                os.rmdir(folder)
+            raise
         print(f"{folder}: {', '.join(counts)} rows")
     return output_dir
 

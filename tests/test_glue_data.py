@@ -177,4 +177,4 @@ def test_glue_data_mistakes_are_one_line(args, message, tmp_path, capsys):
     assert main(["glue-data", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.match(message, err), err
-    assert not list(tmp_path.glob("out/*/*"))  # nothing half written
+    assert not list(tmp_path.glob("out/*"))  # nothing half written, no empty task folder
