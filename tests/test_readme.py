@@ -339,7 +339,7 @@ def test_every_readme_and_next_command_runs(workspace, demo):
     ws = workspace
     commands = shell_commands(README.read_text())
     assert len(commands) >= 20  # the extraction found the README's commands
-    nxt = demo[demo.index("Next:") :]
+    nxt = demo[demo.index("\nNext") :]
     next_commands = [(c, []) for c, _ in shell_commands(f"```\n{nxt}\n```")]
     # tokenizer, fit, glue-data (glue_data/SST-2 is there: kept, nothing fetched), fine-tune, compare
     assert len(next_commands) == 5, nxt
