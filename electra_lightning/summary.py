@@ -172,7 +172,7 @@ def summarize(
     example = export_dir or "EXPORT"
     out += [
         "",
-        "Next (in the environment make installed: source .venv/bin/activate first):",
+        "Next (in the project's environment: source .venv/bin/activate first):",
         "  1. pretrain on your own text:",
         "     python -m electra_lightning tokenizer --files 'corpus/*.txt' --output_dir tok",
         "     python -m electra_lightning fit --config configs/electra-small.yaml \\",
