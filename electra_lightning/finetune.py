@@ -215,7 +215,7 @@ class ElectraClassifier(L.LightningModule):
                 )
             head = "regression head" if num_labels == 1 else f"{num_labels}-label classifier head"
             rank_zero_info(
-                f"model.init_from: the pretrained encoder of {init_from} (its pretraining head "
+                f"model.init_from: the pretrained encoder of {init_from} (its own head "
                 f"left out) and a new {head}"
             )
         self.metric_names = metric_names(task, num_labels)
