@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from electra_lightning.callbacks import detect_peak_flops  # noqa: E402
 from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
+from electra_lightning.hardware import BF16_ENV, bf16_is_emulated, no_bf16_reason  # noqa: E402
 from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
 from electra_lightning.model import (  # noqa: E402
     OFFICIAL_SIZES,
@@ -263,6 +264,8 @@ def bench_variants(size, args, tok_info, corpus, device) -> dict:
     if not args.no_compile:
         specs["compiled fp32"] = dict(bf16=False, compiled=True, before=False)
         specs["compiled bf16"] = dict(bf16=True, compiled=True, before=False)
+    if args.skip_bf16:
+        specs = {name: spec for name, spec in specs.items() if not spec["bf16"]}
     variants = [Variant(n, size, args, tok_info, corpus, device, **kw) for n, kw in specs.items()]
     first = {}
     for v in variants:
@@ -391,11 +394,13 @@ def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
 
 
 def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
-    peaks = {"fp32": gemm_flops(device, torch.float32), "bf16": gemm_flops(device, torch.bfloat16)}
+    peaks = {"fp32": gemm_flops(device, torch.float32)}
+    if not args.skip_bf16:
+        peaks["bf16"] = gemm_flops(device, torch.bfloat16)
     print(
         f"\n## The step against the machine (batch {args.batch} x {args.seq}; same-run 2048² GEMM: "
-        f"fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s, "
-        f"{torch.get_num_threads()} threads)"
+        + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items())
+        + f", {torch.get_num_threads()} threads)"
     )
     print(
         "| model | variant | ms/step | seq/s | achieved FLOP/s | fraction of GEMM peak | "
@@ -470,6 +475,15 @@ def main() -> None:
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
     device = torch.device(args.device)
+    # emulated bf16 on a CPU: the bf16 GEMM alone ran for tens of minutes on an AVX2-only EPYC
+    args.skip_bf16 = device.type == "cpu" and bf16_is_emulated()
+    if args.skip_bf16:
+        print(
+            f"bf16 rows skipped: {no_bf16_reason()} (the bf16 rows alone ran for 50+ minutes on "
+            f"an AVX2-only CPU); {BF16_ENV}=1 times them"
+            + ("; --precision bf16 -> fp32" if args.precision == "bf16" else "")
+        )
+        args.precision = "fp32"
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -20,6 +20,7 @@ COMMANDS = """commands:
   predict fill-mask|detect|classify  use exported models (fill [MASK]; RTD view; labels)
   compare RUN_DIR...                 table + PNG of W&B (offline) or CSV runs
   glue --init_from DIR --tasks ...   fine-tune GLUE tasks over several seeds; table + test files
+  glue-data --output_dir glue_data   download GLUE (Hub: nyu-mll/glue) in the glue_data TSV layout
   summary RUN_DIR                    what a run trained, where its files are, what to try next
   (fit/validate with --config configs/finetune/TASK.yaml fine-tune the encoder)
 """
@@ -35,7 +36,7 @@ def program_name() -> str:
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-OUR_COMMANDS = ("tokenizer", "export", "predict", "compare", "glue", "summary")
+OUR_COMMANDS = ("tokenizer", "export", "predict", "compare", "glue", "glue-data", "summary")
 
 
 def unknown_command(command: str) -> str:
@@ -88,6 +89,10 @@ def run(command: str, rest: list[str], argv: list[str], from_shell: bool) -> Non
         from electra_lightning.glue_runner import main as glue_main
 
         glue_main(rest)
+    elif command == "glue-data":
+        from electra_lightning.glue_data import main as glue_data_main
+
+        glue_data_main(rest, prog)
     elif command == "summary":
         from electra_lightning.summary import main as summary_main
 

@@ -7,7 +7,8 @@ import os
 
 
 def config_files(args: list[str]) -> list[tuple[str, dict]]:
-    """(path, contents) of every ``--config FILE`` / ``--config=FILE`` that exists."""
+    """(path, contents) of every ``--config FILE`` / ``--config=FILE`` that exists; one missing
+    whose name without ``.yaml`` was typed is a one-line error with the hint."""
     import yaml
 
     found = []
@@ -15,6 +16,10 @@ def config_files(args: list[str]) -> list[tuple[str, dict]]:
         path = args[i + 1] if arg == "--config" and i + 1 < len(args) else None
         if arg.startswith("--config="):
             path = arg.split("=", 1)[1]
+        if path and not os.path.exists(path):
+            near = [p for p in (f"{path}.yaml", f"{path}.yml") if os.path.isfile(p)]
+            if near:
+                raise ValueError(f"--config: '{path}' does not exist; did you mean {near[0]}?")
         if path and os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 try:

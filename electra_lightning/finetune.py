@@ -7,6 +7,7 @@ import os
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     BinaryF1Score,
@@ -74,6 +75,43 @@ def make_metrics(names: tuple[str, ...], num_labels: int) -> MetricCollection:
     return MetricCollection({name: factories[name]() for name in names})
 
 
+# what an exported ELECTRA holds besides the encoder: the pretraining heads, left out here
+PRETRAINING_HEADS = ("discriminator_predictions.", "generator_predictions.", "generator_lm_head.")
+
+
+def quiet_from_pretrained(model_class, path: str):
+    """``model_class.from_pretrained(path)`` without transformers' progress bar and its
+    UNEXPECTED/MISSING load report when the only difference is the expected one (the pretraining
+    head left out); any other difference is a one-line error."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    class NoLoadReport(logging.Filter):  # checked below instead
+        def filter(self, record: logging.LogRecord) -> bool:
+            return " LOAD REPORT" not in str(record.msg)
+
+    report, no_report = logging.getLogger("transformers.modeling_utils"), NoLoadReport()
+    bars = hf_logging.is_progress_bar_enabled()
+    report.addFilter(no_report)
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = model_class.from_pretrained(path, output_loading_info=True)
+    finally:
+        report.removeFilter(no_report)
+        if bars:
+            hf_logging.enable_progress_bar()
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(PRETRAINING_HEADS)]
+    missing = [k for k in info["missing_keys"] if "position_ids" not in k]
+    if unexpected or missing or info["mismatched_keys"]:
+        raise ValueError(
+            f"model.init_from: weights in '{path}' do not fit an ELECTRA encoder (missing "
+            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}, mismatched "
+            f"{sorted(k[0] for k in info['mismatched_keys'])[:3]})"
+        )
+    return model
+
+
 def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, str] | None]:
     """(config, encoder state dict, tokenizer files or None) from an exported HF discriminator
     directory or a pretraining checkpoint (file or sharded directory)."""
@@ -87,7 +125,7 @@ def load_discriminator(init_from: str) -> tuple[ElectraConfig, dict, dict[str, s
             raise ValueError(
                 f"model.init_from: '{init_from}' is a {config.model_type} model, not ELECTRA"
             )
-        encoder = ElectraModel.from_pretrained(init_from)
+        encoder = quiet_from_pretrained(ElectraModel, init_from)
         return config, encoder.state_dict(), None
     checkpoint = load_any_checkpoint(init_from, "model.init_from")
     hparams = checkpoint.get("hyper_parameters", {})
@@ -175,6 +213,11 @@ class ElectraClassifier(L.LightningModule):
                     f"model.init_from: weights do not fit an ELECTRA encoder (missing {missing[:3]}, "
                     f"unexpected {unexpected[:3]})"
                 )
+            head = "regression head" if num_labels == 1 else f"{num_labels}-label classifier head"
+            rank_zero_info(
+                f"model.init_from: the pretrained encoder of {init_from} (its own head "
+                f"left out) and a new {head}"
+            )
         self.metric_names = metric_names(task, num_labels)
         self.val_metrics = make_metrics(self.metric_names, num_labels)
         self.val_loss = MeanMetric()

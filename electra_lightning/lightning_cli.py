@@ -25,11 +25,13 @@ from electra_lightning.callbacks import (
 )
 from electra_lightning.checkpoint import SafeCheckpointIO, checkpoint_step
 from electra_lightning.compare import flatten
+from electra_lightning.config_files import config_files
 from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
 from electra_lightning.data import ElectraDataModule
 from electra_lightning.errors import NothingToDo
 from electra_lightning.finetune import ElectraClassifier
 from electra_lightning.glue import GlueDataModule
+from electra_lightning.hardware import fit_precision, fit_workers
 from electra_lightning.module import ElectraPretraining
 from electra_lightning.optim import ADAMW_DEFAULTS
 from electra_lightning.run_lock import hold_checkpoint_dirs
@@ -120,12 +122,57 @@ class OneLineParser(LightningArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, *rest, **kwargs):
+        self.argv = list(sys.argv[1:] if args is None else args)  # the --config files, on error
+        return super().parse_args(args, *rest, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # jsonargparse parsing a nested value: it catches this
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        print(one_line_error(message, parser), file=sys.stderr)
+        line = None
+        if re.search(r"(?:[Kk]ey|option) '[A-Za-z0-9_.]+'", str(message)):
+            line = unknown_config_keys_error(config_files(getattr(self, "argv", [])), parser)
+        print(line or one_line_error(message, parser), file=sys.stderr)
         sys.exit(2)
+
+
+def unknown_keys(config: dict, known: set[str], groups: set[str], prefix: str = "") -> list[str]:
+    """The dotted keys of a config mapping that name no option: a group (``trainer``,
+    ``model.size``) is looked into, an option's value (a class's ``init_args``) is not."""
+    found = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if (
+            isinstance(value, dict)
+            and value
+            and (f"--{name}" in groups or f"--{name}" not in known)
+        ):
+            found += unknown_keys(value, known, groups, f"{name}.")
+        elif f"--{name}" not in known:
+            found.append(name)
+    return found
+
+
+def unknown_config_keys_error(files: list[tuple[str, dict]], parser) -> str | None:
+    """One line naming every unknown key of every ``--config`` file (jsonargparse stops at the
+    first), each with the nearest known option; None when the files hold none."""
+    actions = parser._option_string_actions  # argparse's option table, see one_line_error
+    known = {o for o in actions if o.startswith("--")}
+    # a group's option loads a file of its settings (jsonargparse's private action class)
+    groups = {o for o in known if type(actions[o]).__name__ == "_ActionConfigLoad"}
+    parts = []
+    for path, config in files:
+        keys = []
+        for key in unknown_keys(config, known, groups):
+            near = difflib.get_close_matches(f"--{key}", known, n=1, cutoff=0.75)
+            keys.append(f"'{key}'" + (f" (did you mean {near[0]}?)" if near else ""))
+        if keys:
+            parts.append(f"{path}: unknown key{'s' if len(keys) > 1 else ''} {', '.join(keys)}")
+    if not parts:
+        return None
+    prog = parser.prog.replace(" [options]", "")
+    return f"error: {'; '.join(parts)} (all options: {prog} --help)"
 
 
 def one_line_error(message: str, parser) -> str:
@@ -344,6 +391,37 @@ def check_log_dirs(trainer) -> None:
             check_writable(directory, f"trainer.logger ({type(logger).__name__}) save_dir")
 
 
+def fit_to_machine(config) -> list[str]:
+    """``trainer.precision`` and ``data.num_workers`` fitted to this machine (``hardware``: bf16
+    where the CPU only emulates it, more workers than cores), changed in the parsed config itself,
+    so the config the run saves says what it ran with. Returns the one-line notes (printed by the
+    first process of each node)."""
+    notes = []
+    fitted = fit_precision(config.get("trainer.precision"), config.get("trainer.accelerator"))
+    if fitted:
+        config["trainer.precision"], note = fitted
+        notes.append(note)
+    workers = config.get("data.num_workers")
+    fitted = fit_workers(workers) if isinstance(workers, int) else None
+    if fitted:
+        config["data.num_workers"], note = fitted
+        notes.append(note)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        for note in notes:
+            print(note, file=sys.stderr, flush=True)
+    return notes
+
+
+def drop_wandb_anonymous(logger) -> None:
+    """Lightning's ``WandbLogger`` passes ``anonymous=None`` to ``wandb.init`` unless anonymous
+    logging is asked for, and wandb 0.31 answers any value with "The anonymous setting has no
+    effect" on every run: leave the setting out (its private init arguments, read when the run
+    starts)."""
+    init = getattr(logger, "_wandb_init", None) if type(logger).__name__ == "WandbLogger" else None
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        init.pop("anonymous", None)
+
+
 class _ElectraLightningCLI(LightningCLI):
     """Adds to every trainer what users should not have to configure, instantiated here rather
     than parsed (so jsonargparse never tries to serialise them into the saved config): atomic,
@@ -356,6 +434,9 @@ class _ElectraLightningCLI(LightningCLI):
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             config["plugins"] = [*plugins, SafeCheckpointIO()]
+        loggers = config.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            drop_wandb_anonymous(logger)
         extra = [GracefulStop()]
         if config.get("enable_progress_bar") is not False:
             extra.append(StepProgressBar())
@@ -391,8 +472,10 @@ class _ElectraLightningCLI(LightningCLI):
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        """A resume from a named run's saved config says so, and what the flags changed."""
+        """Settings that fit this machine (bf16 where the CPU has it, workers within its cores);
+        a resume from a named run's saved config says so, and what the flags changed."""
         config = self._run_config()
+        fit_to_machine(config)
         run_dir = run_dir_of(config)
         saved = os.path.join(run_dir, CONFIG_NAME) if run_dir else None
         if config.get("ckpt_path") is None or not saved or not os.path.isfile(saved):

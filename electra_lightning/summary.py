@@ -199,13 +199,14 @@ def summarize(
     example = export_dir or "EXPORT"
     out += [
         "",
-        "Next:",
+        "Next (in the project's environment: source .venv/bin/activate first):",
         "  1. pretrain on your own text:",
         "     python -m electra_lightning tokenizer --files 'corpus/*.txt' --output_dir tok",
         "     python -m electra_lightning fit --config configs/electra-small.yaml \\",
         "         --data.train_files 'corpus/*.txt' --data.val_files heldout.txt \\",
         "         --data.tokenizer tok",
-        "  2. fine-tune the discriminator (GLUE layout in glue_data/):",
+        "  2. fine-tune the discriminator on GLUE (downloaded once into glue_data/):",
+        "     python -m electra_lightning glue-data --output_dir glue_data --tasks sst2",
         "     python -m electra_lightning fit --config configs/finetune/sst2.yaml \\",
         f"         --model.init_from {example}/discriminator --data.data_dir glue_data",
         "  3. compare runs:",

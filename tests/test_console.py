@@ -24,6 +24,7 @@ HELP_COMMANDS = [
     ["predict", "classify", "--help"],
     ["compare", "--help"],
     ["glue", "--help"],
+    ["glue-data", "--help"],
     ["summary", "--help"],
 ]
 

@@ -303,3 +303,43 @@ def test_classification_reports_accuracy_precision_recall_f1():
     assert math.isclose(out["precision"], 5 / 6, rel_tol=1e-6)
     assert math.isclose(out["recall"], 5 / 6, rel_tol=1e-6)
     assert math.isclose(out["f1"], 7 / 9, rel_tol=1e-6) and out["acc"] == 0.75
+
+
+def test_loading_a_pretrained_discriminator_is_one_quiet_line(tmp_path, capfd, caplog):
+    """Transformers' UNEXPECTED/MISSING load report (and progress bar) for the expected difference
+    — the pretraining head left out, a classifier head new — is one line; weights that do not
+    fit are still a one-line error."""
+    from safetensors.torch import load_file, save_file
+    from transformers import ElectraConfig, ElectraForPreTraining
+
+    from electra_lightning.finetune import ElectraClassifier
+
+    config = ElectraConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        embedding_size=16,
+        max_position_embeddings=32,
+    )
+    ElectraForPreTraining(config).save_pretrained(tmp_path / "disc")
+    capfd.readouterr()
+    with caplog.at_level("INFO"):
+        ElectraClassifier(init_from=str(tmp_path / "disc"), num_labels=3)
+    out, err = capfd.readouterr()
+    assert not (out + err).strip(), out + err  # no report, no progress bar
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("lightning")] == [
+        f"model.init_from: the pretrained encoder of {tmp_path / 'disc'} (its own head left out) "
+        "and a new 3-label classifier head"
+    ]
+    weights = tmp_path / "disc" / "model.safetensors"
+    state = load_file(weights)
+    state.pop("electra.encoder.layer.0.output.dense.weight")
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(
+        ValueError,
+        match=r"^model.init_from: weights in .* do not fit an ELECTRA "
+        r"encoder \(missing \['encoder.layer.0.output.dense.weight'\]",
+    ):
+        ElectraClassifier(init_from=str(tmp_path / "disc"), num_labels=3)

@@ -194,3 +194,59 @@ def test_module_reads_nothing_from_the_data_module():
     """The contract is the only seam: module.py never reaches into ``trainer.datamodule``."""
     source = (REPO / "electra_lightning" / "module.py").read_text()
     assert "trainer.datamodule" not in source and "getattr(self.trainer" not in source
+
+
+@pytest.mark.parametrize("option", [["--config", "configs/tiny"], ["--config=configs/tiny"]])
+def test_a_config_without_yaml_gets_the_hint(option, capsys, monkeypatch):
+    code, err = run_main(["fit", *option], REPO, capsys, monkeypatch)
+    assert code == 2
+    line = one_error_line(err)
+    assert line == "error: --config: 'configs/tiny' does not exist; did you mean configs/tiny.yaml?"
+
+
+@pytest.mark.parametrize(
+    "configs",
+    [
+        ["configs/tiny.yaml"],
+        [
+            "configs/electra-small.yaml",
+            "configs/trainer/ddp.yaml",
+            "configs/logger/wandb.yaml",
+            "configs/callbacks/probe.yaml",
+        ],
+    ],
+)
+def test_every_unknown_config_key_is_named_with_its_file(configs, tmp_path, capsys, monkeypatch):
+    """jsonargparse stops at the first unknown key; the line names each (with the nearest
+    option) and the file, and none of the shipped configs' own keys (groups, class init_args)."""
+    (tmp_path / "two.yaml").write_text(
+        "trainer:\n  max_stepz: 3\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n"
+        "    init_args:\n      save_dir: runs\nmodel:\n  warmup_stepz: 4\n  size:\n    hiden_size: 8\n"
+    )
+    args = [a for c in configs for a in ("--config", str(REPO / c))]
+    code, err = run_main(["fit", *args, "--config", "two.yaml"], tmp_path, capsys, monkeypatch)
+    assert code == 2
+    assert one_error_line(err).startswith(
+        "error: two.yaml: unknown keys 'trainer.max_stepz' (did you mean --trainer.max_steps?), "
+        "'model.warmup_stepz' (did you mean --model.warmup_steps?), 'model.size.hiden_size' "
+        "(did you mean --model.size.hidden_size?) (all options: "
+    )
+
+
+def test_summary_next_commands_say_how_to_run_them(tmp_path):
+    """``make demo`` runs ``.venv/bin/python`` without activating anything: the "Next" commands
+    (bare ``python -m electra_lightning``) come after the activation line, name only commands
+    that exist, and fetch the GLUE data before fine-tuning on it."""
+    from electra_lightning.cli import LIGHTNING_COMMANDS, OUR_COMMANDS
+    from electra_lightning.summary import summarize
+
+    (tmp_path / "metrics.csv").write_text("step,train/gen_loss,train/tokens_seen\n9,6.5,20480\n")
+    header, *steps = summarize(str(tmp_path)).split("\nNext")[1].splitlines()
+    assert "source .venv/bin/activate" in header, header
+    commands = [line.split() for line in steps if "python" in line]
+    assert all(c[:3] == ["python", "-m", "electra_lightning"] for c in commands), commands
+    names = [c[3] for c in commands]
+    assert set(names) <= {*LIGHTNING_COMMANDS, *OUR_COMMANDS}, names
+    assert names.index("glue-data") < len(names) - 1 - names[::-1].index(
+        "fit"
+    )  # before fine-tuning
