@@ -23,7 +23,9 @@ def anchors(path) -> set[str]:
 
 
 def test_the_readme_is_short():
-    assert len(README.read_text().splitlines()) <= 260
+    # 260 until the activation line, glue-data, the bf16 fallback, the context gains and experiment
+    # 5 came in (2026-12-05)
+    assert len(README.read_text().splitlines()) <= 285
 
 
 def test_every_docs_page_is_linked_from_the_readme():

@@ -2,8 +2,12 @@
 command the demo prints run here, in the order a user meets them, in one scratch directory; the
 console output the README shows must still have the shape the code prints.
 
+Each command runs in a fresh ``bash`` that does only what the README says after its two set-up
+commands (its activation line, ``source .venv/bin/activate``, with ``.venv`` the environment
+``make`` created), with no interpreter of the test's on PATH: ``python`` is the user's.
+
 Substitutions (the only ones; everything else runs as written):
-- ``python -m electra_lightning`` → this interpreter; ``$(PY)``/``$(DEMO)`` as the Makefile sets them;
+- ``$(PY)``/``$(DEMO)`` as the Makefile sets them (the Makefile's own recipe uses ``.venv/bin/python``);
 - sizes and steps: the demo's fit runs 20 steps (README: 300); a fit/validate with a size config
   (configs/electra-*.yaml) gets the model 2 layers deep and 1/4 as wide, ``data.batch_size=2``
   and 4 steps (validation, logging every 2); fine-tuning gets 1 epoch on 64 examples; ``glue``
@@ -13,8 +17,9 @@ Substitutions (the only ones; everything else runs as written):
   directory of the first pretraining command; a config's ``hub:NAME`` sources and ``data/tokenizer``
   that the command does not override: a local mirror of NAME (tests/test_shipped.py) and the
   tokenizer the README's ``tokenizer`` command wrote;
-- a resume/validate (``--ckpt_path``) repeats the ``data.*`` options of the fit it continues, and
-  a fresh fit starts without the earlier run's directory, as a user starting over would;
+- a resume/validate (``--ckpt_path``) runs as written: the run's saved config supplies the rest
+  (only its steps are raised); a fresh fit starts without the earlier run's directory, as a user
+  starting over would;
 - multi-node: ``MASTER_ADDR=HOST`` → 127.0.0.1 with a free port, both ``NODE_RANK``s started here,
   one CPU device each.
 Not run: ``make demo``/``make test`` (this test runs the demo's recipe; CI runs the tests) and
@@ -122,13 +127,12 @@ def words(text: str) -> str:
 class Workspace:
     def __init__(self, root: Path, hub: Path):
         self.root, self.hub = root, hub
-        self.data_args: dict[str, list[str]] = {}  # config → data.* options of its last fit
         self.ran: list[str] = []
 
     def run(self, command: str, env: dict | None = None, check: bool = True):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100", **(env or {})}
+        env = {**user_environment(), "PYTHONUNBUFFERED": "1", "COLUMNS": "100", **(env or {})}
         proc = subprocess.run(
-            ["bash", "-c", command],
+            ["bash", "-c", f"{activation()} && {command}"],
             cwd=self.root,
             env=env,
             capture_output=True,
@@ -144,14 +148,13 @@ class Workspace:
 
     def adapt(self, command: str) -> list[str]:
         """The command(s) to run for a README command (see the module docstring)."""
-        python = shlex.quote(sys.executable)
-        command = command.replace("python -m electra_lightning", f"{python} -m electra_lightning")
+        python = "python"  # the activated environment's, as the user runs it
         parts = shlex.split(command)
         if " -m electra_lightning " not in f" {command} ":
             return [command]
         sub = parts[parts.index("electra_lightning") + 1]
         args = parts[parts.index("electra_lightning") + 2 :]
-        env_prefix = [p for p in parts[: parts.index(python.strip("'"))] if "=" in p]
+        env_prefix = [p for p in parts[: parts.index(python)] if "=" in p]
         args = [a.replace("PATH", self.last_checkpoint()) if a == "PATH" else a for a in args]
         if "OTHER_RUN" in args:
             args[args.index("OTHER_RUN")] = str(self.root / "runs" / "electra-small")
@@ -208,11 +211,9 @@ class Workspace:
         if "--data.tokenizer" not in given:
             pairs.append("--data.tokenizer=tokenizer")
         name = config.stem
-        if resuming:
-            pairs = self.data_args.get(name, pairs)
-        else:
-            self.data_args[name] = pairs
-            shutil.rmtree(self.root / "runs" / name, ignore_errors=True)
+        if resuming:  # verbatim: the run's saved config holds its data, size and batch
+            return [*args, "--trainer.max_steps=6"]
+        shutil.rmtree(self.root / "runs" / name, ignore_errors=True)
         rest = []
         skip = False
         for a in args:
@@ -238,6 +239,24 @@ class Workspace:
     def last_checkpoint(self) -> str:
         found = sorted(self.root.glob("runs/*/checkpoints/last.ckpt"), key=os.path.getmtime)
         return str(found[-1].relative_to(self.root))
+
+
+def activation() -> str:
+    """The README's activation line (right after its two set-up commands)."""
+    found = re.search(r"`(source \.venv/bin/activate)`", README.read_text())
+    assert found, "README.md must say how to use the environment: `source .venv/bin/activate`"
+    return found.group(1)
+
+
+def user_environment() -> dict:
+    """This environment as a user's shell has it: no virtual environment active, none of its
+    directories on PATH (the test's own interpreter included)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    venv = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        d for d in env.get("PATH", "").split(os.pathsep) if d and Path(d) != Path(venv)
+    )
+    return env
 
 
 def replace_option(args: list[str], option: str, value: str) -> list[str]:
@@ -267,6 +286,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("user")
+    if not (REPO / ".venv" / "bin" / "activate").is_file():
+        pytest.skip("no .venv here: the README's commands run in the environment `make` creates")
+    (root / ".venv").symlink_to(REPO / ".venv")  # what `make demo`/`make test` created
     (root / "configs").symlink_to(REPO / "configs")
     (root / "data").mkdir()
     (root / "data" / "make_demo_corpus.py").symlink_to(REPO / "data" / "make_demo_corpus.py")
@@ -282,9 +304,7 @@ def demo(workspace) -> str:
     ws = workspace
     printed = ""
     for command in makefile_recipe("demo"):
-        command = command.replace("$(PY)", shlex.quote(sys.executable)).replace(
-            "$(DEMO)", "data/demo"
-        )
+        command = command.replace("$(PY)", ".venv/bin/python").replace("$(DEMO)", "data/demo")
         if "fit --config configs/tiny.yaml" in command:
             command += " --trainer.max_steps=20 --trainer.val_check_interval=10"
         proc = ws.run(command)
@@ -319,7 +339,7 @@ def test_readme_progress_bar_line_has_the_printed_shape(workspace, demo):
     text = README.read_text()
     shown = re.search(r"```\n(step: .*?)\n```", text).group(1)
     proc = workspace.run(
-        f"{shlex.quote(sys.executable)} -m electra_lightning fit --config configs/tiny.yaml "
+        "python -m electra_lightning fit --config configs/tiny.yaml "
         "--trainer.max_steps=32 --ckpt_path=last"  # past a logging step (tok/s)
     )
     output = proc.stdout + proc.stderr
@@ -349,8 +369,9 @@ def test_every_readme_and_next_command_runs(workspace, demo):
         if len(runs) == 2:  # two nodes on this machine
             procs = [
                 subprocess.Popen(
-                    ["bash", "-c", runs[0]],
+                    ["bash", "-c", f"{activation()} && {runs[0]}"],
                     cwd=ws.root,
+                    env=user_environment(),
                     text=True,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
