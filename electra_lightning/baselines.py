@@ -93,13 +93,13 @@ def frequency_baseline(
     special_ids: Iterable[int],
     max_train_tokens: int,
     max_eval_tokens: int,
-) -> FrequencyBaseline:
+) -> FrequencyBaseline | None:
     """The unigram baseline: counted on ``train_batches``, scored on ``eval_batches``' masked
-    tokens (validation batches, masked as validation masks them)."""
+    tokens (validation batches, masked as validation masks them); None without training tokens."""
     special_ids = list(special_ids)
     counts, n_train = count_tokens(train_batches, vocab_size, special_ids, max_train_tokens)
-    if n_train == 0:
-        raise ValueError("the training stream yielded no tokens to count word frequencies on")
+    if n_train == 0:  # nothing readable: no baseline (training reports what is wrong)
+        return None
     log_probs = unigram_log_probs(counts, special_ids)
     ce, n_eval = masked_cross_entropy(eval_batches, log_probs, max_eval_tokens)
     return FrequencyBaseline(unigram_ce=ce, train_tokens=n_train, eval_tokens=n_eval)

@@ -38,6 +38,12 @@ def quiet_dependencies() -> None:
         message=r".*isinstance\(treespec, LeafSpec\)` is deprecated",
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
+    # ModelCheckpoint warns of a non-empty dirpath: a run's own run.lock is there from its start,
+    # and a fresh fit into a directory that holds checkpoints is refused before it (one line)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # likewise the CSV logger's, for the run directory that holds checkpoints/ and config.yaml (a
+    # resumed run's metrics.csv is continued, see lightning_cli.continue_csv_log)
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     noise = _DropNoise()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)

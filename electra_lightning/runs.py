@@ -131,6 +131,19 @@ def resume_argv(argv: list[str]) -> tuple[list[str], str | None]:
     config_args, others = _split_configs(rest)
     if saved in config_args or f"--config={saved}" in config_args:  # already (a DDP rank)
         return argv, saved
+    if config_args:
+        # The same command again: its config files give the callbacks as the first run had them,
+        # so its flags (``--trainer.callbacks+=X``, ``--trainer.callbacks.init_args.K=V``, which
+        # patches the last one) act on them as they did then; the saved list would put X twice
+        # and let ``init_args`` patch X instead.
+        import yaml
+
+        with open(saved, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        trainer = data.get("trainer")
+        if isinstance(trainer, dict) and trainer.pop("callbacks", None) is not None:
+            text = yaml.safe_dump(data, sort_keys=False)
+            return [command, *config_args, "--config", text, *others], saved
     return [command, *config_args, "--config", saved, *others], saved
 
 

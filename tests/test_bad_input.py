@@ -231,7 +231,7 @@ CASES = {
             str(_corpus(ctx.workdir, "old.yaml", b"model:\n  num_layers: 2\n")),
             *tiny_args(ctx.corpus, ctx.tokenizer, steps=2),
         ],
-        "does not accept option 'model.num_layers'; did you mean --model.size.num_layers?",
+        "unknown key 'model.num_layers' (did you mean --model.size.num_layers?)",
     ),
     "tokenizer dir without tokenizer.json": (
         lambda ctx: [*pretrain("--data.num_workers=0")(ctx), f"--data.tokenizer={ctx.workdir}"],

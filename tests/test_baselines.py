@@ -174,7 +174,7 @@ def test_the_gains_are_logged_for_electra_and_mlm_to_csv_and_wandb(
         cwd=electra,
         env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
     )
-    wandb_run = read_wandb_run(str(next((electra / "runs/wandb").glob("offline-run-*"))))
+    wandb_run = read_wandb_run(str(next((electra / "runs/tiny/wandb").glob("offline-run-*"))))
     for key in ("val/gen_context_gain", "val/disc_context_gain"):
         assert [s for s, _ in sorted(wandb_run.history[key])] == [1, 3], key
     mlm = tmp_path / "mlm"

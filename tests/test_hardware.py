@@ -89,7 +89,7 @@ def test_a_bf16_config_on_a_cpu_without_it_trains_in_fp32(
     assert main(args) == 0
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("note: ")]
-    saved = yaml.safe_load((tmp_path / "runs/tiny/version_0/config.yaml").read_text())
+    saved = yaml.safe_load((tmp_path / "runs/tiny/config.yaml").read_text())
     assert saved["data"]["num_workers"] == 1
     assert "note: data.num_workers 2 -> 1: this process may use 1 CPU core," in notes[-1]
     if native:

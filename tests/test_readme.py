@@ -121,6 +121,8 @@ def words(text: str) -> str:
         "(TREND)",
         text,
     )
+    text = re.sub(r"\b(better|worse)\b", "SIGN", text)  # a gain's sign is a figure too
+    text = re.sub(r"no SIGN than (.*?) \(gain [+-]?N nats\)", r"N nats SIGN than \1", text)
     return " ".join(text.split())
 
 
