@@ -101,9 +101,10 @@ def test_two_named_runs_one_resumed_after_sigterm_are_two_runs_in_compare(
         env=WANDB_ENV,
     )
     notices = [line for line in resumed.stdout.splitlines() if line.startswith("resuming run")]
+    # the callbacks: the config's, without the first run's stop helper (given by flag then)
     assert notices == [
         "resuming run 'lr1e-3' with its saved config runs/lr1e-3/config.yaml; "
-        "changed: trainer.max_steps 6 → 8"
+        "changed: trainer.callbacks (changed), trainer.max_steps 6 → 8"
     ], resumed.stdout[-2000:]
 
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["lr1e-3", "lr5e-4"]
