@@ -105,6 +105,20 @@ def frequency_baseline(
     return FrequencyBaseline(unigram_ce=ce, train_tokens=n_train, eval_tokens=n_eval)
 
 
+def context_gains(unigram_ce: float | None, values: dict) -> dict[str, torch.Tensor]:
+    """How far validation losses (``values``: ``gen_loss``, ``disc_loss``, ``replaced_frac``) are
+    below the simplest baselines, in nats: ``gen_context_gain`` = ``unigram_ce`` - the generator's
+    (or MLM's) loss; ``disc_context_gain`` = the entropy of the replaced fraction (the best
+    constant prediction's loss) - the discriminator's loss. Positive: more than frequencies."""
+    gains = {}
+    if unigram_ce is not None and "gen_loss" in values:
+        gains["gen_context_gain"] = unigram_ce - values["gen_loss"].double()
+    if "disc_loss" in values and "replaced_frac" in values:
+        base_rate = binary_entropy(values["replaced_frac"].detach())
+        gains["disc_context_gain"] = base_rate - values["disc_loss"].double()
+    return {name: gain.float() for name, gain in gains.items()}
+
+
 def binary_entropy(p: float | torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of a Bernoulli(``p``): the loss of a constant prediction at the base rate."""
     p = torch.as_tensor(p, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)

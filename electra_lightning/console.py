@@ -43,7 +43,9 @@ def quiet_dependencies() -> None:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # likewise the CSV logger's, for the run directory that holds checkpoints/ and config.yaml (a
     # resumed run's metrics.csv is continued, see lightning_cli.continue_csv_log)
-    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings(
+        "ignore", message=r"Experiment logs directory .* exists and is not empty"
+    )
     noise = _DropNoise()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)

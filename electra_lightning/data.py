@@ -135,6 +135,7 @@ class ElectraDataModule(L.LightningDataModule):
         if baseline_tokens < 0:
             raise ValueError(f"data.baseline_tokens must be >= 0, got {baseline_tokens}")
         self._baseline: FrequencyBaseline | None = None
+        self._baseline_done = False  # computed once, also when there is none
         self.masking = MaskingConfig(
             mask_prob,
             mask_token_prob,
@@ -192,7 +193,8 @@ class ElectraDataModule(L.LightningDataModule):
         validation stream's masked tokens. None without validation data or with
         ``baseline_tokens: 0``."""
         limit = self.hparams.baseline_tokens
-        if self._baseline is None and limit and self.val_sources:
+        if not self._baseline_done and limit and self.val_sources:
+            self._baseline_done = True
             train, val = self.baseline_streams()
             info = self.tokenizer_info
             # a statistic, not training: bad records are passed over quietly here and met (and

@@ -23,7 +23,7 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
-from electra_lightning.baselines import binary_entropy
+from electra_lightning.baselines import context_gains
 from electra_lightning.callbacks import save_rescue_checkpoint
 from electra_lightning.checkpoint import (
     check_writable,
@@ -412,22 +412,9 @@ class ElectraPretraining(L.LightningModule):
                 values[name] = metric.compute()
                 self.log(f"val/{name}", values[name], prog_bar=name == "loss", sync_dist=True)
             metric.reset()
-        for name, gain in self.context_gains(values).items():
+        gains = context_gains(self.contract.unigram_ce, values)
+        for name, gain in gains.items():
             self.log(f"val/{name}", gain, sync_dist=True)
-
-    def context_gains(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """How far the validation losses are below the simplest baselines (nats; positive: the
-        model uses more than frequencies): ``gen_context_gain`` = the word-frequency
-        cross-entropy (``contract.unigram_ce``) - the generator's (or MLM's) loss;
-        ``disc_context_gain`` = the entropy of the replaced fraction (the best constant
-        prediction's loss) - the discriminator's loss. See ``electra_lightning.baselines``."""
-        gains = {}
-        if self.contract.unigram_ce is not None and "gen_loss" in values:
-            gains["gen_context_gain"] = self.contract.unigram_ce - values["gen_loss"].double()
-        if "disc_loss" in values and "replaced_frac" in values:
-            base_rate = binary_entropy(values["replaced_frac"].detach())
-            gains["disc_context_gain"] = base_rate - values["disc_loss"].double()
-        return {name: gain.float() for name, gain in gains.items()}
 
     @staticmethod
     def _token_weights(batch: dict) -> torch.Tensor:
