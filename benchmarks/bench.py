@@ -25,17 +25,21 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from electra_lightning.callbacks import detect_peak_flops  # noqa: E402
-from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources  # noqa: E402
-from electra_lightning.hardware import BF16_ENV, bf16_is_emulated, no_bf16_reason  # noqa: E402
-from electra_lightning.masking import MaskingConfig, mask_tokens  # noqa: E402
-from electra_lightning.model import (  # noqa: E402
+from electra_lightning.data.datamodule import (  # noqa: E402
+    PretrainingStream,
+    load_tokenizer_info,
+    resolve_sources,
+)
+from electra_lightning.data.stream import attention_mask_of  # noqa: E402
+from electra_lightning.model.electra import (  # noqa: E402
     OFFICIAL_SIZES,
     build_pretraining_model,
     training_flops_per_token,
 )
-from electra_lightning.optim import ADAMW_DEFAULTS, AdamW, param_groups  # noqa: E402
-from electra_lightning.stream import attention_mask_of  # noqa: E402
+from electra_lightning.model.masking import MaskingConfig, mask_tokens  # noqa: E402
+from electra_lightning.model.optim import ADAMW_DEFAULTS, AdamW, param_groups  # noqa: E402
+from electra_lightning.train.callbacks import detect_peak_flops  # noqa: E402
+from electra_lightning.train.hardware import BF16_ENV, bf16_is_emulated, no_bf16_reason  # noqa: E402
 
 SHARED_TEXT = REPO.parent / "shared" / "data" / "nltk_english_text"
 
@@ -54,7 +58,7 @@ def corpus_dir(tmp: Path) -> Path:
 
 
 def tokenizer_for(corpus: Path, tmp: Path) -> Path:
-    from electra_lightning.tokenizer import train_tokenizer
+    from electra_lightning.data.tokenizer import train_tokenizer
 
     out = tmp / "tokenizer-30522"
     if not (out / "tokenizer.json").exists():
@@ -349,8 +353,8 @@ def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
 
 MEMORY_CHILD = """
 import sys, time
-from electra_lightning.data import PretrainingStream, load_tokenizer_info, resolve_sources
-from electra_lightning.masking import MaskingConfig
+from electra_lightning.data.datamodule import PretrainingStream, load_tokenizer_info, resolve_sources
+from electra_lightning.model.masking import MaskingConfig
 tok = load_tokenizer_info(sys.argv[2])
 stream = PretrainingStream.build(resolve_sources(sys.argv[1], "corpus"), tok, max_seq_length=128,
                                  batch_size=128, shuffle=False, endless=False, rank=0,

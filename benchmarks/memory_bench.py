@@ -27,7 +27,7 @@ from pathlib import Path
 CHILD = """
 import resource, sys, time
 sys.path.insert(0, ".")
-from electra_lightning.stream import PretrainingStream, load_tokenizer_info
+from electra_lightning.data.stream import PretrainingStream, load_tokenizer_info
 tok = load_tokenizer_info(sys.argv[1])
 stream = PretrainingStream.build(
     [sys.argv[2]], tok, max_seq_length=128, batch_size=128, on_bad_record=sys.argv[4]

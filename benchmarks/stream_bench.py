@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, ".")
 
-from electra_lightning.data import PretrainingStream, load_tokenizer_info  # noqa: E402
-from electra_lightning.masking import MaskingConfig  # noqa: E402
+from electra_lightning.data.datamodule import PretrainingStream, load_tokenizer_info  # noqa: E402
+from electra_lightning.model.masking import MaskingConfig  # noqa: E402
 
 
 def stream(sources, tok, rank=0, world=1, endless=False, resume=None):
@@ -61,13 +61,13 @@ def position_at(sources: list[str], tok, fraction: float) -> dict:
         index += 1
     packer = stream(sources, tok).new_packer(0).state_dict()
     if hasattr(PretrainingStream, "shard_units"):
-        from electra_lightning.units import assign_units, split_units
+        from electra_lightning.data.units import assign_units, split_units
 
         units = assign_units(split_units(sources, 1), 1, None)[0]
         unit = next(i for i, u in enumerate(units) if u.source == sources[index])
         within = {"unit": unit, "block_at": [0, 0], "block": 0, "item": 0, "sentence": 0}
     else:  # before units: a document index, reached by reading every document
-        from electra_lightning.data import read_documents
+        from electra_lightning.data.datamodule import read_documents
 
         documents = sum(1 for s in sources[:index] for _ in read_documents(s))
         within = {"document": documents, "sentence": 0}

@@ -32,16 +32,16 @@ generated from it) + ``glue.py`` + ``finetune.py`` + ``glue_runner.py`` (fine-tu
 """
 
 __all__ = ["ElectraDataModule", "ElectraPretraining"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):
     if name == "ElectraDataModule":
-        from electra_lightning.data import ElectraDataModule
+        from electra_lightning.data.datamodule import ElectraDataModule
 
         return ElectraDataModule
     if name == "ElectraPretraining":
-        from electra_lightning.module import ElectraPretraining
+        from electra_lightning.train.pretraining import ElectraPretraining
 
         return ElectraPretraining
     raise AttributeError(f"module 'electra_lightning' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 import sys
 
-from electra_lightning.cli import main
+from electra_lightning.cli.main import main
 
 sys.exit(main())

@@ -91,8 +91,8 @@ class Study:
 
     def pair(self, objective: str = "electra"):
         """A freshly initialised model of the recipe (with this study's size) for ``objective``."""
-        from electra_lightning.data import load_tokenizer_info
-        from electra_lightning.model import ModelSize, build_pretraining_model
+        from electra_lightning.data.datamodule import load_tokenizer_info
+        from electra_lightning.model.electra import ModelSize, build_pretraining_model
 
         model = self.recipe["model"]
         return build_pretraining_model(
@@ -104,8 +104,8 @@ class Study:
         )
 
     def flops_per_token(self, objective: str) -> float:
-        from electra_lightning.masking import MaskingConfig
-        from electra_lightning.model import training_flops_per_token
+        from electra_lightning.model.electra import training_flops_per_token
+        from electra_lightning.model.masking import MaskingConfig
 
         masked = MaskingConfig().max_predictions(self.seq)
         return training_flops_per_token(self.pair(objective), self.seq, masked)
@@ -234,7 +234,7 @@ class Study:
             *overrides,  # last: they win
         ]
         if last.exists():
-            from electra_lightning.checkpoint import load_checkpoint
+            from electra_lightning.common.checkpoint import load_checkpoint
 
             if load_checkpoint(str(last))["global_step"] >= steps:
                 return run_dir
@@ -247,7 +247,7 @@ class Study:
         exported encoder's directory."""
         target = run_dir / "export"
         if not any((target / d / "config.json").exists() for d in ("discriminator", "mlm")):
-            from electra_lightning.export import export
+            from electra_lightning.hf.export import export
 
             export(str(run_dir / "checkpoints" / "last.ckpt"), str(target))
         # the encoder to fine-tune: an ELECTRA run's discriminator, an MLM run's masked LM
@@ -261,7 +261,7 @@ class Study:
             return target
         import torch
 
-        from electra_lightning.checkpoint import read_tokenizer_files, write_tokenizer
+        from electra_lightning.common.checkpoint import read_tokenizer_files, write_tokenizer
 
         torch.manual_seed(0)
         self.pair().discriminator.save_pretrained(target)
@@ -280,8 +280,8 @@ class Study:
         from transformers import AutoModel, AutoTokenizer
 
         if source.suffix == ".ckpt":
-            from electra_lightning.checkpoint import load_checkpoint
-            from electra_lightning.loading import encoder_from_checkpoint
+            from electra_lightning.common.checkpoint import load_checkpoint
+            from electra_lightning.train.loading import encoder_from_checkpoint
 
             encoder = encoder_from_checkpoint(load_checkpoint(str(source)))
         else:

@@ -1,11 +1,11 @@
-"""The linear probe every study reports (``electra_lightning.probe``), on ../shared/data/glue."""
+"""The linear probe every study reports (``electra_lightning.finetune.probe``), on ../shared/data/glue."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from electra_lightning import probe
-from electra_lightning.probe import PROBE_TASKS, headline_metric  # noqa: F401 (re-exported)
+from electra_lightning.finetune import probe
+from electra_lightning.finetune.probe import PROBE_TASKS, headline_metric  # noqa: F401 (re-exported)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -21,7 +21,7 @@ class Report:
         self.study = study
 
     def probe_table(self, rows: list[Row]) -> str:
-        from electra_lightning.tasks import task_spec
+        from electra_lightning.finetune.tasks import task_spec
 
         tasks = self.study.probe_tasks
         head = " | ".join(f"{t} ({task_spec(t).headline})" for t in tasks)
@@ -38,7 +38,7 @@ class Report:
 
     def scores(self, results: list[dict]) -> dict[str, list[float]]:
         """Per task: the main metric of every seed, in percent (plus each seed's task average)."""
-        from electra_lightning.tasks import task_spec
+        from electra_lightning.finetune.tasks import task_spec
 
         return {
             task: [
@@ -50,7 +50,7 @@ class Report:
         }
 
     def table(self, all_results: dict[str, list[dict]], first: str = "pretraining") -> str:
-        from electra_lightning.tasks import task_spec
+        from electra_lightning.finetune.tasks import task_spec
 
         head = " | ".join(f"{t} ({task_spec(t).headline})" for t in self.study.tasks)
         lines = [f"| {first} | {head} | average |", "|---" * (len(self.study.tasks) + 2) + "|"]
@@ -185,7 +185,9 @@ class Report:
 
     def curves(self, rows: list[Row], output: Path) -> None:
         runs = [str(self.study.metrics_dir(r.run)) for r in rows if r.run]
-        from electra_lightning.compare import compare  # the `compare` command, in this process
+        from electra_lightning.report.compare import (
+            compare,  # the `compare` command, in this process
+        )
 
         compare(runs, str(output))
 

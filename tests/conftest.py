@@ -42,7 +42,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus_dir, tmp_path_factory) -> Path:
-    from electra_lightning.tokenizer import train_tokenizer
+    from electra_lightning.data.tokenizer import train_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(str(corpus_dir / "train.txt"), str(out), vocab_size=2000)
@@ -51,6 +51,6 @@ def tokenizer_dir(corpus_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_info(tokenizer_dir):
-    from electra_lightning.data import load_tokenizer_info
+    from electra_lightning.data.datamodule import load_tokenizer_info
 
     return load_tokenizer_info(str(tokenizer_dir))

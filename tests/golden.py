@@ -51,10 +51,10 @@ def golden_losses(workdir: Path, data_overrides: dict | None = None, **model_ove
     import lightning as L
     import torch
 
-    from electra_lightning.data import ElectraDataModule
-    from electra_lightning.model import ModelSize
-    from electra_lightning.module import ElectraPretraining
-    from electra_lightning.tokenizer import train_tokenizer
+    from electra_lightning.data.datamodule import ElectraDataModule
+    from electra_lightning.data.tokenizer import train_tokenizer
+    from electra_lightning.model.electra import ModelSize
+    from electra_lightning.train.pretraining import ElectraPretraining
 
     corpus = workdir / "golden.txt"
     if not corpus.exists():

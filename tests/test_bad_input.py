@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from electra_lightning.checkpoint import DATA_STATE_KEY, load_checkpoint
-from electra_lightning.cli import main
+from electra_lightning.cli.main import main
+from electra_lightning.common.checkpoint import DATA_STATE_KEY, load_checkpoint
 
 from .test_cli import REPO, tiny_args
 from .test_data import jsonl_with_bad_records
@@ -104,7 +104,7 @@ def made(tmp_path_factory, corpus_dir, tokenizer_dir):
         cls_token="[CLS]",
         sep_token="[SEP]",
     ).save_pretrained(root / "no-mask-tokenizer")
-    from electra_lightning.tokenizer import train_tokenizer
+    from electra_lightning.data.tokenizer import train_tokenizer
 
     for name, text in (("broken-tokenizer", '{"version": "1.0",'), ("not-a-tokenizer", "{}")):
         shutil.copytree(tokenizer_dir, root / name)
@@ -404,7 +404,7 @@ def test_bad_input(case, made, tmp_path, corpus_dir, tokenizer_dir, capsys):
 
 
 def test_glue_reader_refuses_a_checkpoint_tokenizer_with_bad_names(made, tmp_path):
-    from electra_lightning.glue import GlueDataModule
+    from electra_lightning.finetune.glue import GlueDataModule
 
     root, files = made
     dm = GlueDataModule(
@@ -436,7 +436,7 @@ def test_labels_given_as_numbers_booleans_or_names(made, tmp_path, labels, value
         + json.dumps({"text": "y", "label": json.loads(b) if b != "pos" else b})
         + "\n"
     )
-    from electra_lightning.lightning_cli import run_finetune_cli
+    from electra_lightning.cli.lightning import run_finetune_cli
 
     with cwd(tmp_path):
         cli = run_finetune_cli(
@@ -559,7 +559,7 @@ def test_a_file_size_limit_while_saving_says_so_not_free_disk_space(tmp_path):
 
     script = (
         "import resource, torch\n"
-        "from electra_lightning.checkpoint import atomic_save\n"
+        "from electra_lightning.common.checkpoint import atomic_save\n"
         "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, hard))\n"
         "try:\n"
@@ -687,7 +687,7 @@ def test_an_export_killed_between_its_renames_is_recovered_by_the_next(made, tmp
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    rename(src, dst)\n"
         "os.rename = killed\n"
-        "from electra_lightning.cli import main\n"
+        "from electra_lightning.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
     killed = subprocess.run(
@@ -715,7 +715,7 @@ def test_an_export_killed_between_its_renames_is_recovered_by_the_next(made, tmp
 def test_a_killed_export_leaves_the_earlier_one_where_it_was_for_the_next_run(made, tmp_path):
     """What the next export finds after a kill -9 between the renames: the earlier export is put
     back at its name before anything else, so even a next export that fails never costs it."""
-    from electra_lightning.export import fresh_output
+    from electra_lightning.hf.export import fresh_output
 
     out = tmp_path / "export"
     (tmp_path / ".export-export.old/tokenizer").mkdir(parents=True)

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from electra_lightning.baselines import (
+from electra_lightning.data.datamodule import ElectraDataModule
+from electra_lightning.model.baselines import (
     binary_entropy,
     count_tokens,
     unigram_log_probs,
 )
-from electra_lightning.data import ElectraDataModule
-from electra_lightning.model import ModelSize
-from electra_lightning.module import ElectraPretraining
+from electra_lightning.model.electra import ModelSize
+from electra_lightning.train.pretraining import ElectraPretraining
 
 SIZE = ModelSize(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64, embedding_size=32)
 
@@ -134,7 +134,7 @@ def test_the_unigram_model_is_smoothed_over_non_special_tokens():
     ],
 )
 def test_gains_in_words(name, gain, words):
-    from electra_lightning.summary import context_gain_words
+    from electra_lightning.report.summary import context_gain_words
 
     assert words in context_gain_words(name, gain)
 
@@ -158,7 +158,7 @@ def test_the_gains_are_logged_for_electra_and_mlm_to_csv_and_wandb(
 ):
     """A tiny ELECTRA run with the W&B logger (offline) and a tiny MLM run with the CSV logger:
     val/gen_context_gain (both) and val/disc_context_gain (ELECTRA) at every validation."""
-    from electra_lightning.compare import read_wandb_run, table
+    from electra_lightning.report.compare import read_wandb_run, table
 
     from .conftest import REPO
     from .test_cli import run_cli, tiny_args

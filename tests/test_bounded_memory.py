@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from electra_lightning import sources, stream
-from electra_lightning.sources import BadRecord, BadRecordError, read_documents, read_unit
-from electra_lightning.stream import DATA_POSITION_KEY, PretrainingStream
-from electra_lightning.units import Unit
+from electra_lightning.data import sources, stream
+from electra_lightning.data.sources import BadRecord, BadRecordError, read_documents, read_unit
+from electra_lightning.data.stream import DATA_POSITION_KEY, PretrainingStream
+from electra_lightning.data.units import Unit
 
 
 class _Spy:

@@ -5,7 +5,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from electra_lightning.callbacks import LastCheckpoint
+from electra_lightning.train.callbacks import LastCheckpoint
 
 
 def fit(tmp_path, callback, max_steps=7):

@@ -98,8 +98,8 @@ assert "electra_lightning" not in sys.modules
 
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.loading import module_from_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
+    from electra_lightning.train.loading import module_from_checkpoint
 
     module = module_from_checkpoint(load_checkpoint(str(ckpt)))
     reloaded = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
@@ -169,8 +169,8 @@ def test_gdes_run_exports_plain_weights(tmp_path, corpus_dir, tokenizer_dir):
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.loading import discriminator_from_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
+    from electra_lightning.train.loading import discriminator_from_checkpoint
 
     hf = ElectraForPreTraining.from_pretrained(tmp_path / "hf" / "discriminator").eval()
     folded = discriminator_from_checkpoint(load_checkpoint(str(ckpt))).eval()
@@ -197,8 +197,8 @@ def test_mlm_baseline_trains_and_exports(tmp_path, corpus_dir, tokenizer_dir):
     run_cli("export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "hf"), cwd=tmp_path)
     from transformers import ElectraForMaskedLM, ElectraModel
 
-    from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.loading import encoder_from_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
+    from electra_lightning.train.loading import encoder_from_checkpoint
 
     # one model, DIR/mlm: fill-mask as exported, and the encoder fine-tuning starts from
     assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["mlm", "tokenizer"]

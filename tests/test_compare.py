@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from electra_lightning.compare import DPI, compare, figure, read_run, table
+from electra_lightning.report.compare import DPI, compare, figure, read_run, table
 
 TITLES = [
     "total loss (1·MLM + 50·RTD)",
@@ -82,7 +82,7 @@ def test_a_run_compared_with_itself_is_said(tmp_path, capsys, same):
 
 
 def summary_of(tmp_path, rows: str, **kwargs) -> str:
-    from electra_lightning.summary import summarize
+    from electra_lightning.report.summary import summarize
 
     run = tmp_path / "run"
     run.mkdir()
@@ -215,7 +215,7 @@ def test_the_downstream_probe_is_logged_to_csv_and_wandb_and_compared(
     [(["mrpc"], "not a single-sentence binary task"), (["nope"], "unknown task 'nope'")],
 )
 def test_the_probe_refuses_tasks_it_cannot_read(tasks, message):
-    from electra_lightning.callbacks import DownstreamProbe
+    from electra_lightning.finetune.probe import DownstreamProbe
 
     with pytest.raises(ValueError, match=message):
         DownstreamProbe(tasks=tasks)
@@ -228,7 +228,7 @@ def test_the_probe_reads_glue_from_a_hub_dataset(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from electra_lightning.probe import glue_split
+    from electra_lightning.finetune.probe import glue_split
 
     from .conftest import shared_data
 

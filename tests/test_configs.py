@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from electra_lightning.cli import main
-from electra_lightning.model import OFFICIAL_SIZES, ModelSize
-from electra_lightning.optim import ADAMW_DEFAULTS
+from electra_lightning.cli.main import main
+from electra_lightning.model.electra import OFFICIAL_SIZES, ModelSize
+from electra_lightning.model.optim import ADAMW_DEFAULTS
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(REPO_CONFIGS.rglob("*.yaml"))
@@ -88,16 +88,16 @@ def test_finetune_recipes():
     ElectraClassifier and GlueDataModule — the official ones."""
     import inspect
 
-    from electra_lightning.finetune import ElectraClassifier
-    from electra_lightning.glue import GlueDataModule
-    from electra_lightning.tasks import TASKS, recipe_yaml
+    from electra_lightning.finetune.classifier import ElectraClassifier
+    from electra_lightning.finetune.glue import GlueDataModule
+    from electra_lightning.finetune.tasks import TASKS, recipe_yaml
 
     root = REPO_CONFIGS / "finetune"
     assert {p.stem for p in root.glob("*.yaml")} == set(TASKS)
     for task, spec in TASKS.items():
         assert (root / f"{task}.yaml").read_text() == recipe_yaml(task), (
-            f"configs/finetune/{task}.yaml is stale: edit electra_lightning/tasks.py and run "
-            "`python -m electra_lightning.tasks configs/finetune`"
+            f"configs/finetune/{task}.yaml is stale: edit electra_lightning/finetune/tasks.py and run "
+            "`python -m electra_lightning.finetune.tasks configs/finetune`"
         )
         assert spec.epochs == (10 if task in ("rte", "stsb") else 3)
     model = inspect.signature(ElectraClassifier).parameters
@@ -141,7 +141,7 @@ def test_size_configs_match_the_paper(name):
 
 
 def test_size_configs_build_the_official_generators():
-    from electra_lightning.model import discriminator_config, generator_config
+    from electra_lightning.model.electra import discriminator_config, generator_config
 
     for name in TABLE:
         size = OFFICIAL_SIZES[name.removeprefix("electra-")]

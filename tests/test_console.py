@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from electra_lightning.data import exclude_outputs
+from electra_lightning.data.datamodule import exclude_outputs
 
 from .test_cli import REPO, run_cli, tiny_args
 
@@ -33,7 +33,7 @@ def test_help_of_the_cli_and_its_commands_imports_no_heavy_library():
     """Deterministic half of 'quick': nothing heavy is imported to print any help."""
     probe = f"""
 import contextlib, io, json, sys
-from electra_lightning.cli import main
+from electra_lightning.cli.main import main
 out = {{}}
 for argv in {HELP_COMMANDS!r}:
     buffer = io.StringIO()

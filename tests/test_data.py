@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from electra_lightning import sources as data_mod
-from electra_lightning.data import (
+from electra_lightning.data import sources as data_mod
+from electra_lightning.data.datamodule import (
     ElectraDataModule,
     ExamplePacker,
     PretrainingStream,
     read_documents,
     resolve_sources,
 )
-from electra_lightning.stream import attention_mask_of
+from electra_lightning.data.stream import attention_mask_of
 
 from .conftest import shared_data
 
@@ -140,7 +140,7 @@ def test_every_document_once_over_the_shards(tmp_path, corpus_dir, tokenizer_inf
 
 
 def test_shards_read_about_their_share_of_the_bytes(tmp_path, corpus_dir):
-    from electra_lightning.units import assign_units, split_units
+    from electra_lightning.data.units import assign_units, split_units
 
     sources = _corpus_files(tmp_path, corpus_dir, "txt", 3)
     total = sum(os.path.getsize(s) for s in sources)
@@ -341,7 +341,7 @@ def test_stream_resumes_exactly_from_any_batch(corpus_dir, tokenizer_info, shuff
     """Restart a shard from the position a batch carried: the following batches are identical,
     across an epoch boundary too, with the shuffle on (small blocks, so positions land inside
     later blocks of later units) and off."""
-    from electra_lightning.data import DATA_POSITION_KEY
+    from electra_lightning.data.datamodule import DATA_POSITION_KEY
 
     # shard 1 of 3: its share is several byte ranges of the file (units), read block by block
     kw = dict(batch_size=16, max_seq_length=128, shuffle=shuffle, shuffle_block=50)
@@ -474,7 +474,7 @@ def test_skipped_records_are_counted_deterministic_and_resume_exactly(
     """Skip mode: every bad record is skipped and counted once per epoch, the count travels with
     the position, and a stream restarted from any batch's position continues identically (same
     batches, same counts)."""
-    from electra_lightning.data import DATA_POSITION_KEY
+    from electra_lightning.data.datamodule import DATA_POSITION_KEY
 
     path = tmp_path / "bad.jsonl"
     bad = jsonl_with_bad_records(corpus_dir, path)
@@ -568,7 +568,7 @@ def test_a_data_warning_is_printed_once_per_file_per_run(
     """A file with invalid UTF-8 throughout, read by 2 workers in 8 byte ranges over several
     passes: its warning reaches the main process with the batches and is printed once."""
     from electra_lightning import ElectraDataModule
-    from electra_lightning.sources import _warned
+    from electra_lightning.data.sources import _warned
 
     path = tmp_path / "latin1.txt"
     docs = (corpus_dir / "train.txt").read_bytes().split(b"\n\n")
@@ -599,7 +599,7 @@ def test_a_data_warning_is_printed_once_per_file_per_run(
 def test_the_runs_output_is_left_out_of_a_corpus_reached_through_a_symlink(tmp_path):
     """The corpus named through a symlink, the run writing inside the real directory (or the
     other way round): W&B's requirements.txt is not read back as text."""
-    from electra_lightning.data import exclude_outputs
+    from electra_lightning.data.datamodule import exclude_outputs
 
     real = tmp_path / "corpus"
     (real / "runs/wandb/files").mkdir(parents=True)
@@ -617,7 +617,7 @@ def test_the_runs_output_is_left_out_of_a_corpus_reached_through_a_symlink(tmp_p
 
 
 def test_a_refused_resume_says_what_differs_in_the_data():
-    from electra_lightning.data import describe_change
+    from electra_lightning.data.datamodule import describe_change
 
     saved = {"sources": ["a.txt", "b.txt"], "sizes": [10, 20], "batch_size": 8}
     grown = {"sources": ["a.txt", "b.txt"], "sizes": [10, 25], "batch_size": 8}
@@ -676,7 +676,7 @@ def test_every_record_bad_below_the_limit_is_said_as_such(tmp_path, tokenizer_in
 def test_bad_record_line_numbers_cost_one_scan_per_unit(tmp_path, tokenizer_info, monkeypatch):
     """Naming a bad record's line used to rescan the file from byte 0 for each record (quadratic
     in the bad region); now one scan per unit, however many records are bad."""
-    import electra_lightning.sources as sources
+    import electra_lightning.data.sources as sources
 
     scans = []
     real = sources._line_number
@@ -700,7 +700,7 @@ def test_a_corrupt_parquet_row_group_is_a_bad_record(tmp_path, tokenizer_info, c
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from electra_lightning.sources import Unit, read_unit
+    from electra_lightning.data.sources import Unit, read_unit
 
     docs = [d for d in (corpus_dir / "train.txt").read_text().split("\n\n") if d.strip()][:30]
     path = tmp_path / "corpus.parquet"
@@ -759,7 +759,7 @@ def test_globs_and_directories_read_each_file_once_through_a_symlink_loop(tmp_pa
 def test_globs_match_what_glob_matches_without_a_loop(tmp_path, monkeypatch):
     import glob
 
-    from electra_lightning.sources import _glob
+    from electra_lightning.data.sources import _glob
 
     corp = _looped_corpus(tmp_path)
     (corp / "loop").unlink()

@@ -117,7 +117,7 @@ def test_gpu_study_is_electra_small_in_bf16(tmp_path):
     import argparse
     from dataclasses import asdict, replace
 
-    from electra_lightning.model import OFFICIAL_SIZES, ModelSize
+    from electra_lightning.model.electra import OFFICIAL_SIZES, ModelSize
     from experiments.electra_vs_mlm import run
 
     shared_data("glue")
@@ -248,7 +248,7 @@ def test_pays_off_on_a_gpu_is_electra_small_in_bf16(tmp_path):
     bf16 on the GPU for pretraining and fine-tuning, one run at a time."""
     from dataclasses import replace
 
-    from electra_lightning.model import OFFICIAL_SIZES, ModelSize
+    from electra_lightning.model.electra import OFFICIAL_SIZES, ModelSize
     from experiments.pays_off import run
 
     shared_data("glue", "SST-2")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import ElectraConfig, ElectraForSequenceClassification
 
-from electra_lightning.finetune import ElectraClassifier, make_metrics
-from electra_lightning.glue import GlueDataModule, read_examples
-from electra_lightning.optim import layerwise_lr_groups
-from electra_lightning.tasks import TASKS, task_spec
+from electra_lightning.finetune.classifier import ElectraClassifier, make_metrics
+from electra_lightning.finetune.glue import GlueDataModule, read_examples
+from electra_lightning.finetune.tasks import TASKS, task_spec
+from electra_lightning.model.optim import layerwise_lr_groups
 
 from .conftest import shared_data
 
@@ -153,7 +153,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
     """Pretrain a tiny model briefly on SST-2's own (unlabeled) training sentences, fine-tune it on
     an SST-2 slice through the CLI, export it, reload it in plain transformers (identical logits)
     and classify with the pipeline."""
-    from electra_lightning.tokenizer import train_tokenizer
+    from electra_lightning.data.tokenizer import train_tokenizer
 
     from .test_cli import REPO, run_cli, tiny_args
 
@@ -195,8 +195,8 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
     )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.export import export_classifier  # noqa: F401 (the path under test)
+    from electra_lightning.common.checkpoint import load_checkpoint
+    from electra_lightning.hf.export import export_classifier  # noqa: F401 (the path under test)
 
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sst2").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "sst2")
@@ -283,7 +283,7 @@ def test_cola_mcc_of_a_constant_predictor_is_zero_as_glue_scores_it():
 
 
 def test_classification_reports_accuracy_precision_recall_f1():
-    from electra_lightning.tasks import metric_names
+    from electra_lightning.finetune.tasks import metric_names
 
     assert metric_names("sst2", 2) == ("acc", "precision", "recall", "f1")
     assert metric_names("cola", 2) == ("mcc", "acc", "precision", "recall", "f1")
@@ -312,7 +312,7 @@ def test_loading_a_pretrained_discriminator_is_one_quiet_line(tmp_path, capfd, c
     from safetensors.torch import load_file, save_file
     from transformers import ElectraConfig, ElectraForPreTraining
 
-    from electra_lightning.finetune import ElectraClassifier
+    from electra_lightning.finetune.classifier import ElectraClassifier
 
     config = ElectraConfig(
         vocab_size=50,

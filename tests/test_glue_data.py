@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from electra_lightning.cli import main
-from electra_lightning.glue import GlueDataModule, read_examples
-from electra_lightning.glue_data import LAYOUTS
-from electra_lightning.tasks import task_spec
+from electra_lightning.cli.main import main
+from electra_lightning.finetune.glue import GlueDataModule, read_examples
+from electra_lightning.finetune.glue_data import LAYOUTS
+from electra_lightning.finetune.tasks import task_spec
 
 from .conftest import shared_data
 

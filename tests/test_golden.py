@@ -60,7 +60,7 @@ def test_each_deliberate_break_exceeds_the_tolerance(name, workdir, monkeypatch)
         def greedy(logits, temperature=1.0, generator=None):
             return logits.detach().float().argmax(-1)
 
-        monkeypatch.setattr("electra_lightning.model.sample_from_logits", greedy)
+        monkeypatch.setattr("electra_lightning.model.electra.sample_from_logits", greedy)
     deviation = max_deviation(golden_losses(workdir, data, **model))
     print(f"{name}: max relative deviation = {deviation:.4g}")
     assert deviation > 10 * TOLERANCE, f"{name} moved the curve by only {deviation:.4g}"

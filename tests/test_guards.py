@@ -8,9 +8,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from electra_lightning import ElectraDataModule, ElectraPretraining
-from electra_lightning.checkpoint import SafeCheckpointIO, load_checkpoint
-from electra_lightning.data import read_documents
-from electra_lightning.model import ModelSize
+from electra_lightning.common.checkpoint import SafeCheckpointIO, load_checkpoint
+from electra_lightning.data.datamodule import read_documents
+from electra_lightning.model.electra import ModelSize
 
 
 class PoisonLoss(L.Callback):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from electra_lightning import hardware
-from electra_lightning.cli import main
+from electra_lightning.cli.main import main
+from electra_lightning.train import hardware
 
 from .test_cli import tiny_args
 
@@ -106,7 +106,7 @@ def test_no_wandb_anonymous_line(dropped, tmp_path, capfd, monkeypatch):
     effect"; the CLI leaves the setting out (without that, the line is there: the test can fail)."""
     from lightning.pytorch.loggers import WandbLogger
 
-    from electra_lightning.lightning_cli import drop_wandb_anonymous
+    from electra_lightning.cli.lightning import drop_wandb_anonymous
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "false")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from electra_lightning.masking import (
+from electra_lightning.model.masking import (
     MaskingConfig,
     gather_positions,
     mask_tokens,
@@ -147,7 +147,7 @@ def _wwm_batch(seed=0, batch=64, seq=128, vocab=1000):
 
 
 def test_whole_word_masking_masks_every_piece_of_a_chosen_word_and_keeps_the_rate():
-    from electra_lightning.masking import MaskingConfig, mask_tokens
+    from electra_lightning.model.masking import MaskingConfig, mask_tokens
 
     ids, special, starts = _wwm_batch()
     config = MaskingConfig(whole_word=True)
@@ -172,7 +172,7 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word_and_keeps_the_rat
 
 
 def test_whole_word_masking_is_off_by_default_and_needs_word_starts():
-    from electra_lightning.masking import MaskingConfig, mask_tokens
+    from electra_lightning.model.masking import MaskingConfig, mask_tokens
 
     ids, special, starts = _wwm_batch()
     assert MaskingConfig().whole_word is False
@@ -194,8 +194,8 @@ def test_whole_word_masking_is_off_by_default_and_needs_word_starts():
 def test_whole_word_masking_in_the_stream_masks_wordpieces_together(corpus_dir, tokenizer_info):
     """data.whole_word_masking with the project's WordPiece tokenizer: no word is masked in
     part (a '##' piece is masked exactly when the piece before it is)."""
-    from electra_lightning.masking import MaskingConfig
-    from electra_lightning.stream import PretrainingStream, wordpiece_continuations
+    from electra_lightning.data.stream import PretrainingStream, wordpiece_continuations
+    from electra_lightning.model.masking import MaskingConfig
 
     continuation = wordpiece_continuations(tokenizer_info)
     assert continuation.any()
@@ -224,7 +224,7 @@ def test_whole_word_masking_skips_a_word_too_long_for_the_budget_and_keeps_drawi
     """A corpus of long words (3 in 10 of 6–40 pieces, the rest of 1–3): a word with more pieces than
     the budget has left is skipped and the draw goes on (BERT's rule), so the masked rate is the
     configured one, not nothing in most sequences (the draw used to stop at such a word)."""
-    from electra_lightning.masking import MaskingConfig, mask_tokens
+    from electra_lightning.model.masking import MaskingConfig, mask_tokens
 
     g = torch.Generator().manual_seed(0)
     batch, seq = 200, 128

@@ -5,16 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from electra_lightning.contract import DataContract
-from electra_lightning.masking import MaskingConfig, mask_tokens
-from electra_lightning.model import (
+from electra_lightning.data.contract import DataContract
+from electra_lightning.data.stream import attention_mask_of
+from electra_lightning.model.electra import (
     MaskedLM,
     ModelSize,
     build_pretraining_model,
     discriminator_config,
     generator_config,
 )
-from electra_lightning.stream import attention_mask_of
+from electra_lightning.model.masking import MaskingConfig, mask_tokens
 
 VOCAB, SEQ = 300, 32
 
@@ -171,7 +171,7 @@ def test_samples_come_from_the_generator_without_gradient():
 def test_gdes_embedding_sharing():
     """DeBERTa-v3 GDES: disc table = stop_grad(gen table) + delta (zero at start); RTD trains only
     delta, the generator's table learns from MLM alone; folding gives a plain equivalent table."""
-    from electra_lightning.model import GDESEmbedding
+    from electra_lightning.model.electra import GDESEmbedding
 
     pair = tiny_pair(embedding_sharing="gdes")
     gen_words = pair.generator.electra.embeddings.word_embeddings
@@ -243,8 +243,8 @@ def test_checkpoint_hparams_rebuild_the_module_and_pre_contract_ones_are_refused
     (no format migrations before a first release) is refused in one line."""
     from dataclasses import asdict
 
-    from electra_lightning.loading import encoder_from_checkpoint, module_from_checkpoint
-    from electra_lightning.module import ElectraPretraining
+    from electra_lightning.train.loading import encoder_from_checkpoint, module_from_checkpoint
+    from electra_lightning.train.pretraining import ElectraPretraining
 
     size = replace(TINY, generator_size=0.25)
     for objective in ("electra", "mlm"):
@@ -265,7 +265,7 @@ def test_checkpoint_hparams_rebuild_the_module_and_pre_contract_ones_are_refused
 
 
 def test_training_flops_per_token():
-    from electra_lightning.model import training_flops_per_token
+    from electra_lightning.model.electra import training_flops_per_token
 
     electra, mlm = tiny_pair(), tiny_pair(objective="mlm")
     h, f, L, e, hg = 64, 128, 2, 16, 32
@@ -291,7 +291,7 @@ def test_val_disc_auc_is_the_roc_auc_over_non_padding_tokens():
     checked against a hand-computed AUC, with padding positions that would change it if counted."""
     from types import SimpleNamespace
 
-    from electra_lightning.module import ElectraPretraining
+    from electra_lightning.train.pretraining import ElectraPretraining
 
     module = ElectraPretraining(
         contract=DataContract(50, 0, 8, 2), size=ModelSize(16, 1, 1, 16, 16, 16)

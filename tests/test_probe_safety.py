@@ -70,7 +70,7 @@ def test_probe_data_of_one_row_is_refused_before_training(
     ids=["train one label", "dev one label"],
 )
 def test_probe_data_with_one_label_is_refused(tmp_path, train, dev, message):
-    from electra_lightning.probe import check_probe_data
+    from electra_lightning.finetune.probe import check_probe_data
 
     glue = glue_dir(tmp_path, train, dev)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -79,7 +79,7 @@ def test_probe_data_with_one_label_is_refused(tmp_path, train, dev, message):
 
 def test_probe_data_one_label_among_the_examples_read_is_refused(tmp_path):
     """Both labels in the file, but the probe reads only the first train_examples."""
-    from electra_lightning.probe import check_probe_data
+    from electra_lightning.finetune.probe import check_probe_data
 
     glue = glue_dir(tmp_path, [("good", 1), ("great", 1), ("bad", 0)], BOTH)
     check_probe_data(str(glue), "sst2", 0, 0)  # all of it: both labels
@@ -88,7 +88,7 @@ def test_probe_data_one_label_among_the_examples_read_is_refused(tmp_path):
 
 
 def test_probe_data_not_utf8_names_the_file(tmp_path):
-    from electra_lightning.probe import check_probe_data
+    from electra_lightning.finetune.probe import check_probe_data
 
     glue = glue_dir(tmp_path, BOTH, BOTH)
     (glue / "SST-2/dev.tsv").write_bytes(
@@ -103,12 +103,12 @@ def test_a_probe_that_fails_while_training_is_one_warning_and_the_run_goes_on(
 ):
     """Any failure inside the probe at step 10 (here: the probe itself raising): one warning
     line, training continues, last.ckpt at the final step and the CSV log are written, exit 0."""
-    import electra_lightning.probe
+    import electra_lightning.finetune.probe
 
     def broken(*args, **kwargs):
         raise RuntimeError("value cannot be converted to type float without overflow")
 
-    monkeypatch.setattr(electra_lightning.probe, "linear_probe", broken)
+    monkeypatch.setattr(electra_lightning.finetune.probe, "linear_probe", broken)
     glue = glue_dir(tmp_path, BOTH, BOTH)
     code, err = run_main(probe_fit(corpus_dir, tokenizer_dir, glue, steps=12), tmp_path, capsys)
     assert code == 0, err[-3000:]
@@ -119,7 +119,7 @@ def test_a_probe_that_fails_while_training_is_one_warning_and_the_run_goes_on(
         "warning: the probe failed at step 12 (RuntimeError: value cannot be converted to type "
         "float without overflow); training goes on, next probe at step 22",
     ], err[-3000:]
-    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))
     assert ckpt["global_step"] == 12

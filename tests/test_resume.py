@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from electra_lightning.checkpoint import atomic_save, load_checkpoint
+from electra_lightning.common.checkpoint import atomic_save, load_checkpoint
 
 from .test_cli import REPO, run_cli, tiny_args
 
@@ -116,7 +116,7 @@ def test_sigterm_to_the_process_group_saves_the_current_step_and_resumes_exactly
 def test_sigint_and_sigusr1_save_and_exit_with_their_codes(
     signum, code, tmp_path, corpus_dir, tokenizer_dir, capsys
 ):
-    from electra_lightning.cli import main
+    from electra_lightning.cli.main import main
 
     from .test_bad_input import cwd
 
@@ -246,7 +246,7 @@ def test_a_stop_signal_before_training_exits_with_its_code_and_saves_nothing(
     """The start-up window of a fresh run (set-up, the sanity check): it used to exit 0 (SIGTERM)
     or 1 (Ctrl-C) and a SLURM script then never requeued; now 143/138/130, nothing trained,
     nothing written."""
-    from electra_lightning.cli import main
+    from electra_lightning.cli.main import main
 
     from .test_bad_input import cwd
 
@@ -272,7 +272,7 @@ def test_a_stop_signal_before_training_exits_with_its_code_and_saves_nothing(
 def test_sigterm_after_a_resume_restored_its_checkpoint_keeps_it(
     tmp_path, corpus_dir, tokenizer_dir, capsys
 ):
-    from electra_lightning.cli import main
+    from electra_lightning.cli.main import main
 
     from .test_bad_input import cwd
 
@@ -305,8 +305,8 @@ def test_a_second_ctrl_c_while_saving_exits_130_and_leaves_no_temporary_file(
 ):
     import torch
 
-    import electra_lightning.checkpoint as checkpoint_module
-    from electra_lightning.cli import main
+    import electra_lightning.common.checkpoint as checkpoint_module
+    from electra_lightning.cli.main import main
 
     from .test_bad_input import cwd
 
@@ -340,7 +340,7 @@ def test_a_second_ctrl_c_while_saving_exits_130_and_leaves_no_temporary_file(
 
 
 def _accumulating_run(workdir, corpus_dir, tokenizer_dir, *extra):
-    from electra_lightning.cli import main
+    from electra_lightning.cli.main import main
 
     from .test_bad_input import cwd
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from electra_lightning.run_lock import LOCK_NAME, RunLock, process_start
+from electra_lightning.common.run_lock import LOCK_NAME, RunLock, process_start
 
 from .conftest import HANG_GUARD
 from .test_bad_input import run_main

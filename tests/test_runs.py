@@ -15,7 +15,7 @@ import signal
 import pytest
 import torch
 
-from electra_lightning.runs import SAVED_CONFIG, WANDB_ID_FILE, resume_argv
+from electra_lightning.common.runs import SAVED_CONFIG, WANDB_ID_FILE, resume_argv
 
 from .conftest import REPO
 from .test_cli import run_cli
@@ -121,7 +121,7 @@ def test_two_named_runs_one_resumed_after_sigterm_are_two_runs_in_compare(
     assert [p.name.rsplit("-", 1)[1] for p in parts[b]] == [ids[b], ids[b]]
     assert not (tmp_path / "runs" / "wandb").exists()
 
-    from electra_lightning.compare import read_run
+    from electra_lightning.report.compare import read_run
 
     run = read_run(str(b))  # the two parts as one run: each training step logged once
     assert run.name == "lr1e-3"
@@ -218,7 +218,7 @@ def test_resume_argv_reads_the_saved_config_after_the_config_files(tmp_path, mon
 
 @pytest.mark.parametrize("name", ["", "/abs", "a/../b", "."])
 def test_a_run_name_that_is_not_a_name_is_one_line(name):
-    from electra_lightning.runs import check_run_name
+    from electra_lightning.common.runs import check_run_name
 
     with pytest.raises(ValueError, match=r"^run_name: '.*' is not a run name"):
         check_run_name(name)
@@ -227,7 +227,7 @@ def test_a_run_name_that_is_not_a_name_is_one_line(name):
 def test_compare_tells_runs_by_name_and_true_steps(tmp_path):
     """A run whose training rows were never logged (log_every_n_steps above its steps) is labelled
     by its checkpoint's step, or its last validation row: never "0 steps"."""
-    from electra_lightning.compare import figure, read_run, steps_trained, table
+    from electra_lightning.report.compare import figure, read_run, steps_trained, table
 
     a = tmp_path / "a"
     a.mkdir()

@@ -142,7 +142,7 @@ def test_fsdp2_on_cpu_trains_saves_sharded_resumes_and_exports(
 
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.loading import load_any_checkpoint, module_from_checkpoint
+    from electra_lightning.train.loading import load_any_checkpoint, module_from_checkpoint
 
     checkpoint = load_any_checkpoint(str(ckpt))
     assert checkpoint["global_step"] == 8
@@ -293,9 +293,9 @@ def _rank_auc(rank: int, world: int, init_file: str, out_dir: str) -> None:
     own metric, then compute() (torchmetrics gathers every rank's state)."""
     import torch.distributed as dist
 
-    from electra_lightning.contract import DataContract
-    from electra_lightning.model import ModelSize
-    from electra_lightning.module import ElectraPretraining
+    from electra_lightning.data.contract import DataContract
+    from electra_lightning.model.electra import ModelSize
+    from electra_lightning.train.pretraining import ElectraPretraining
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     module = ElectraPretraining(
@@ -351,7 +351,7 @@ def test_sigterm_to_one_ddp_rank_stops_every_rank_at_the_next_agreement(
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "stopped by SIGTERM at step 5; saved" in proc.stderr, proc.stderr[-2000:]
-    from electra_lightning.checkpoint import load_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
 
     assert load_checkpoint(str(tmp_path / "runs/tiny/checkpoints/last.ckpt"))["global_step"] == 5
 

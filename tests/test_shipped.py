@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from electra_lightning.hardware import BF16_ENV, usable_cpus
+from electra_lightning.train.hardware import BF16_ENV, usable_cpus
 
 from .conftest import HANG_GUARD, REPO
 from .test_cli import run_cli
@@ -91,7 +91,7 @@ def local_sources(config: Path, hub_root: Path, corpus_dir: Path) -> list[str]:
 def scaled_size(config: Path) -> list[str]:
     """The model 2 layers deep and 1/4 as wide (min 32), keeping whether the embeddings are
     narrower than the hidden layers (Small's embeddings_project)."""
-    from electra_lightning.model import ModelSize
+    from electra_lightning.model.electra import ModelSize
 
     size = ModelSize(**yaml.safe_load(config.read_text())["model"]["size"]).resolved()
     hidden = max(32, size.hidden_size // 4)
@@ -143,7 +143,7 @@ def wandb_parts(cwd: Path, name: str) -> list[Path]:
 def test_size_config_runs_as_shipped(name, tmp_path, hub_root, corpus_dir, tokenizer_dir):
     """W&B (offline) + ``hub:`` train and validation sets + the shipped workers + bf16-mixed,
     validation, checkpoints, resume."""
-    from electra_lightning.compare import read_wandb_run
+    from electra_lightning.report.compare import read_wandb_run
 
     config = CONFIGS / f"{name}.yaml"
     shipped = yaml.safe_load(config.read_text())
@@ -264,7 +264,7 @@ WORKER_IMPORTS = textwrap.dedent(
     """
     import json, sys
     from torch.utils.data import DataLoader, IterableDataset
-    from electra_lightning.data import ElectraDataModule
+    from electra_lightning.data.datamodule import ElectraDataModule
 
     class NewModules(IterableDataset):
         # yields, from inside the worker, the modules the worker imported while reading
@@ -325,7 +325,7 @@ def test_a_worker_imports_nothing(kind, tmp_path, hub_root, corpus_dir, tokenize
 def test_hub_source_with_workers_reads_every_record_once(hub_root, tokenizer_dir):
     """Sharded on the Hub dataset's file shards across DataLoader workers, a ``hub:`` source is read
     whole and once: ``datasets`` must not split each worker's shard among the workers again."""
-    from electra_lightning.data import ElectraDataModule
+    from electra_lightning.data.datamodule import ElectraDataModule
 
     def content_tokens(workers: int) -> int:
         dm = ElectraDataModule(

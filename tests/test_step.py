@@ -12,7 +12,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from electra_lightning import ElectraDataModule, ElectraPretraining
-from electra_lightning.model import ModelSize
+from electra_lightning.model.electra import ModelSize
 
 # The ops through which a tensor's value reaches the host: on CUDA each one waits for the GPU.
 SYNC_OPS = {
@@ -119,8 +119,8 @@ def tiny_batch(ids: torch.Tensor) -> dict:
 def test_the_default_adamw_is_fused_and_steps_as_torch_does():
     """optim.AdamW (fused on CPU/CUDA) gives torch's single-tensor AdamW's numbers, and its state
     dict loads into either (the checkpoint format is torch's)."""
-    from electra_lightning.model import build_pretraining_model
-    from electra_lightning.optim import ADAMW_DEFAULTS, AdamW, param_groups, skips_on_device
+    from electra_lightning.model.electra import build_pretraining_model
+    from electra_lightning.model.optim import ADAMW_DEFAULTS, AdamW, param_groups, skips_on_device
 
     def train(make_optimizer):
         torch.manual_seed(0)
@@ -151,8 +151,8 @@ def _fit_resume_export(tmp_path, corpus_dir, tokenizer_dir, *extra):
     logits equal the checkpoint's (plain transformers, no compile, fp32)."""
     from transformers import ElectraForPreTraining
 
-    from electra_lightning.checkpoint import load_checkpoint
-    from electra_lightning.loading import module_from_checkpoint
+    from electra_lightning.common.checkpoint import load_checkpoint
+    from electra_lightning.train.loading import module_from_checkpoint
 
     from .test_cli import run_cli, tiny_args
 
@@ -206,7 +206,7 @@ def test_bf16_mixed_on_cpu_is_close_to_fp32_and_resumes_and_exports(
 def test_bf16_autocast_computes_sampling_and_losses_in_fp32():
     """Under CPU bf16 autocast the encoders run in bf16, while the logits the sampling and the
     losses read are promoted to fp32 (ElectraPair.forward)."""
-    from electra_lightning.model import build_pretraining_model
+    from electra_lightning.model.electra import build_pretraining_model
 
     torch.manual_seed(0)
     pair = build_pretraining_model(200, 16, ModelSize(32, 2, 2, 64, 32, 16))
@@ -219,7 +219,7 @@ def test_bf16_autocast_computes_sampling_and_losses_in_fp32():
     for loss in (out.loss, out.gen_loss, out.disc_loss):
         assert loss.dtype == torch.float32
     # the sampling reads bf16 logits in fp32: the same draw as from the fp32 copy
-    from electra_lightning.masking import sample_from_logits
+    from electra_lightning.model.masking import sample_from_logits
 
     logits = out.gen_logits.detach()
     draws = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from electra_lightning.cli import main
+from electra_lightning.cli.main import main
 
 from .conftest import REPO
 
@@ -85,7 +85,7 @@ def test_unknown_command_lists_every_command(tmp_path, capsys, monkeypatch):
 
 
 def test_summary_takes_the_run_dir_as_its_help_says(tmp_path, capsys, monkeypatch):
-    from electra_lightning.cli import COMMANDS
+    from electra_lightning.cli.main import COMMANDS
 
     assert "summary RUN_DIR" in COMMANDS
     run = tmp_path / "run"
@@ -181,7 +181,7 @@ def test_a_renamed_data_field_fails_at_start_up(
 ):
     """The model knows the data only through ``ElectraDataModule.contract``, linked by the CLI:
     if the data module stops publishing it (a rename), the run stops before training."""
-    from electra_lightning.data import ElectraDataModule
+    from electra_lightning.data.datamodule import ElectraDataModule
 
     monkeypatch.setattr(ElectraDataModule, "published", ElectraDataModule.contract, raising=False)
     monkeypatch.delattr(ElectraDataModule, "contract")
@@ -191,8 +191,8 @@ def test_a_renamed_data_field_fails_at_start_up(
 
 
 def test_module_reads_nothing_from_the_data_module():
-    """The contract is the only seam: module.py never reaches into ``trainer.datamodule``."""
-    source = (REPO / "electra_lightning" / "module.py").read_text()
+    """The contract is the only seam: train/pretraining.py never reaches into ``trainer.datamodule``."""
+    source = (REPO / "electra_lightning" / "train" / "pretraining.py").read_text()
     assert "trainer.datamodule" not in source and "getattr(self.trainer" not in source
 
 
@@ -237,8 +237,8 @@ def test_summary_next_commands_say_how_to_run_them(tmp_path):
     """``make demo`` runs ``.venv/bin/python`` without activating anything: the "Next" commands
     (bare ``python -m electra_lightning``) come after the activation line, name only commands
     that exist, and fetch the GLUE data before fine-tuning on it."""
-    from electra_lightning.cli import LIGHTNING_COMMANDS, OUR_COMMANDS
-    from electra_lightning.summary import summarize
+    from electra_lightning.cli.main import LIGHTNING_COMMANDS, OUR_COMMANDS
+    from electra_lightning.report.summary import summarize
 
     (tmp_path / "metrics.csv").write_text("step,train/gen_loss,train/tokens_seen\n9,6.5,20480\n")
     header, *steps = summarize(str(tmp_path)).split("\nNext")[1].splitlines()

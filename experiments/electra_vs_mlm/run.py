@@ -90,7 +90,7 @@ class CurveStudy(Study):
     fine-tuned on SST-2."""
 
     def __init__(self, args: argparse.Namespace):
-        from electra_lightning.model import ModelSize
+        from electra_lightning.model.electra import ModelSize
 
         self.cuda = args.device == "cuda"
         parts = ["inaugural"] if args.quick else CORPUS_PARTS

@@ -172,7 +172,7 @@ class PaysOff(InDomainStudy):
     def __init__(self, args: argparse.Namespace):
         super().__init__(NAME, args)
         if self.cuda:
-            from electra_lightning.model import ModelSize
+            from electra_lightning.model.electra import ModelSize
 
             self.size = asdict(ModelSize(preset="small", max_position_embeddings=SEQ).resolved())
             device = [
@@ -328,7 +328,7 @@ class PaysOff(InDomainStudy):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from electra_lightning.probe import glue_split
+        from electra_lightning.finetune.probe import glue_split
 
         encoder = AutoModel.from_pretrained(self.encoder_dir(label)).eval()
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
 
-from electra_lightning.baselines import binary_entropy, count_tokens, unigram_log_probs
-from electra_lightning.checkpoint import load_checkpoint
-from electra_lightning.data import ElectraDataModule
-from electra_lightning.loading import module_from_checkpoint
-from electra_lightning.masking import scatter_update
+from electra_lightning.common.checkpoint import load_checkpoint
+from electra_lightning.data.datamodule import ElectraDataModule
+from electra_lightning.model.baselines import binary_entropy, count_tokens, unigram_log_probs
+from electra_lightning.model.masking import scatter_update
+from electra_lightning.train.loading import module_from_checkpoint
 
 BINS = 20
 

@@ -120,8 +120,8 @@ class Plateau(InDomainStudy):
 
     def flops_per_step(self, arm: Arm) -> float:
         """Training FLOPs of one step of ``arm`` (its generator width and sequence length)."""
-        from electra_lightning.masking import MaskingConfig
-        from electra_lightning.model import training_flops_per_token
+        from electra_lightning.model.electra import training_flops_per_token
+        from electra_lightning.model.masking import MaskingConfig
 
         self.seq = arm.seq
         size = dict(self.size)

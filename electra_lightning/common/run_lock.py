@@ -70,7 +70,7 @@ class RunLock:
         self.mine: dict | None = None
 
     def acquire(self) -> None:
-        from electra_lightning.checkpoint import check_writable
+        from electra_lightning.common.checkpoint import check_writable
 
         check_writable(_shown(self.directory), "ModelCheckpoint.dirpath")
         pid = os.getpid()

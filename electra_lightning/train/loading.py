@@ -11,8 +11,8 @@ from pathlib import Path
 # the checkpoint to disk, outside the directories the user named.
 from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
-from electra_lightning.checkpoint import load_checkpoint
-from electra_lightning.module import ElectraPretraining
+from electra_lightning.common.checkpoint import load_checkpoint
+from electra_lightning.train.pretraining import ElectraPretraining
 
 
 def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:

@@ -117,8 +117,8 @@ def _running(pid: int) -> bool:
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
     """A fine-tuned ``ElectraClassifier`` checkpoint → ``ElectraForSequenceClassification`` dir."""
-    from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
-    from electra_lightning.finetune import ElectraClassifier
+    from electra_lightning.common.checkpoint import tokenizer_files_of, write_tokenizer
+    from electra_lightning.finetune.classifier import ElectraClassifier
 
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     hparams["init_from"] = None
@@ -147,13 +147,13 @@ def export(ckpt_path: str, output_dir: str) -> str:
     """
     import transformers
 
-    from electra_lightning.checkpoint import (
+    from electra_lightning.common.checkpoint import (
         checkpoint_kind,
         require_kind,
         tokenizer_files_of,
         write_tokenizer,
     )
-    from electra_lightning.loading import load_any_checkpoint, module_from_checkpoint
+    from electra_lightning.train.loading import load_any_checkpoint, module_from_checkpoint
 
     transformers.logging.disable_progress_bar()  # one small file per model: no shard bars
     checkpoint = load_any_checkpoint(ckpt_path)

@@ -16,7 +16,7 @@ import textwrap
 
 from jsonargparse import CLI
 
-from electra_lightning.compare import config_value, plot, read_csv_run
+from electra_lightning.report.compare import config_value, plot, read_csv_run
 
 # ELECTRA-Small's pretraining (paper, Table 6): 1M steps × batch 128 × 128 tokens.
 PAPER_SMALL_TOKENS = 1_000_000 * 128 * 128

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 import lightning as L
@@ -13,7 +12,7 @@ import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from electra_lightning.errors import STOP, TrainingStopped
+from electra_lightning.common.errors import STOP, TrainingStopped
 
 # dense bf16 peak FLOP/s by device name, for MFU. Ours first: Lightning's get_available_flops does
 # not recognise "NVIDIA H200" and lists the H200's sparse peak (2x the dense one); it is the
@@ -145,23 +144,6 @@ def save_rescue_checkpoint(trainer: L.Trainer) -> str:
     return path
 
 
-def ignore_stop_signals(worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: stop signals are the main process's to handle.
-
-    The worker leaves the job's process group, so Ctrl-C and ``kill -TERM -PGID`` reach only the
-    main process, which finishes the step, saves and shuts the workers down itself. SIGINT and
-    SIGUSR1 are ignored; a SIGTERM sent to the worker directly (the DataLoader's own shutdown, or a
-    cluster signalling every process) ends it quietly, without a traceback.
-    """
-    try:
-        os.setpgid(0, 0)
-    except OSError:  # not permitted here (e.g. a session leader): signals still handled below
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-
-
 class GracefulStop(L.Callback):
     """Save ``last.ckpt`` at the current step and stop when the job is told to stop.
 
@@ -228,120 +210,3 @@ def last_checkpoint_path(trainer: L.Trainer) -> str:
         trainer.default_root_dir, "checkpoints"
     )
     return os.path.join(directory, ModelCheckpoint.CHECKPOINT_NAME_LAST + ".ckpt")
-
-
-class DownstreamProbe(L.Callback):
-    """Downstream quality while pretraining runs: every ``every_n_steps`` optimizer steps and at
-    the end, the linear probe (``electra_lightning.probe``: frozen discriminator, mean-pooled last
-    layer, logistic regression on a task's first ``train_examples`` training examples, scored on
-    its dev set) is logged as ``probe/<task>_<metric>`` (e.g. ``probe/sst2_acc``,
-    ``probe/cola_mcc``) to every configured logger, beside the losses.
-
-    Deterministic (no seeds, no random numbers drawn, dropout off while probing, so a resumed run
-    is unchanged). Every rank runs it at the same steps (a sharded model's forward needs them all);
-    rank 0's loggers write it. Off until ``tasks`` names a task (``configs/callbacks/probe.yaml``).
-
-    Args:
-        tasks: Single-sentence GLUE tasks from the task table (``sst2``, ``cola``).
-        data_dir: The GLUE root, ``DIR/TASK/{train,dev}.tsv``, or ``hub:NAME``: a Hugging Face
-            dataset laid out as ``nyu-mll/glue`` (e.g. ``hub:nyu-mll/glue``; needs network).
-        every_n_steps: Optimizer steps between probes (and one at the end of training).
-        train_examples: Training examples the logistic regression is fitted on.
-        dev_examples: Dev examples it is scored on (0: all).
-    """
-
-    def __init__(
-        self,
-        tasks: list[str] | None = None,
-        data_dir: str = "glue_data",
-        every_n_steps: int = 1000,
-        train_examples: int = 1000,
-        dev_examples: int = 0,
-    ):
-        from electra_lightning.tasks import task_spec
-
-        self.tasks = [t.lower() for t in (tasks or [])]
-        for task in self.tasks:
-            spec = task_spec(task)  # an unknown name: one line naming the choices
-            if spec.text_pair is not None or spec.labels is None or len(spec.labels) != 2:
-                raise ValueError(
-                    f"probe.tasks: '{task}' is not a single-sentence binary task; the probe reads "
-                    "sst2 or cola"
-                )
-        if every_n_steps < 1 or train_examples < 2 or dev_examples < 0:
-            raise ValueError(
-                "probe: every_n_steps >= 1, train_examples >= 2 and dev_examples >= 0 are needed"
-            )
-        self.data_dir, self.every = data_dir, every_n_steps
-        self.train_examples, self.dev_examples = train_examples, dev_examples
-        self._last_step = -1
-        self.seconds = 0.0  # time spent probing (this run)
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if self.tasks and stage == "fit":  # the data is checked before training, not at step 1000
-            from electra_lightning.probe import check_probe_data
-
-            for task in self.tasks:
-                check_probe_data(self.data_dir, task, self.train_examples, self.dev_examples)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if self.tasks and step % self.every == 0 and step != self._last_step:
-            self.probe_or_warn(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.tasks and trainer.global_step != self._last_step:
-            self.probe_or_warn(trainer, pl_module)
-
-    def probe_or_warn(self, trainer, pl_module) -> dict[str, float] | None:
-        """A side job never costs training: a probe that fails (its data changed, the device ran
-        out of memory, a numerical failure) is one warning line and the run goes on; it is tried
-        again at its next step."""
-        try:
-            return self.probe(trainer, pl_module)
-        except Exception as err:  # noqa: BLE001 — any failure: the training must not pay for it
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
-            rank = f" on rank {trainer.global_rank}" if trainer.world_size > 1 else ""
-            print(
-                f"warning: the probe failed at step {trainer.global_step}{rank} "
-                f"({type(err).__name__}{': ' + reason if reason else ''}); training goes on, "
-                f"next probe at step {trainer.global_step + self.every}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return None
-
-    def probe(self, trainer, pl_module) -> dict[str, float]:
-        from transformers import AutoTokenizer
-
-        from electra_lightning.probe import linear_probe
-        from electra_lightning.tasks import task_spec
-
-        started = time.perf_counter()
-        self._last_step = trainer.global_step
-        encoder = pl_module.electra.encoders()[-1]  # the discriminator's (or the MLM's) encoder
-        was_training = encoder.training
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(trainer.datamodule.tokenizer_info.path)
-            with torch.autocast(pl_module.device.type, enabled=False):
-                scores = linear_probe(
-                    encoder,
-                    tokenizer,
-                    self.tasks,
-                    self.train_examples,
-                    pl_module.device,
-                    self.dev_examples,
-                    pl_module.contract.max_seq_length,
-                    self.data_dir,
-                )
-        finally:
-            encoder.train(was_training)
-            self.seconds += time.perf_counter() - started
-        metrics = {
-            f"probe/{task}_{task_spec(task).headline}": score / 100
-            for task, score in scores.items()
-        }
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
-        return metrics

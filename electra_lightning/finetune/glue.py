@@ -13,10 +13,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from electra_lightning.callbacks import ignore_stop_signals
-from electra_lightning.checkpoint import tokenizer_files_of, write_tokenizer
-from electra_lightning.loading import load_any_checkpoint
-from electra_lightning.tasks import CUSTOM, TaskSpec, task_spec
+from electra_lightning.common.checkpoint import tokenizer_files_of, write_tokenizer
+from electra_lightning.data.workers import ignore_stop_signals
+from electra_lightning.finetune.tasks import CUSTOM, TaskSpec, task_spec
+from electra_lightning.train.loading import load_any_checkpoint
 
 
 @dataclass

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from electra_lightning.tasks import TASKS, task_key, task_spec
+from electra_lightning.finetune.tasks import TASKS, task_key, task_spec
 
 HUB_DATASET = "nyu-mll/glue"
 LINE_BREAKS = re.compile(r"[\t\r\n]")  # a TSV cell holds none

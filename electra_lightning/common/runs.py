@@ -9,7 +9,7 @@ logger's ``save_dir``, ``runs`` in the shipped configs), which holds everything 
 
 A resume is ``fit --run_name NAME --ckpt_path last`` (or ``--ckpt_path runs/NAME``): the run's saved
 config supplies everything, the flags given override it. This module reads only YAML (the
-dispatcher uses it before Lightning is imported); the CLI applies it (``lightning_cli``).
+dispatcher uses it before Lightning is imported); the CLI applies it (``cli.lightning``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import secrets
 import string
+import sys
 
-from electra_lightning.config_files import config_files
+from electra_lightning.common.config_files import config_files, update_class_paths
 
 DEFAULT_SAVE_DIR = "runs"
 SAVED_CONFIG = "config.yaml"
@@ -128,6 +129,7 @@ def resume_argv(argv: list[str]) -> tuple[list[str], str | None]:
         saved = os.path.join(run_directory(save_dir, name), SAVED_CONFIG)
         if not os.path.isfile(saved):
             return argv, None
+    update_saved_config(saved)
     config_args, others = _split_configs(rest)
     if saved in config_args or f"--config={saved}" in config_args:  # already (a DDP rank)
         return argv, saved
@@ -145,6 +147,21 @@ def resume_argv(argv: list[str]) -> tuple[list[str], str | None]:
             text = yaml.safe_dump(data, sort_keys=False)
             return [command, *config_args, "--config", text, *others], saved
     return [command, *config_args, "--config", saved, *others], saved
+
+
+def update_saved_config(path: str) -> None:
+    """A run saved by 0.1 names classes by their old flat paths: its config is rewritten in place
+    (atomically, in the run's own directory) with their paths now, and says so once."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    updated = update_class_paths(text)
+    if updated == text:
+        return
+    temporary = f"{path}.updating"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(updated)
+    os.replace(temporary, path)
+    print(f"updated {path}: class paths of electra-lightning 0.1 → 0.2", file=sys.stderr)
 
 
 def _replace_value(args: list[str], flag: str, old: str, new: str) -> list[str]:

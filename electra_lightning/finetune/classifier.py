@@ -26,17 +26,17 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from electra_lightning.callbacks import save_rescue_checkpoint
-from electra_lightning.checkpoint import (
+from electra_lightning.common.checkpoint import (
     TOKENIZER_CHECKPOINT_KEY,
     checkpoint_kind,
     read_tokenizer_files,
     require_kind,
     tokenizer_files_of,
 )
-from electra_lightning.loading import encoder_from_checkpoint, load_any_checkpoint
-from electra_lightning.optim import layerwise_lr_groups
-from electra_lightning.tasks import metric_names
+from electra_lightning.finetune.tasks import metric_names
+from electra_lightning.model.optim import layerwise_lr_groups
+from electra_lightning.train.callbacks import save_rescue_checkpoint
+from electra_lightning.train.loading import encoder_from_checkpoint, load_any_checkpoint
 
 
 class GlueMatthewsCorrCoef(BinaryMatthewsCorrCoef):
@@ -266,8 +266,8 @@ class ElectraClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         files = self.tokenizer_files
-        datamodule = getattr(self.trainer, "datamodule", None)
-        directory = getattr(datamodule, "tokenizer_dir", None)
+        # an exported directory carries its tokenizer (the CLI links data.tokenizer to init_from)
+        directory = self.hparams.get("init_from")
         if files is None and directory and os.path.isdir(directory):
             files = read_tokenizer_files(directory)
         if files:

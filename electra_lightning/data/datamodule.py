@@ -25,15 +25,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from electra_lightning.baselines import FrequencyBaseline, frequency_baseline
-from electra_lightning.callbacks import ignore_stop_signals
-from electra_lightning.checkpoint import from_all_ranks, read_tokenizer_files
-from electra_lightning.contract import DataContract
-from electra_lightning.masking import MaskingConfig
+from electra_lightning.common.checkpoint import from_all_ranks, read_tokenizer_files
+from electra_lightning.data.contract import DataContract
 
 # ExamplePacker and read_documents are re-exported: the pipeline's names, importable from here
-from electra_lightning.packing import ExamplePacker  # noqa: F401
-from electra_lightning.sources import (  # noqa: F401
+from electra_lightning.data.packing import ExamplePacker  # noqa: F401
+from electra_lightning.data.sources import (  # noqa: F401
     HUB_PREFIX,
     PARQUET_SUFFIXES,
     open_hub,
@@ -41,7 +38,7 @@ from electra_lightning.sources import (  # noqa: F401
     resolve_sources,
     warn_once,
 )
-from electra_lightning.stream import (
+from electra_lightning.data.stream import (
     DATA_POSITION_KEY,
     NOTICES_KEY,
     BatchMasker,
@@ -49,6 +46,9 @@ from electra_lightning.stream import (
     StreamConfig,
     load_tokenizer_info,
 )
+from electra_lightning.data.workers import ignore_stop_signals
+from electra_lightning.model.baselines import FrequencyBaseline, frequency_baseline
+from electra_lightning.model.masking import MaskingConfig
 
 DATA_STATE_VERSION = 2  # 2: positions name a unit and a block (seekable); 1: a document index
 
@@ -95,7 +95,7 @@ class ElectraDataModule(L.LightningDataModule):
         baseline_tokens: Training tokens (from the start of the shuffled stream, one pass at most)
             counted at start-up for the word-frequency baseline that ``val/gen_context_gain`` is
             measured from (scored on up to ``baseline_tokens // 20`` masked validation tokens).
-            0: no baseline, no ``val/gen_context_gain``. See ``electra_lightning.baselines``.
+            0: no baseline, no ``val/gen_context_gain``. See ``electra_lightning.model.baselines``.
     """
 
     def __init__(

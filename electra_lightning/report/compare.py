@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from electra_lightning.runs import read_wandb_id
+from electra_lightning.common.runs import read_wandb_id
 
 KEY_PARAMS = (
     "model.size.hidden_size",
@@ -223,7 +223,7 @@ def _checkpoint_step(run_dir: str) -> int | None:
     path = os.path.join(run_dir, "checkpoints", "last.ckpt")
     if not os.path.isfile(path):
         return None
-    from electra_lightning.checkpoint import checkpoint_step  # torch: only for a checkpoint
+    from electra_lightning.common.checkpoint import checkpoint_step  # torch: only for a checkpoint
 
     return checkpoint_step(path)
 

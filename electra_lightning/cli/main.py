@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from electra_lightning.config_files import config_files
-from electra_lightning.errors import STOP, NothingToDo, ShardError, StopNow, TrainingStopped
+from electra_lightning.common.config_files import config_files
+from electra_lightning.common.errors import STOP, NothingToDo, ShardError, StopNow, TrainingStopped
 
 COMMANDS = """commands:
   fit | validate | test              train or evaluate (--config configs/X.yaml; --help for options)
@@ -70,36 +70,36 @@ def is_finetune(args: list[str]) -> bool:
 def run(command: str, rest: list[str], argv: list[str], from_shell: bool) -> None:
     prog = f"{program_name()} {command}"
     if command == "tokenizer":
-        from electra_lightning.tokenizer import main as tokenizer_main
+        from electra_lightning.data.tokenizer import main as tokenizer_main
 
         tokenizer_main(rest, prog)
     elif command == "export":
-        from electra_lightning.export import main as export_main
+        from electra_lightning.hf.export import main as export_main
 
         export_main(rest, prog)
     elif command == "compare":
-        from electra_lightning.compare import main as compare_main
+        from electra_lightning.report.compare import main as compare_main
 
         compare_main(rest)
     elif command == "predict":
-        from electra_lightning.predict import main as predict_main
+        from electra_lightning.hf.predict import main as predict_main
 
         predict_main(rest, prog)
     elif command == "glue":
-        from electra_lightning.glue_runner import main as glue_main
+        from electra_lightning.cli.glue_runner import main as glue_main
 
         glue_main(rest)
     elif command == "glue-data":
-        from electra_lightning.glue_data import main as glue_data_main
+        from electra_lightning.finetune.glue_data import main as glue_data_main
 
         glue_data_main(rest, prog)
     elif command == "summary":
-        from electra_lightning.summary import main as summary_main
+        from electra_lightning.report.summary import main as summary_main
 
         summary_main(rest, prog)
     else:
-        from electra_lightning.lightning_cli import run_finetune_cli, run_lightning_cli
-        from electra_lightning.runs import resume_argv
+        from electra_lightning.cli.lightning import run_finetune_cli, run_lightning_cli
+        from electra_lightning.common.runs import resume_argv
 
         # a named run's resume reads its saved config (runs/NAME/config.yaml) first
         argv, _ = resume_argv(argv)

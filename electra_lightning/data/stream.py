@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from electra_lightning.errors import ShardError
-from electra_lightning.masking import MaskingConfig, mask_tokens
-from electra_lightning.packing import Example, ExamplePacker
-from electra_lightning.sources import BadRecord, read_unit
-from electra_lightning.units import Unit, assign_units, split_units
+from electra_lightning.common.errors import ShardError
+from electra_lightning.data.packing import Example, ExamplePacker
+from electra_lightning.data.sources import BadRecord, read_unit
+from electra_lightning.data.units import Unit, assign_units, split_units
+from electra_lightning.model.masking import MaskingConfig, mask_tokens
 
 TOKENIZE_CHUNK_DOCS = 64
 TOKENIZE_CHUNK_CHARS = 1 << 20  # ... or fewer documents, when they hold this much text
@@ -145,7 +145,7 @@ class StreamConfig:
 class BatchMasker:
     """Draws a batch's mask where the batch is built (as HF's ``DataCollatorForLanguageModeling``):
     ``masking`` validated by ``MaskingConfig``, the tokenizer's special and random-token ids fixed
-    once; calling it is :func:`~electra_lightning.masking.mask_tokens`."""
+    once; calling it is :func:`~electra_lightning.model.masking.mask_tokens`."""
 
     def __init__(self, masking: MaskingConfig, tokenizer: TokenizerInfo):
         self.masking = masking

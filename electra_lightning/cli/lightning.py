@@ -17,25 +17,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
-from electra_lightning.callbacks import (
-    DownstreamProbe,
-    GracefulStop,
-    TokenThroughput,
-    last_checkpoint_path,
-)
-from electra_lightning.checkpoint import SafeCheckpointIO, checkpoint_step
-from electra_lightning.compare import flatten
-from electra_lightning.config_files import config_files
-from electra_lightning.console import ElectraModelSummary, StepProgressBar, quiet_dependencies
-from electra_lightning.data import ElectraDataModule
-from electra_lightning.errors import NothingToDo
-from electra_lightning.finetune import ElectraClassifier
-from electra_lightning.glue import GlueDataModule
-from electra_lightning.hardware import fit_precision, fit_workers
-from electra_lightning.module import ElectraPretraining
-from electra_lightning.optim import ADAMW_DEFAULTS
-from electra_lightning.run_lock import hold_checkpoint_dirs
-from electra_lightning.runs import (
+from electra_lightning.common.checkpoint import SafeCheckpointIO, checkpoint_step
+from electra_lightning.common.config_files import config_files
+from electra_lightning.common.errors import NothingToDo
+from electra_lightning.common.run_lock import hold_checkpoint_dirs
+from electra_lightning.common.runs import (
     DEFAULT_SAVE_DIR,
     SAVED_CONFIG,
     check_run_name,
@@ -44,6 +30,24 @@ from electra_lightning.runs import (
     run_directory,
     write_wandb_id,
 )
+from electra_lightning.data.datamodule import ElectraDataModule
+from electra_lightning.finetune.classifier import ElectraClassifier
+from electra_lightning.finetune.glue import GlueDataModule
+from electra_lightning.finetune.probe import DownstreamProbe
+from electra_lightning.model.optim import ADAMW_DEFAULTS
+from electra_lightning.report.compare import flatten
+from electra_lightning.report.console import (
+    ElectraModelSummary,
+    StepProgressBar,
+    quiet_dependencies,
+)
+from electra_lightning.train.callbacks import (
+    GracefulStop,
+    TokenThroughput,
+    last_checkpoint_path,
+)
+from electra_lightning.train.hardware import fit_precision, fit_workers
+from electra_lightning.train.pretraining import ElectraPretraining
 
 CONFIG_NAME = SAVED_CONFIG
 
@@ -255,8 +259,8 @@ def warn_unused_probe_options(probe) -> None:
     changed = sorted(
         f"probe.{name}"
         for name, value in values.items()
-        if name in defaults and value != defaults[name].default
-    )
+        if name in defaults and name != "tokenizer" and value != defaults[name].default
+    )  # probe.tokenizer is linked from data.tokenizer, not set by the user
     if changed:
         print(
             f"warning: {', '.join(changed)} {'is' if len(changed) == 1 else 'are'} set but "
@@ -383,7 +387,7 @@ def _before(row: dict, step: int) -> bool:
 def check_log_dirs(trainer) -> None:
     """Every directory a logger will write, checked before anything starts (one line, not a
     logger's traceback at its first write)."""
-    from electra_lightning.checkpoint import check_writable
+    from electra_lightning.common.checkpoint import check_writable
 
     for logger in trainer.loggers:
         directory = getattr(logger, "save_dir", None) or getattr(logger, "root_dir", None)
@@ -527,7 +531,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.set_defaults(
             {
                 "model.optimizer": {
-                    "class_path": "electra_lightning.optim.AdamW",
+                    "class_path": "electra_lightning.model.optim.AdamW",
                     "init_args": {**ADAMW_DEFAULTS, "betas": list(ADAMW_DEFAULTS["betas"])},
                 }
             }
@@ -535,6 +539,7 @@ class ElectraCLI(_ElectraLightningCLI):
         parser.add_lightning_class_args(TokenThroughput, "throughput")
         # off until probe.tasks names a task: --config configs/callbacks/probe.yaml
         parser.add_lightning_class_args(DownstreamProbe, "probe")
+        parser.link_arguments("data.tokenizer", "probe.tokenizer")  # the probe reads no data module
 
     def before_fit(self) -> None:
         warn_unused_probe_options(self.config[self.subcommand].get("probe"))

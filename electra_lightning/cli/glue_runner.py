@@ -20,14 +20,19 @@ import os
 import statistics
 from pathlib import Path
 
-from electra_lightning.tasks import finetune_recipe, metric_names, submission_name, task_spec
+from electra_lightning.finetune.tasks import (
+    finetune_recipe,
+    metric_names,
+    submission_name,
+    task_spec,
+)
 
 
 def run_one(task: str, seed: int, args, overrides: list[str]) -> dict:
     """Fine-tune one task with one seed; return its dev metrics (and write test predictions)."""
     # here, not at the top: `glue --help` must not import Lightning (not a cycle: lightning_cli
     # does not import this module)
-    from electra_lightning.lightning_cli import run_finetune_cli
+    from electra_lightning.cli.lightning import run_finetune_cli
 
     out = Path(args.output_dir) / task / f"seed{seed}"
     recipe = finetune_recipe(task, save_dir=str(out.parent), name=out.name)

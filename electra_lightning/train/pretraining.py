@@ -23,16 +23,16 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
-from electra_lightning.baselines import context_gains
-from electra_lightning.callbacks import save_rescue_checkpoint
-from electra_lightning.checkpoint import (
+from electra_lightning.common.checkpoint import (
     check_writable,
     gather_rng_states,
     require_kind,
     set_rng_state,
 )
-from electra_lightning.contract import DataContract
-from electra_lightning.model import (
+from electra_lightning.data.contract import DataContract
+from electra_lightning.data.stream import attention_mask_of
+from electra_lightning.model.baselines import context_gains
+from electra_lightning.model.electra import (
     PAIR_DEFAULTS,
     ElectraPair,
     ElectraStepOutput,
@@ -43,15 +43,15 @@ from electra_lightning.model import (
     build_pretraining_model,
     training_flops_per_token,
 )
-from electra_lightning.optim import (
+from electra_lightning.model.optim import (
     ADAMW_DEFAULTS,
     AdamW,
     official_lr_lambda,
     param_groups,
     skips_on_device,
 )
-from electra_lightning.parallel import shard_electra
-from electra_lightning.stream import attention_mask_of
+from electra_lightning.train.callbacks import save_rescue_checkpoint
+from electra_lightning.train.parallel import shard_electra
 
 
 class ElectraPretraining(L.LightningModule):
@@ -64,7 +64,7 @@ class ElectraPretraining(L.LightningModule):
         size: The discriminator's size and the generator's relative to it (``model.size.*``:
             ``hidden_size``, ``num_layers``, ``num_heads``, ``intermediate_size``,
             ``embedding_size``, ``max_position_embeddings``, ``generator_size``,
-            ``generator_layers``; see :class:`~electra_lightning.model.ModelSize`).
+            ``generator_layers``; see :class:`~electra_lightning.model.electra.ModelSize`).
         embedding_sharing: ``shared`` (official: one embedding module), ``none``, or ``gdes``
             (DeBERTa-v3 gradient-disentangled sharing; export folds it into plain weights).
         tie_generator_head: Tie the generator's output layer to the word embeddings.

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import time
+
+import lightning as L
+import torch
+from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
+
+from electra_lightning.data.units import HUB_PREFIX
+from electra_lightning.finetune.classifier import glue_mcc
+from electra_lightning.finetune.glue import Example, read_examples
+from electra_lightning.finetune.tasks import task_key, task_spec
 
 # single-sentence tasks: a mean-pooled pair is no fair readout for MRPC/RTE
 PROBE_TASKS = ["sst2", "cola"]
@@ -17,10 +28,6 @@ def glue_split(data_dir: str, task: str, split: str, limit: int = 0) -> list:
     """A GLUE task's train or dev examples (the first ``limit`` if set) from ``data_dir/TASK``
     or, for ``data_dir='hub:NAME'``, from the Hugging Face dataset NAME laid out as
     ``nyu-mll/glue`` (config ``sst2``/``cola``, splits ``train``/``validation``)."""
-    from electra_lightning.glue import read_examples
-    from electra_lightning.tasks import task_key, task_spec
-    from electra_lightning.units import HUB_PREFIX
-
     spec = task_spec(task)
     if data_dir.startswith(HUB_PREFIX):
         if not data_dir[len(HUB_PREFIX) :].strip():
@@ -41,9 +48,6 @@ def check_probe_data(data_dir: str, task: str, train_limit: int, dev_limit: int)
     examples, 0: all), checked as a whole before training: readable, and both labels present in
     each split — with one label the regression has nothing to separate and its standardisation
     divides by zero. A one-line ``ValueError`` naming the file (or dataset) and the fix."""
-    from electra_lightning.tasks import task_spec
-    from electra_lightning.units import HUB_PREFIX
-
     spec = task_spec(task)
     for split, limit, option in (
         ("train", train_limit, "probe.train_examples"),
@@ -68,8 +72,6 @@ def check_probe_data(data_dir: str, task: str, train_limit: int, dev_limit: int)
 
 def split_path(data_dir: str, task: str, split: str) -> str:
     """``data_dir/TASK/train.tsv`` or the task's dev file."""
-    from electra_lightning.tasks import task_spec
-
     spec = task_spec(task)
     return os.path.join(data_dir, spec.name, "train.tsv" if split == "train" else spec.dev)
 
@@ -82,8 +84,6 @@ def hub_split(name: str, config: str, split: str, limit: int) -> tuple:
     from itertools import islice
 
     from datasets import load_dataset
-
-    from electra_lightning.glue import Example
 
     hub = "train" if split == "train" else "validation"
     where = f"probe.data_dir: the Hugging Face dataset '{name}' (config {config}, split {hub})"
@@ -105,10 +105,6 @@ def hub_split(name: str, config: str, split: str, limit: int) -> tuple:
 
 def headline_metric(task: str):
     """The torchmetrics function of a binary task's headline metric (as the fine-tuning logs)."""
-    from torchmetrics.functional.classification import binary_accuracy, binary_f1_score
-
-    from electra_lightning.finetune import glue_mcc
-    from electra_lightning.tasks import task_spec
 
     metrics = {"acc": binary_accuracy, "f1": binary_f1_score, "mcc": glue_mcc}
     return metrics[task_spec(task).headline]
@@ -116,8 +112,6 @@ def headline_metric(task: str):
 
 def logistic_regression(x, y, x_dev):
     """Fit a lightly L2-regularised logistic regression (full-batch L-BFGS); predict x_dev."""
-    import torch
-
     weight = torch.zeros(x.shape[1], requires_grad=True)
     bias = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
@@ -148,8 +142,6 @@ def linear_probe(
     returning ``last_hidden_state``) with its ``tokenizer``; ``dev_limit``: score on the first
     dev examples only (smoke tests); ``max_length``: tokens per example (the pretraining length);
     ``data_dir``: the GLUE root."""
-    import torch
-
     encoder = encoder.to(device).eval()
 
     @torch.no_grad()
@@ -183,3 +175,121 @@ def linear_probe(
         predicted = logistic_regression(x, y, x_dev)
         scores[task] = 100 * float(headline_metric(task)(predicted, y_dev))
     return scores
+
+
+class DownstreamProbe(L.Callback):
+    """Downstream quality while pretraining runs: every ``every_n_steps`` optimizer steps and at
+    the end, the linear probe (``linear_probe`` above: frozen discriminator, mean-pooled last
+    layer, logistic regression on a task's first ``train_examples`` training examples, scored on
+    its dev set) is logged as ``probe/<task>_<metric>`` (e.g. ``probe/sst2_acc``,
+    ``probe/cola_mcc``) to every configured logger, beside the losses.
+
+    Deterministic (no seeds, no random numbers drawn, dropout off while probing, so a resumed run
+    is unchanged). Every rank runs it at the same steps (a sharded model's forward needs them all);
+    rank 0's loggers write it. Off until ``tasks`` names a task (``configs/callbacks/probe.yaml``).
+
+    Args:
+        tasks: Single-sentence GLUE tasks from the task table (``sst2``, ``cola``).
+        data_dir: The GLUE root, ``DIR/TASK/{train,dev}.tsv``, or ``hub:NAME``: a Hugging Face
+            dataset laid out as ``nyu-mll/glue`` (e.g. ``hub:nyu-mll/glue``; needs network).
+        every_n_steps: Optimizer steps between probes (and one at the end of training).
+        train_examples: Training examples the logistic regression is fitted on.
+        dev_examples: Dev examples it is scored on (0: all).
+        tokenizer: The pretraining tokenizer's directory; the CLI links it from ``data.tokenizer``.
+    """
+
+    def __init__(
+        self,
+        tasks: list[str] | None = None,
+        data_dir: str = "glue_data",
+        every_n_steps: int = 1000,
+        train_examples: int = 1000,
+        dev_examples: int = 0,
+        tokenizer: str | None = None,
+    ):
+        self.tasks = [t.lower() for t in (tasks or [])]
+        for task in self.tasks:
+            spec = task_spec(task)  # an unknown name: one line naming the choices
+            if spec.text_pair is not None or spec.labels is None or len(spec.labels) != 2:
+                raise ValueError(
+                    f"probe.tasks: '{task}' is not a single-sentence binary task; the probe reads "
+                    "sst2 or cola"
+                )
+        if every_n_steps < 1 or train_examples < 2 or dev_examples < 0:
+            raise ValueError(
+                "probe: every_n_steps >= 1, train_examples >= 2 and dev_examples >= 0 are needed"
+            )
+        self.data_dir, self.every = data_dir, every_n_steps
+        self.train_examples, self.dev_examples = train_examples, dev_examples
+        self.tokenizer = tokenizer
+        self._last_step = -1
+        self.seconds = 0.0  # time spent probing (this run)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.tasks and stage == "fit":  # the data is checked before training, not at step 1000
+            if not self.tokenizer:
+                raise ValueError(
+                    "probe.tokenizer: no tokenizer directory; the CLI links it from data.tokenizer, "
+                    "a Trainer built in Python passes DownstreamProbe(tokenizer=DIR)"
+                )
+            for task in self.tasks:
+                check_probe_data(self.data_dir, task, self.train_examples, self.dev_examples)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.tasks and step % self.every == 0 and step != self._last_step:
+            self.probe_or_warn(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.tasks and trainer.global_step != self._last_step:
+            self.probe_or_warn(trainer, pl_module)
+
+    def probe_or_warn(self, trainer, pl_module) -> dict[str, float] | None:
+        """A side job never costs training: a probe that fails (its data changed, the device ran
+        out of memory, a numerical failure) is one warning line and the run goes on; it is tried
+        again at its next step."""
+        try:
+            return self.probe(trainer, pl_module)
+        except Exception as err:  # noqa: BLE001 — any failure: the training must not pay for it
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            rank = f" on rank {trainer.global_rank}" if trainer.world_size > 1 else ""
+            print(
+                f"warning: the probe failed at step {trainer.global_step}{rank} "
+                f"({type(err).__name__}{': ' + reason if reason else ''}); training goes on, "
+                f"next probe at step {trainer.global_step + self.every}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+
+    def probe(self, trainer, pl_module) -> dict[str, float]:
+        from transformers import AutoTokenizer  # on first use: transformers' import is slow
+
+        started = time.perf_counter()
+        self._last_step = trainer.global_step
+        encoder = pl_module.electra.encoder  # the discriminator's (the MLM's, for MLM-only)
+        was_training = encoder.training
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
+            with torch.autocast(pl_module.device.type, enabled=False):
+                scores = linear_probe(
+                    encoder,
+                    tokenizer,
+                    self.tasks,
+                    self.train_examples,
+                    pl_module.device,
+                    self.dev_examples,
+                    pl_module.contract.max_seq_length,
+                    self.data_dir,
+                )
+        finally:
+            encoder.train(was_training)
+            self.seconds += time.perf_counter() - started
+        metrics = {
+            f"probe/{task}_{task_spec(task).headline}": score / 100
+            for task, score in scores.items()
+        }
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        return metrics

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from electra_lightning.units import (  # noqa: F401 (the formats, re-exported for the readers' users)
+from electra_lightning.data.units import (  # noqa: F401 (the formats, re-exported for the readers' users)
     HUB_PREFIX,
     JSONL_SUFFIXES,
     PARQUET_SUFFIXES,

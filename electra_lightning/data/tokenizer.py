@@ -6,7 +6,7 @@ import os
 
 from jsonargparse import CLI
 
-from electra_lightning.sources import read_documents, resolve_sources
+from electra_lightning.data.sources import read_documents, resolve_sources
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

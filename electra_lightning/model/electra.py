@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-from electra_lightning.masking import gather_positions, sample_from_logits, scatter_update
+from electra_lightning.model.masking import gather_positions, sample_from_logits, scatter_update
 
 EmbeddingSharing = Literal["shared", "none", "gdes"]
 Objective = Literal["electra", "mlm"]
