@@ -21,6 +21,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_wandb_service():
+    """A test that runs ``wandb.init`` in this process leaves ``WANDB_SERVICE`` in os.environ;
+    every later subprocess would then log through this process's W&B service (runs written
+    after the subprocess exits, a resumed run refused). Dropped after each test."""
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, skipping the test when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -119,5 +119,6 @@ def test_no_wandb_anonymous_line(dropped, tmp_path, capfd, monkeypatch):
         import wandb
 
         wandb.finish()
+        wandb.teardown()  # stop the in-process service (conftest drops its WANDB_SERVICE)
     err = capfd.readouterr().err
     assert ("anonymous setting has no effect" in err) is not dropped, err[-2000:]
