@@ -146,3 +146,22 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     assert upward_imports(import_graph(package)) == [
         "pkg.model.m imports pkg.train.t (model may import: common)"
     ]
+
+
+def test_the_architecture_map_names_every_module():
+    """docs/architecture.md's map is the folders: each module under its folder, nothing stale."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    block = text[text.index("```\n") + 4 : text.index("```", text.index("```\n") + 4)]
+    mapped, folder = set(), None
+    for line in block.splitlines():
+        if re.match(r"[a-z]+/ ", line):
+            folder = line.split("/")[0]
+        elif match := re.match(r"  ([a-z_]+\.py) ", line):
+            mapped.add(f"{folder}/{match.group(1)}")
+    modules = {
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.glob("*/*.py") if p.name != "__init__.py"
+    }
+    assert mapped == modules, (
+        f"not in the map: {sorted(modules - mapped)}; in the map, not in the package: "
+        f"{sorted(mapped - modules)}"
+    )
