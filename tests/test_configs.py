@@ -112,6 +112,37 @@ def test_finetune_recipes():
     assert (large["learning_rate"], large["layerwise_lr_decay"]) == (5e-5, 0.9)
 
 
+def test_configs_name_only_what_differs_from_last_checkpoint_defaults(capsys):
+    """LastCheckpoint's defaults are written once, in its signature (the CLI reads them there):
+    no shipped config repeats one, and a config that names the class alone gets them."""
+    import inspect
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from electra_lightning.train.callbacks import LastCheckpoint
+
+    defaults = {
+        name: p.default
+        for cls in (ModelCheckpoint, LastCheckpoint)  # ours last: they win
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    restated, bare = [], []
+    for path in CONFIGS:
+        trainer = (yaml.safe_load(path.read_text()) or {}).get("trainer") or {}
+        for spec in trainer.get("callbacks") or []:
+            if spec["class_path"] != "electra_lightning.train.callbacks.LastCheckpoint":
+                continue
+            init_args = spec.get("init_args") or {}
+            restated += [f"{path.name}: {k}" for k, v in init_args.items() if defaults.get(k) == v]
+            bare += [path] if not init_args else []
+    assert restated == [] and bare, restated
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(bare[0]), "--print_config"])
+    (callback,) = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert (callback["init_args"]["save_last"], callback["init_args"]["save_top_k"]) == (True, 0)
+
+
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_size_configs_match_the_paper(name):
     cfg = yaml.safe_load((REPO_CONFIGS / f"{name}.yaml").read_text())

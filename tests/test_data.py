@@ -89,7 +89,7 @@ def test_document_boundary_ends_segment_a():
 
 def test_packing_rejects_short_sequences():
     with pytest.raises(ValueError, match="max_seq_length"):
-        ExamplePacker(4, CLS, SEP, PAD)
+        ExamplePacker(4, CLS, SEP, PAD, single_segment_prob=0.1, seed=0)
 
 
 def make_stream(corpus_dir, tokenizer_info, masking=None, **kwargs):
@@ -785,3 +785,33 @@ def test_a_named_pipe_as_a_corpus_file_says_what_it_is(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(ValueError, match=r"stream.txt' is a named pipe \(FIFO\), not a regular"):
         resolve_sources(str(pipe), "data.train_files")
+
+
+def test_stream_and_masking_defaults_are_written_once():
+    """The data module's stream and masking options read their defaults from StreamConfig and
+    MaskingConfig (``batch_size: int = StreamConfig.batch_size``) instead of typing them again,
+    and the packer, which the stream always configures, declares none of its own."""
+    import ast
+    import dataclasses
+    import inspect
+    import textwrap
+
+    from electra_lightning.data.stream import StreamConfig
+    from electra_lightning.model.masking import MaskingConfig
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(ElectraDataModule.__init__)))
+    args = tree.body[0].args
+    written = {
+        a.arg: ast.unparse(d)
+        for a, d in zip(args.args[-len(args.defaults) :], args.defaults, strict=True)
+    }
+    owner = {f.name: f"StreamConfig.{f.name}" for f in dataclasses.fields(StreamConfig)}
+    owner |= {f.name: f"MaskingConfig.{f.name}" for f in dataclasses.fields(MaskingConfig)}
+    owner["whole_word_masking"] = owner.pop("whole_word")  # the option's name for it
+    assert {name: written.get(name) for name in owner} == owner
+    packer_defaults = [
+        f.name
+        for f in dataclasses.fields(ExamplePacker)
+        if f.name in owner and f.default is not dataclasses.MISSING
+    ]
+    assert packer_defaults == []

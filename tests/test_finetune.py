@@ -343,3 +343,31 @@ def test_loading_a_pretrained_discriminator_is_one_quiet_line(tmp_path, capfd, c
         r"encoder \(missing \['encoder.layer.0.output.dense.weight'\]",
     ):
         ElectraClassifier(init_from=str(tmp_path / "disc"), num_labels=3)
+
+
+def test_dropout_and_adamw_settings_are_written_once():
+    """Fine-tuning and pretraining share the official dropout and AdamW betas/eps: every
+    ``dropout`` parameter defaults to ``model.electra.DROPOUT`` and no call types ``betas=`` or
+    ``eps=`` again beside ``model.optim.ADAMW_DEFAULTS``."""
+    import ast
+    from pathlib import Path
+
+    import electra_lightning
+
+    dropouts, typed = [], []
+    for path in sorted(Path(electra_lightning.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                args, defaults = node.args.posonlyargs + node.args.args, node.args.defaults
+                pairs = [*zip(args[len(args) - len(defaults) :], defaults, strict=True)]
+                pairs += [*zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True)]
+                dropouts += [
+                    f"{path.name}:{node.name}"
+                    for arg, default in pairs
+                    if arg.arg == "dropout" and default and ast.unparse(default) != "DROPOUT"
+                ]
+            literal = (ast.Constant, ast.Tuple)
+            if isinstance(node, ast.keyword) and node.arg in ("betas", "eps"):
+                if isinstance(node.value, literal):
+                    typed.append(f"{path.name}:{node.lineno}")
+    assert (dropouts, typed) == ([], [])

@@ -60,6 +60,12 @@ DATA_STATE_VERSION = 2  # 2: positions name a unit and a block (seekable); 1: a 
 class ElectraDataModule(L.LightningDataModule):
     """Streams a text corpus, packs it and masks it dynamically for ELECTRA pretraining.
 
+    This signature is the ``data.*`` options; each default is written once, where it is used: the
+    stream's settings default to :class:`~electra_lightning.data.stream.StreamConfig`'s fields
+    and the masking ones to :class:`~electra_lightning.model.masking.MaskingConfig`'s (read from
+    there: ``batch_size: int = StreamConfig.batch_size``); the rest (workers, resume, baseline)
+    are this module's own and defaulted here.
+
     Args:
         train_files: Text (.txt, blank line = document break), JSONL or parquet files, directories,
             globs, or ``hub:name[:config][@split]`` for a Hugging Face Hub dataset (online).
@@ -103,22 +109,22 @@ class ElectraDataModule(L.LightningDataModule):
         train_files: str | list[str],
         tokenizer: str,
         val_files: str | list[str] | None = None,
-        max_seq_length: int = 128,
-        batch_size: int = 128,
+        max_seq_length: int = StreamConfig.max_seq_length,
+        batch_size: int = StreamConfig.batch_size,
         mask_prob: float = MaskingConfig.mask_prob,
         mask_token_prob: float = MaskingConfig.mask_token_prob,
         random_token_prob: float = MaskingConfig.random_token_prob,
-        max_predictions_per_seq: int | None = None,
+        max_predictions_per_seq: int | None = MaskingConfig.max_predictions_per_seq,
         whole_word_masking: bool = MaskingConfig.whole_word,
-        single_segment_prob: float = 0.1,
-        text_field: str = "text",
+        single_segment_prob: float = StreamConfig.single_segment_prob,
+        text_field: str = StreamConfig.text_field,
         num_workers: int = 2,
-        seed: int = 0,
+        seed: int = StreamConfig.seed,
         resume_position: bool = True,
-        on_bad_record: Literal["error", "skip"] = "error",
-        max_bad_records: int = 100,
-        shuffle: bool = True,
-        shuffle_block: int = 1024,
+        on_bad_record: Literal["error", "skip"] = StreamConfig.on_bad_record,
+        max_bad_records: int = StreamConfig.max_bad_records,
+        shuffle: bool = StreamConfig.shuffle,
+        shuffle_block: int = StreamConfig.shuffle_block,
         baseline_tokens: int = 1_000_000,
     ):
         super().__init__()
@@ -126,7 +132,7 @@ class ElectraDataModule(L.LightningDataModule):
         self.positions: dict[int, dict] = {}  # shard → position after its last trained batch
         self.batches_trained = 0  # train batches this rank took (all ranks take as many)
         # the stream's settings, validated once; the stream reads them from here
-        # (its fields are this module's arguments of the same names)
+        # (its fields are this module's arguments of the same names, defaulted from them)
         self.stream_config = StreamConfig(
             **{f.name: self.hparams[f.name] for f in dataclasses.fields(StreamConfig)}
         )

@@ -38,8 +38,8 @@ class ExamplePacker:
     cls_id: int
     sep_id: int
     pad_id: int
-    single_segment_prob: float = 0.1
-    seed: int = 0
+    single_segment_prob: float  # no defaults here: the stream passes data.* (StreamConfig's)
+    seed: int
     pending: list[tuple[list[int], bool]] = field(default_factory=list)  # (tokens, ends_document)
     pending_tokens: int = 0
 

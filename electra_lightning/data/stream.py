@@ -110,8 +110,10 @@ def shard_identity(rank: int = 0, world_size: int = 1, rotation: int = 0) -> tup
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """The ``data.*`` settings a stream reads, declared and validated once (``ElectraDataModule``
-    builds it from its arguments; see its docstring for each)."""
+    """The ``data.*`` settings a stream reads, declared, defaulted and validated once: the
+    defaults here are the only ones (``ElectraDataModule``'s signature reads them, as it reads
+    the masking defaults from ``MaskingConfig``, and builds this from its arguments; see its
+    docstring for each)."""
 
     max_seq_length: int = 128
     batch_size: int = 128

@@ -34,7 +34,8 @@ from electra_lightning.common.checkpoint import (
     tokenizer_files_of,
 )
 from electra_lightning.finetune.tasks import metric_names
-from electra_lightning.model.optim import layerwise_lr_groups
+from electra_lightning.model.electra import DROPOUT
+from electra_lightning.model.optim import ADAMW_DEFAULTS, layerwise_lr_groups
 from electra_lightning.train.callbacks import save_rescue_checkpoint
 from electra_lightning.train.loading import encoder_from_checkpoint, load_any_checkpoint
 
@@ -165,7 +166,7 @@ class ElectraClassifier(L.LightningModule):
         official_depths: Reproduce the official depth off-by-one (see ``layerwise_lr_groups``).
         weight_decay: AdamW weight decay (paper: 0).
         warmup_fraction: Linear warmup over this fraction of all steps, then linear decay to 0.
-        dropout: Classifier-head dropout.
+        dropout: Classifier-head dropout (official, as the encoder's: ``model.electra.DROPOUT``).
     """
 
     def __init__(
@@ -179,7 +180,7 @@ class ElectraClassifier(L.LightningModule):
         official_depths: bool = False,
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.1,
-        dropout: float = 0.1,
+        dropout: float = DROPOUT,
         electra_config: dict | None = None,
     ):
         super().__init__()
@@ -282,7 +283,9 @@ class ElectraClassifier(L.LightningModule):
             hp.weight_decay,
             hp.official_depths,
         )
-        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(0.9, 0.999), eps=1e-6)
+        # the official AdamW betas and eps, as in pretraining (weight decay and lr: per group)
+        betas, eps = ADAMW_DEFAULTS["betas"], ADAMW_DEFAULTS["eps"]
+        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=betas, eps=eps)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         # linear warmup over warmup_fraction of the steps, then linear decay to 0
         scheduler = get_linear_schedule_with_warmup(

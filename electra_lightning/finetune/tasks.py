@@ -160,12 +160,8 @@ def finetune_recipe(task: str, save_dir: str = "runs/finetune", name: str | None
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": save_dir},
             },
-            "callbacks": [
-                {
-                    "class_path": "electra_lightning.train.callbacks.LastCheckpoint",
-                    "init_args": {"save_last": True, "save_top_k": 0},  # in save_dir/name
-                }
-            ],
+            # last.ckpt in save_dir/name; its defaults are the class's (none differ here)
+            "callbacks": [{"class_path": "electra_lightning.train.callbacks.LastCheckpoint"}],
         },
         "data": {"task": key, "data_dir": "glue_data"},
     }

@@ -138,11 +138,16 @@ class ModelSize:
 OFFICIAL_SIZES = {name: ModelSize(preset=name).resolved() for name in PRESETS}
 
 
+# The official dropout (BERT's hidden and attention dropout; the official fine-tuning head's too):
+# the default of every ``dropout`` (model.dropout in pretraining and fine-tuning), written once.
+DROPOUT = 0.1
+
+
 def discriminator_config(
     vocab_size: int,
     size: ModelSize = ModelSize(),
     pad_token_id: int = 0,
-    dropout: float = 0.1,
+    dropout: float = DROPOUT,
     max_seq_length: int | None = None,
 ) -> ElectraConfig:
     """An ``ElectraConfig`` for the discriminator (the encoder users fine-tune later)."""
@@ -449,7 +454,7 @@ def build_pretraining_model(
     max_seq_length: int,
     size: ModelSize = ModelSize(),
     pad_token_id: int = 0,
-    dropout: float = 0.1,
+    dropout: float = DROPOUT,
     objective: Objective = "electra",
     **settings,
 ) -> ElectraPair | MaskedLM:

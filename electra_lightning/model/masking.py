@@ -15,7 +15,11 @@ import torch
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """How tokens are chosen and corrupted for the generator's input."""
+    """How tokens are chosen and corrupted for the generator's input.
+
+    The defaults here are the only ones: ``ElectraDataModule``'s ``data.*`` masking options read
+    them (``mask_prob: float = MaskingConfig.mask_prob``; ``whole_word`` is
+    ``data.whole_word_masking``), as its stream options read ``StreamConfig``'s."""
 
     mask_prob: float = 0.15  # fraction of non-special tokens the generator predicts
     mask_token_prob: float = 0.85  # of those: replaced by [MASK] (official ELECTRA: 0.85)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Literal
 
 import lightning as L
 import torch
@@ -112,17 +113,19 @@ class LastCheckpoint(ModelCheckpoint):
 
     Lightning saves ``every_n_train_steps`` only, so with ``max_steps`` not a multiple of it the
     last steps were missing from ``last.ckpt`` — and from ``export`` and ``--ckpt_path last``.
-    Defaults: ``save_last=True``, ``save_top_k=0``; never a version counter (always ``last.ckpt``,
-    so a repeated run replaces it instead of writing ``last-v1.ckpt``).
+    Its defaults are the signature's (the one place: the CLI reads them, so configs name only
+    what differs, such as ``every_n_train_steps``): ``save_last=True``, ``save_top_k=0``; the
+    rest are ``ModelCheckpoint``'s. Never a version counter (always ``last.ckpt``, so a repeated
+    run replaces it instead of writing ``last-v1.ckpt``).
     """
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("save_last", True)
-        kwargs.setdefault("save_top_k", 0)
+    def __init__(
+        self, save_last: bool | Literal["link"] | None = True, save_top_k: int = 0, **kwargs
+    ):
         # always last.ckpt: a repeated run overwrites it (LightningCLI passes ModelCheckpoint's
-        # default True explicitly, so this is not a setdefault)
+        # default True explicitly, so this is not a default)
         kwargs["enable_version_counter"] = False
-        super().__init__(**kwargs)
+        super().__init__(save_last=save_last, save_top_k=save_top_k, **kwargs)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

@@ -33,6 +33,7 @@ from electra_lightning.data.contract import DataContract
 from electra_lightning.data.stream import attention_mask_of
 from electra_lightning.model.baselines import context_gains
 from electra_lightning.model.electra import (
+    DROPOUT,
     PAIR_DEFAULTS,
     ElectraPair,
     ElectraStepOutput,
@@ -101,7 +102,7 @@ class ElectraPretraining(L.LightningModule):
         gen_weight: float = PAIR_DEFAULTS["gen_weight"],
         disc_weight: float = PAIR_DEFAULTS["disc_weight"],
         temperature: float = PAIR_DEFAULTS["temperature"],
-        dropout: float = 0.1,
+        dropout: float = DROPOUT,
         warmup_steps: int = 10000,
         objective: Objective = "electra",
         on_nonfinite: Literal["stop", "skip"] = "stop",
