@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from electra_lightning.common._compat import steps_with_found_inf
+
 
 def decays(name: str, param: torch.nn.Parameter) -> bool:
     """Weight decay applies to weight matrices, not to LayerNorm parameters or biases (official
@@ -50,9 +52,7 @@ class AdamW(torch.optim.AdamW):
 def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
     """Whether a ``found_inf`` flag set on ``optimizer`` skips its update on the device (torch's
     fused Adam/AdamW/SGD read it, as AMP's GradScaler uses them)."""
-    return getattr(optimizer, "_step_supports_amp_scaling", False) and all(
-        g.get("fused") for g in optimizer.param_groups
-    )
+    return steps_with_found_inf(optimizer) and all(g.get("fused") for g in optimizer.param_groups)
 
 
 def official_lr_lambda(warmup_steps: int, total_steps: int):

@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
+from electra_lightning.common._compat import attached_trainer, logs_this_step, skip_step_where
 from electra_lightning.common.checkpoint import (
     check_writable,
     gather_rng_states,
@@ -202,7 +203,8 @@ class ElectraPretraining(L.LightningModule):
         checkpoint["rng_states"] = gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
+        trainer = attached_trainer(self)
+        path = getattr(trainer, "ckpt_path", None) if trainer else None
         require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
         saved = checkpoint.get("hyper_parameters", {})
         changed = [
@@ -238,7 +240,7 @@ class ElectraPretraining(L.LightningModule):
             )
         states = checkpoint.get("rng_states")
         if states:
-            rank = self._trainer.global_rank if self._trainer else 0
+            rank = trainer.global_rank if trainer else 0
             self._rng_to_restore = states[rank] if rank < len(states) else None
 
     def on_train_start(self) -> None:
@@ -264,9 +266,7 @@ class ElectraPretraining(L.LightningModule):
     def _logs_this_step(self) -> bool:
         """Whether Lightning writes this step's logs (every ``log_every_n_steps`` optimizer steps,
         and when stopping); statistics are computed, reduced over ranks and logged only then."""
-        # private, and the one place Lightning decides it: its own count of stepped batches is
-        # one behind global_step after a resume, so computing it here drifted (nothing logged)
-        return self.trainer._logger_connector.should_update_logs
+        return logs_this_step(self.trainer)
 
     def _log_statistics(self, batch: dict, out: ElectraStepOutput) -> None:
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
@@ -314,7 +314,7 @@ class ElectraPretraining(L.LightningModule):
         if self.trainer.world_size > 1 and torch.distributed.is_initialized():
             # a collective the device queues; no host sync (Lightning's reduce adds a barrier)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        optimizer.found_inf = flag
+        skip_step_where(optimizer, flag)
         self._found_inf = None
 
     def configure_gradient_clipping(
