@@ -55,6 +55,22 @@ def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
     return steps_with_found_inf(optimizer) and all(g.get("fused") for g in optimizer.param_groups)
 
 
+def clip_fused_gradients(
+    optimizer: torch.optim.Optimizer, clip_val: float, algorithm: str | None, scaler=None
+) -> None:
+    """Clip the gradients a fused optimizer will step, by norm (default) or ``value``. Lightning's
+    mixed-precision plugin refuses to clip for a fused optimizer, for fear of clipping scaled
+    gradients (the fused step unscales internally): bf16 has no scaler, clip directly; with fp16's
+    GradScaler, unscale first (torch's recipe; the scaler's step then sees them unscaled)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if algorithm == "value":
+        torch.nn.utils.clip_grad_value_(params, clip_val)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, clip_val)
+
+
 def official_lr_lambda(warmup_steps: int, total_steps: int):
     """Official schedule: linear decay to 0 at ``total_steps``, times a linear warmup factor.
 
