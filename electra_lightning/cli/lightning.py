@@ -397,6 +397,13 @@ def check_log_dirs(trainer) -> None:
             check_writable(directory, f"trainer.logger ({type(logger).__name__}) save_dir")
 
 
+def check_checkpoint_dirs(trainer) -> None:
+    """Every checkpoint directory, checked on every rank before training (one line, not a
+    traceback at the first checkpoint)."""
+    for callback in trainer.checkpoint_callbacks:
+        check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
+
+
 def fit_to_machine(config) -> list[str]:
     """``trainer.precision`` and ``data.num_workers`` fitted to this machine (``hardware``: bf16
     where the CPU only emulates it, more workers than cores), changed in the parsed config itself,
@@ -548,6 +555,7 @@ class ElectraCLI(_ElectraLightningCLI):
     def before_fit(self) -> None:
         warn_unused_probe_options(self.config[self.subcommand].get("probe"))
         check_log_dirs(self.trainer)
+        check_checkpoint_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         self._start_run(ckpt_path, check_fresh_or_resume(self.trainer, ckpt_path))

@@ -24,12 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from electra_lightning.common._compat import attached_trainer, logs_this_step
-from electra_lightning.common.checkpoint import (
-    check_writable,
-    gather_rng_states,
-    require_kind,
-    set_rng_state,
-)
+from electra_lightning.common.checkpoint import gather_rng_states, require_kind, set_rng_state
 from electra_lightning.data.contract import DataContract
 from electra_lightning.data.stream import attention_mask_of
 from electra_lightning.model.baselines import context_gains
@@ -188,11 +183,6 @@ class ElectraPretraining(L.LightningModule):
         return self.nonfinite.skips
 
     # -- steps -------------------------------------------------------------------------------------
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit":
-            for callback in self.trainer.checkpoint_callbacks:
-                check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
 
     # what a resumed checkpoint must share with the config (besides model.size)
     ARCHITECTURE = (
