@@ -209,3 +209,19 @@ def test_mlm_baseline_trains_and_exports(tmp_path, corpus_dir, tokenizer_dir):
         exported.state_dict().items(), trained.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_an_unwritable_checkpoint_directory_is_one_line_before_training(tmp_path):
+    """The CLI checks every checkpoint directory before fit (on every rank), as it does the
+    loggers' directories."""
+    from types import SimpleNamespace
+
+    from electra_lightning.cli.lightning import check_checkpoint_dirs
+
+    def trainer(*dirpaths):
+        return SimpleNamespace(checkpoint_callbacks=[SimpleNamespace(dirpath=d) for d in dirpaths])
+
+    check_checkpoint_dirs(trainer(None, str(tmp_path / "new")))  # none, or one it can create
+    assert (tmp_path / "new").is_dir()
+    with pytest.raises(ValueError, match=r"^ModelCheckpoint.dirpath: cannot write to '/proc/"):
+        check_checkpoint_dirs(trainer(str(tmp_path), "/proc/version/x"))

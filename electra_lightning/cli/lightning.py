@@ -17,7 +17,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
-from electra_lightning.common.checkpoint import SafeCheckpointIO, checkpoint_step
+from electra_lightning.common._compat import (
+    loads_config_group,
+    option_actions,
+    subcommand_parser,
+    wandb_init_args,
+)
+from electra_lightning.common.checkpoint import SafeCheckpointIO, check_writable, checkpoint_step
 from electra_lightning.common.config_files import config_files
 from electra_lightning.common.errors import NothingToDo
 from electra_lightning.common.run_lock import hold_checkpoint_dirs
@@ -161,10 +167,9 @@ def unknown_keys(config: dict, known: set[str], groups: set[str], prefix: str = 
 def unknown_config_keys_error(files: list[tuple[str, dict]], parser) -> str | None:
     """One line naming every unknown key of every ``--config`` file (jsonargparse stops at the
     first), each with the nearest known option; None when the files hold none."""
-    actions = parser._option_string_actions  # argparse's option table, see one_line_error
+    actions = option_actions(parser)
     known = {o for o in actions if o.startswith("--")}
-    # a group's option loads a file of its settings (jsonargparse's private action class)
-    groups = {o for o in known if type(actions[o]).__name__ == "_ActionConfigLoad"}
+    groups = {o for o in known if loads_config_group(actions[o])}
     parts = []
     for path, config in files:
         keys = []
@@ -183,8 +188,7 @@ def one_line_error(message: str, parser) -> str:
     """``error: <first line of message>`` + the known options nearest to each unknown one."""
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
     first = lines[0] if lines else "invalid arguments"
-    # argparse's option table (private, stable since Python 2.7): the names to suggest
-    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    known = [o for o in option_actions(parser) if o.startswith("--")]  # the names to suggest
     unknown = re.findall(r"(--[A-Za-z0-9_.+-]+)", " ".join(lines[:3]))
     unknown += [
         f"--{key}" for key in re.findall(r"(?:[Kk]ey|option) '([A-Za-z0-9_.]+)'", " ".join(lines))
@@ -387,12 +391,17 @@ def _before(row: dict, step: int) -> bool:
 def check_log_dirs(trainer) -> None:
     """Every directory a logger will write, checked before anything starts (one line, not a
     logger's traceback at its first write)."""
-    from electra_lightning.common.checkpoint import check_writable
-
     for logger in trainer.loggers:
         directory = getattr(logger, "save_dir", None) or getattr(logger, "root_dir", None)
         if directory:
             check_writable(directory, f"trainer.logger ({type(logger).__name__}) save_dir")
+
+
+def check_checkpoint_dirs(trainer) -> None:
+    """Every checkpoint directory, checked on every rank before training (one line, not a
+    traceback at the first checkpoint)."""
+    for callback in trainer.checkpoint_callbacks:
+        check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
 
 
 def fit_to_machine(config) -> list[str]:
@@ -421,8 +430,8 @@ def drop_wandb_anonymous(logger) -> None:
     logging is asked for, and wandb 0.31 answers any value with "The anonymous setting has no
     effect" on every run: leave the setting out (its private init arguments, read when the run
     starts)."""
-    init = getattr(logger, "_wandb_init", None) if type(logger).__name__ == "WandbLogger" else None
-    if isinstance(init, dict) and init.get("anonymous") is None:
+    init = wandb_init_args(logger)
+    if init is not None and init.get("anonymous") is None:
         init.pop("anonymous", None)
 
 
@@ -432,8 +441,10 @@ class _ElectraLightningCLI(LightningCLI):
     ``weights_only`` checkpoint IO, the graceful stop on SIGTERM/SIGUSR1/SIGINT, a progress bar in
     steps and a model summary with the analytic FLOPs (each only where the trainer shows one)."""
 
-    def _instantiate_trainer(self, config, callbacks):  # private: the one hook that adds
-        # plugins/callbacks as objects without jsonargparse serialising them into the config
+    # LightningCLI's private methods, overridden (listed in _compat.LIGHTNING_CLI_OVERRIDES)
+
+    def _instantiate_trainer(self, config, callbacks):  # the one hook that adds plugins and
+        # callbacks as objects without jsonargparse serialising them into the config
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
@@ -448,7 +459,7 @@ class _ElectraLightningCLI(LightningCLI):
             extra.append(ElectraModelSummary())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
 
-    def _run_subcommand(self, subcommand: str) -> None:  # private: the one method around
+    def _run_subcommand(self, subcommand: str) -> None:  # the one method around
         # before_fit, fit and after_fit. One writer per run: rank 0 holds the checkpoint
         # directories from before anything is written until the command ends, however it ends
         if subcommand != "fit":
@@ -486,7 +497,7 @@ class _ElectraLightningCLI(LightningCLI):
             return
         if os.environ.get("LOCAL_RANK", "0") != "0":  # said once, by the first process
             return
-        parser = self._parser(self.subcommand) if self.subcommand else self.parser
+        parser = subcommand_parser(self, self.subcommand)
         changes = resume_changes(parser, config, saved)
         verb = "resuming" if self.subcommand in (None, "fit") else self.subcommand
         changed = f"; changed: {', '.join(changes)}" if changes else "; nothing changed"
@@ -544,6 +555,7 @@ class ElectraCLI(_ElectraLightningCLI):
     def before_fit(self) -> None:
         warn_unused_probe_options(self.config[self.subcommand].get("probe"))
         check_log_dirs(self.trainer)
+        check_checkpoint_dirs(self.trainer)
         # pretraining only: a fine-tuning config's last.ckpt is by design the latest run's
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         self._start_run(ckpt_path, check_fresh_or_resume(self.trainer, ckpt_path))

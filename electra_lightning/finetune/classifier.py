@@ -26,6 +26,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from electra_lightning.common._compat import attached_trainer
 from electra_lightning.common.checkpoint import (
     TOKENIZER_CHECKPOINT_KEY,
     checkpoint_kind,
@@ -262,7 +263,8 @@ class ElectraClassifier(L.LightningModule):
         return logits.squeeze(-1) if self.hparams.num_labels == 1 else logits.softmax(-1)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
+        trainer = attached_trainer(self)
+        path = getattr(trainer, "ckpt_path", None) if trainer else None
         require_kind(checkpoint, "finetuning", str(path or "the checkpoint"), "--ckpt_path")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

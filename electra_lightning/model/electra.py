@@ -188,12 +188,11 @@ def generator_config(
     if hidden % heads:
         hidden = 64 * max(1, int(round(hidden / 64)))
         heads = hidden // 64
-    gen = ElectraConfig(**disc.to_dict())
+    gen = ElectraConfig(**{**disc.to_dict(), "attn_implementation": "sdpa"})  # to_dict() drops it
     gen.hidden_size = hidden
     gen.intermediate_size = 4 * hidden
     gen.num_attention_heads = heads
     gen.num_hidden_layers = max(1, int(round(disc.num_hidden_layers * generator_layers)))
-    gen._attn_implementation = "sdpa"  # a config copied from to_dict() loses it (no public setter)
     return gen
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from electra_lightning.common._compat import steps_with_found_inf
+
 
 def decays(name: str, param: torch.nn.Parameter) -> bool:
     """Weight decay applies to weight matrices, not to LayerNorm parameters or biases (official
@@ -50,9 +52,23 @@ class AdamW(torch.optim.AdamW):
 def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
     """Whether a ``found_inf`` flag set on ``optimizer`` skips its update on the device (torch's
     fused Adam/AdamW/SGD read it, as AMP's GradScaler uses them)."""
-    return getattr(optimizer, "_step_supports_amp_scaling", False) and all(
-        g.get("fused") for g in optimizer.param_groups
-    )
+    return steps_with_found_inf(optimizer) and all(g.get("fused") for g in optimizer.param_groups)
+
+
+def clip_fused_gradients(
+    optimizer: torch.optim.Optimizer, clip_val: float, algorithm: str | None, scaler=None
+) -> None:
+    """Clip the gradients a fused optimizer will step, by norm (default) or ``value``. Lightning's
+    mixed-precision plugin refuses to clip for a fused optimizer, for fear of clipping scaled
+    gradients (the fused step unscales internally): bf16 has no scaler, clip directly; with fp16's
+    GradScaler, unscale first (torch's recipe; the scaler's step then sees them unscaled)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if algorithm == "value":
+        torch.nn.utils.clip_grad_value_(params, clip_val)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, clip_val)
 
 
 def official_lr_lambda(warmup_steps: int, total_steps: int):

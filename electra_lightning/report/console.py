@@ -76,9 +76,10 @@ class StepProgressBar(TQDMProgressBar):
         if not (trainer.max_steps and trainer.max_steps > 0):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         bar = self.train_progress_bar
-        # private TQDMProgressBar helper: its refresh-rate rule, which has no public form
-        if self._should_update(trainer.global_step, trainer.max_steps):
-            bar.n = trainer.global_step
+        step = trainer.global_step
+        # TQDMProgressBar's refresh-rate rule, from its public settings
+        if self.is_enabled and (step % self.refresh_rate == 0 or step == trainer.max_steps):
+            bar.n = step
             bar.set_postfix(self.get_metrics(trainer, pl_module))  # redraws the bar once
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -13,6 +13,7 @@ import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from electra_lightning.common._compat import save_last_checkpoint_now
 from electra_lightning.common.errors import STOP, TrainingStopped
 
 # dense bf16 peak FLOP/s by device name, for MFU. Ours first: Lightning's get_available_flops does
@@ -129,10 +130,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        # private ModelCheckpoint helpers: the public API has no "save last now" (same checks and
-        # file naming as Lightning's own interval save)
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last:  # same checks and file naming as Lightning's own interval save
+            save_last_checkpoint_now(self, trainer)
 
 
 def save_rescue_checkpoint(trainer: L.Trainer) -> str:

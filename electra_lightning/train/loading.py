@@ -5,12 +5,8 @@ and ``glue`` load through here."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-# Lightning's in-memory reader; torch's public dcp_to_torch_save would first write a full copy of
-# the checkpoint to disk, outside the directories the user named.
-from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
+from electra_lightning.common._compat import load_sharded_checkpoint
 from electra_lightning.common.checkpoint import load_checkpoint
 from electra_lightning.train.pretraining import ElectraPretraining
 
@@ -20,7 +16,7 @@ def load_any_checkpoint(path: str, field: str = "--ckpt_path") -> dict:
     memory."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, ".metadata")):
         try:
-            return _load_distributed_checkpoint(Path(path))
+            return load_sharded_checkpoint(path)
         except Exception as err:
             raise ValueError(
                 f"{field}: cannot read sharded checkpoint directory '{path}' ({err})"

@@ -23,12 +23,8 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
-from electra_lightning.common.checkpoint import (
-    check_writable,
-    gather_rng_states,
-    require_kind,
-    set_rng_state,
-)
+from electra_lightning.common._compat import attached_trainer, logs_this_step
+from electra_lightning.common.checkpoint import gather_rng_states, require_kind, set_rng_state
 from electra_lightning.data.contract import DataContract
 from electra_lightning.data.stream import attention_mask_of
 from electra_lightning.model.baselines import context_gains
@@ -47,11 +43,12 @@ from electra_lightning.model.electra import (
 from electra_lightning.model.optim import (
     ADAMW_DEFAULTS,
     AdamW,
+    clip_fused_gradients,
     official_lr_lambda,
     param_groups,
     skips_on_device,
 )
-from electra_lightning.train.callbacks import save_rescue_checkpoint
+from electra_lightning.train.guard import NonFiniteGuard
 from electra_lightning.train.parallel import shard_electra
 
 
@@ -122,11 +119,7 @@ class ElectraPretraining(L.LightningModule):
         self.contract = contract
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.nonfinite_skips = 0
-        self._nonfinite_reported = 0
-        self._nonfinite_count: torch.Tensor | None = None  # on the device
-        self._first_nonfinite: torch.Tensor | None = None  # (step, gen_loss, disc_loss)
-        self._found_inf: torch.Tensor | None = None
+        self.nonfinite = NonFiniteGuard(on_nonfinite, max_nonfinite_skips)
         self._logging_step = False
         self._rng_to_restore: dict | None = None
         self.electra: ElectraPair | MaskedLM = build_pretraining_model(
@@ -185,12 +178,12 @@ class ElectraPretraining(L.LightningModule):
                 encoder.compile()
             self._compiled = True
 
-    # -- steps -------------------------------------------------------------------------------------
+    @property
+    def nonfinite_skips(self) -> int:
+        """Batches skipped for a non-finite loss so far."""
+        return self.nonfinite.skips
 
-    def setup(self, stage: str) -> None:
-        if stage == "fit":
-            for callback in self.trainer.checkpoint_callbacks:
-                check_writable(getattr(callback, "dirpath", None), "ModelCheckpoint.dirpath")
+    # -- steps -------------------------------------------------------------------------------------
 
     # what a resumed checkpoint must share with the config (besides model.size)
     ARCHITECTURE = (
@@ -203,7 +196,8 @@ class ElectraPretraining(L.LightningModule):
         checkpoint["rng_states"] = gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        path = getattr(self._trainer, "ckpt_path", None) if self._trainer else None
+        trainer = attached_trainer(self)
+        path = getattr(trainer, "ckpt_path", None) if trainer else None
         require_kind(checkpoint, "pretraining", str(path or "the checkpoint"), "--ckpt_path")
         saved = checkpoint.get("hyper_parameters", {})
         changed = [
@@ -239,7 +233,7 @@ class ElectraPretraining(L.LightningModule):
             )
         states = checkpoint.get("rng_states")
         if states:
-            rank = self._trainer.global_rank if self._trainer else 0
+            rank = trainer.global_rank if trainer else 0
             self._rng_to_restore = states[rank] if rank < len(states) else None
 
     def on_train_start(self) -> None:
@@ -250,24 +244,14 @@ class ElectraPretraining(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         out = self(batch)
-        if self._skips_on_device:
-            self._note_nonfinite(out)
-        elif not self.trainer.strategy.reduce_boolean_decision(
-            bool(torch.isfinite(out.loss)), all=True
-        ):  # an optimizer without a device-side skip: the host checks every step (a sync)
-            self._nonfinite(1, self.global_step, out.gen_loss.item(), out.disc_loss.item())
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        if not self.nonfinite.admits(out, self.global_step, self.trainer, optimizer):
             return None  # skip: no backward, no optimizer step
-        self._logging_step = self._logs_this_step()
+        # statistics are computed, reduced over ranks and logged only where Lightning logs
+        self._logging_step = logs_this_step(self.trainer)
         if self._logging_step:
             self._log_statistics(batch, out)
         return out.loss
-
-    def _logs_this_step(self) -> bool:
-        """Whether Lightning writes this step's logs (every ``log_every_n_steps`` optimizer steps,
-        and when stopping); statistics are computed, reduced over ranks and logged only then."""
-        # private, and the one place Lightning decides it: its own count of stepped batches is
-        # one behind global_step after a resume, so computing it here drifted (nothing logged)
-        return self.trainer._logger_connector.should_update_logs
 
     def _log_statistics(self, batch: dict, out: ElectraStepOutput) -> None:
         stats = {"loss": out.loss.detach(), **self._statistics(batch, out)}
@@ -281,105 +265,15 @@ class ElectraPretraining(L.LightningModule):
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
 
-    # -- non-finite losses without a host sync ---------------------------------------------------
-    # With a fused optimizer (the default) a non-finite loss is flagged on the device and its
-    # update skipped there (the optimizer's ``found_inf``, as AMP uses it); the host reads the
-    # count only on logging steps and at the end, and then stops or warns as ``on_nonfinite``
-    # says. Every rank reads the same all-reduced count, so all ranks decide alike.
-
-    @property
-    def _skips_on_device(self) -> bool:
-        return skips_on_device(self.optimizers(use_pl_optimizer=False))
-
-    @torch.no_grad()
-    def _note_nonfinite(self, out: ElectraStepOutput) -> None:
-        bad = ~torch.isfinite(out.loss.detach())
-        if self._found_inf is None:
-            self._found_inf = torch.zeros((), device=bad.device)
-        self._found_inf = torch.maximum(self._found_inf, bad.float())  # over micro-batches
-        if self._nonfinite_count is None:
-            self._nonfinite_count = torch.zeros((), dtype=torch.long, device=bad.device)
-            self._first_nonfinite = torch.full((3,), -1.0, device=bad.device)
-        self._nonfinite_count += bad
-        this = torch.stack(
-            [torch.tensor(float(self.global_step), device=bad.device), out.gen_loss, out.disc_loss]
-        ).float()
-        first_seen = self._first_nonfinite[0] >= 0
-        self._first_nonfinite = torch.where(bad & ~first_seen, this, self._first_nonfinite)
-
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self._found_inf is None:
-            return
-        flag = self._found_inf
-        optimizer = getattr(optimizer, "optimizer", optimizer)  # the torch optimizer itself
-        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            # a collective the device queues; no host sync (Lightning's reduce adds a barrier)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        optimizer.found_inf = flag
-        self._found_inf = None
-
-    def configure_gradient_clipping(
-        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
-    ) -> None:
-        """Clip as Lightning does, also with a fused optimizer under mixed precision: Lightning's
-        mixed-precision plugin refuses that pair, for fear of clipping scaled gradients (the
-        fused step unscales internally). bf16 has no scaler: clip directly; with fp16's
-        GradScaler, unscale first (torch's recipe; the scaler's step then sees them unscaled)."""
-        if not gradient_clip_val or not skips_on_device(optimizer):
-            return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        plugin = self.trainer.precision_plugin
-        scaler = getattr(plugin, "scaler", None)  # fp16's GradScaler; bf16 has none
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if gradient_clip_algorithm == "value":
-            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-        else:
-            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+        self.nonfinite.before_optimizer_step(optimizer, self.trainer)
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        if self._nonfinite_count is not None and self._logging_step:
-            self._check_nonfinite()
+        if self._logging_step:  # the host reads the device's non-finite count only then
+            self.nonfinite.check(self.trainer)
 
     def on_train_end(self) -> None:
-        if self._nonfinite_count is not None:
-            self._check_nonfinite()
-
-    def _check_nonfinite(self) -> None:
-        """Read the device's non-finite count (on logging steps only) and act on new ones."""
-        count = self._nonfinite_count.clone()
-        first = self._first_nonfinite.clone()
-        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(count)
-            torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MAX)
-        new = int(count.item()) - self._nonfinite_reported
-        if new > 0:
-            self._nonfinite_reported += new
-            step, gen_loss, disc_loss = first.tolist()
-            self._first_nonfinite.fill_(-1.0)
-            self._nonfinite(new, int(step), gen_loss, disc_loss)
-
-    @torch.no_grad()
-    def _nonfinite(self, new: int, step: int, gen_loss: float, disc_loss: float) -> None:
-        """``new`` non-finite batches, the first at ``step``, were skipped: warn or stop."""
-        detail = f"gen_loss={gen_loss:.4g}, disc_loss={disc_loss:.4g}"
-        where = f"at step {step}" + (f" and {new - 1} later batch(es)" if new > 1 else "")
-        self.nonfinite_skips += new
-        if (
-            self.hparams.on_nonfinite == "skip"
-            and self.nonfinite_skips <= self.hparams.max_nonfinite_skips
-        ):
-            print(
-                f"warning: non-finite loss {where} ({detail}); skipped "
-                f"({self.nonfinite_skips}/{self.hparams.max_nonfinite_skips})"
-            )
-            return
-        path = save_rescue_checkpoint(self.trainer)
-        raise ValueError(
-            f"non-finite loss {where} ({detail}); their updates were skipped and the finite "
-            f"state saved to {path}. Lower the learning rate or check the data, then resume "
-            "with --ckpt_path (or set model.on_nonfinite=skip)"
-        )
+        self.nonfinite.check(self.trainer)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # Replacements from a fixed-seed generator: validation is reproducible and leaves the
@@ -470,6 +364,16 @@ class ElectraPretraining(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip as Lightning does, also with a fused optimizer under mixed precision (which
+        Lightning's mixed-precision plugin refuses; see ``optim.clip_fused_gradients``)."""
+        if not gradient_clip_val or not skips_on_device(optimizer):
+            return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16's; bf16 has none
+        clip_fused_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm, scaler)
 
     def flops_per_token(self) -> float:
         """Training matmul FLOPs per token (see ``model.training_flops_per_token``)."""
