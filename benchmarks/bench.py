@@ -299,10 +299,9 @@ CATEGORIES = [  # (category, substrings of profiler op names), first match wins
 
 
 def syncs_per_step(variant: Variant) -> int:
-    """Host-device synchronisations in one step of the model and optimizer (the same spy as
-    tests/test_step.py, which covers Lightning's whole loop on CPU)."""
-    sys.path.insert(0, str(REPO))
-    from tests.test_step import SyncSpy
+    """Host-device synchronisations in one step of the model and optimizer (the spy
+    tests/test_step.py runs over Lightning's whole loop on CPU)."""
+    from tests.helpers import SyncSpy
 
     variant.step()
     spy = SyncSpy()
