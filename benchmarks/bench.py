@@ -460,7 +460,7 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -476,7 +476,81 @@ def main() -> None:
     parser.add_argument("--no_compile", action="store_true", help="leave out the compiled variants")
     parser.add_argument("--skip_variants", action="store_true")
     parser.add_argument("--json", help="also write every figure to this JSON file")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report_step(args, tok_info, corpus, device, dtype) -> list[dict]:
+    """Part 1: ours vs the naive step, per model size."""
+    print(
+        f"## Training step, batch {args.batch} x {args.seq}, median of {args.steps} interleaved A/B steps"
+    )
+    print(
+        "| model | ours ms/step | naive ms/step | ours tokens/s | naive tokens/s | speed-up (step) | speed-up (tokens/s) | naive real-token share |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    results = []
+    for size in args.sizes:
+        r = bench_step(size, args, tok_info, corpus, device, dtype)
+        results.append(r)
+        print(
+            f"| ELECTRA-{size} | {r['ours_ms']:.1f} | {r['naive_ms']:.1f} | {r['ours_tok_s']:,.0f} | "
+            f"{r['naive_tok_s']:,.0f} | {r['naive_ms'] / r['ours_ms']:.2f}x | "
+            f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x | {r['naive_real_frac']:.0%} |"
+        )
+    for r in results:
+        print(
+            f"ELECTRA-{r['size']}: speed-up {r['naive_ms'] / r['ours_ms']:.2f}x per step, "
+            f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x in real tokens/s"
+        )
+    return results
+
+
+def report_flops(args, results, device, dtype) -> None:
+    print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
+    peak = detect_peak_flops() if device.type == "cuda" else None
+    print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        mfu = (
+            f"{r['achieved_flops'] / peak:.1%}"
+            if peak and dtype == torch.bfloat16
+            else "n/a (no GPU peak)"
+        )
+        print(
+            f"| ELECTRA-{r['size']} | {r['flops_per_token']:.3g} | {r['flops_per_token'] * args.seq:.3g} | "
+            f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
+        )
+
+
+def report_data(args, tok_info, corpus) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the figure is per worker/core
+    d = bench_data(tok_info, corpus, args.data_seconds)
+    print("\n## Data pipeline (read + tokenize + pack + mask), one worker process")
+    print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
+
+
+def report_memory(tok_info, corpus, tmp) -> None:
+    rows = bench_memory(tok_info, corpus, tmp)
+    print("\n## Memory streaming a corpus (shard 0 of 256; read + tokenize + pack + mask)")
+    print("| corpus | peak RSS | seconds |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
+    print(f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}")
+
+
+def report_streaming(tok_info, corpus) -> None:
+    """Sharding and seeking resume (benchmarks/stream_bench.py, also runnable on its own)."""
+    print()
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/stream_bench.py"), str(corpus), tok_info.path],
+        check=True,
+        cwd=REPO,
+    )
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device(args.device)
     # emulated bf16 on a CPU: the bf16 GEMM alone ran for tens of minutes on an AVX2-only EPYC
     args.skip_bf16 = device.type == "cpu" and bf16_is_emulated()
@@ -506,43 +580,8 @@ def main() -> None:
         tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
         print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
 
-        print(
-            f"## Training step, batch {args.batch} x {args.seq}, median of {args.steps} interleaved A/B steps"
-        )
-        print(
-            "| model | ours ms/step | naive ms/step | ours tokens/s | naive tokens/s | speed-up (step) | speed-up (tokens/s) | naive real-token share |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        results = []
-        for size in args.sizes:
-            r = bench_step(size, args, tok_info, corpus, device, dtype)
-            results.append(r)
-            print(
-                f"| ELECTRA-{size} | {r['ours_ms']:.1f} | {r['naive_ms']:.1f} | {r['ours_tok_s']:,.0f} | "
-                f"{r['naive_tok_s']:,.0f} | {r['naive_ms'] / r['ours_ms']:.2f}x | "
-                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x | {r['naive_real_frac']:.0%} |"
-            )
-        for r in results:
-            print(
-                f"ELECTRA-{r['size']}: speed-up {r['naive_ms'] / r['ours_ms']:.2f}x per step, "
-                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x in real tokens/s"
-            )
-
-        print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
-        peak = detect_peak_flops() if device.type == "cuda" else None
-        print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
-        print("|---|---|---|---|---|---|")
-        for r in results:
-            mfu = (
-                f"{r['achieved_flops'] / peak:.1%}"
-                if peak and dtype == torch.bfloat16
-                else "n/a (no GPU peak)"
-            )
-            print(
-                f"| ELECTRA-{r['size']} | {r['flops_per_token']:.3g} | {r['flops_per_token'] * args.seq:.3g} | "
-                f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
-            )
-
+        results = report_step(args, tok_info, corpus, device, dtype)
+        report_flops(args, results, device, dtype)
         figures = {"machine": name, "torch": torch.__version__, "batch": args.batch}
         figures["step"] = results
         if not args.skip_variants:
@@ -553,35 +592,11 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
             print(f"\nwritten: {args.json}")
         if not args.skip_data:
-            os.environ["TOKENIZERS_PARALLELISM"] = (
-                "false"  # one core: the figure is per worker/core
-            )
-            d = bench_data(tok_info, corpus, args.data_seconds)
-            print("\n## Data pipeline (read + tokenize + pack + mask), one worker process")
-            print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
+            report_data(args, tok_info, corpus)
         if not args.skip_memory:
-            rows = bench_memory(tok_info, corpus, tmp)
-            print("\n## Memory streaming a corpus (shard 0 of 256; read + tokenize + pack + mask)")
-            print("| corpus | peak RSS | seconds |")
-            print("|---|---|---|")
-            for row in rows:
-                print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
-            print(
-                f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}"
-            )
+            report_memory(tok_info, corpus, tmp)
         if not args.skip_streaming:
-            # sharding and seeking resume (benchmarks/stream_bench.py, also runnable on its own)
-            print()
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(REPO / "benchmarks/stream_bench.py"),
-                    str(corpus),
-                    tok_info.path,
-                ],
-                check=True,
-                cwd=REPO,
-            )
+            report_streaming(tok_info, corpus)
 
 
 if __name__ == "__main__":
