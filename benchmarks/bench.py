@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -336,48 +337,50 @@ def profile_step(variant: Variant) -> list[tuple[str, float]]:
 # -- data pipeline and memory ----------------------------------------------------------------------
 
 
-def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
+def bench_data(tok_info, corpus: Path, batches: int) -> dict:
+    """Tokens/s of the training stream over ``batches`` batches of 128 × 128 (after the first)."""
     sources = resolve_sources(str(corpus), "corpus")
     stream = PretrainingStream.build(sources, tok_info, max_seq_length=128, batch_size=128)
     tokens = 0
     it = iter(stream)
     next(it)  # tokenizer load, first chunk
     t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
+    for _ in range(batches):
         batch = next(it)
         mask = attention_mask_of(batch)
         tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-    return {"tokens_per_sec": tokens / (time.perf_counter() - t)}
+    return {"tokens_per_sec": tokens / (time.perf_counter() - t), "batches": batches}
 
 
 MEMORY_CHILD = """
 import sys, time
-from electra_lightning.data.datamodule import PretrainingStream, load_tokenizer_info, resolve_sources
-from electra_lightning.model.masking import MaskingConfig
+from electra_lightning.data.stream import DATA_POSITION_KEY, PretrainingStream, load_tokenizer_info
 tok = load_tokenizer_info(sys.argv[2])
-stream = PretrainingStream.build(resolve_sources(sys.argv[1], "corpus"), tok, max_seq_length=128,
-                                 batch_size=128, shuffle=False, endless=False, rank=0,
-                                 world_size=int(sys.argv[3]))
-t = time.time(); n = sum(1 for _ in stream)
+stream = PretrainingStream.build([sys.argv[1]], tok, max_seq_length=128, batch_size=128)
+t, n = time.time(), 0
+for n, batch in enumerate(stream, 1):  # as training streams it (shuffled), one epoch
+    if batch[DATA_POSITION_KEY]["epoch"] > 0:
+        break
 # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited over fork+exec)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(n, hwm * 1024, time.time() - t)
 """
 
 
-def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
-    """Peak RSS streaming a 100 MB vs a 1 GB corpus (every document read; 1/256 tokenized)."""
+def bench_memory(tok_info, corpus: Path, tmp: Path, sizes_mb: tuple[int, int]) -> list[dict]:
+    """Peak RSS of one training epoch over a small vs a 10× larger corpus (the shared corpus
+    repeated into one file; every document read, tokenized, packed and masked)."""
     text = b"".join(p.read_bytes() for p in sorted(corpus.rglob("*.txt")))
     rows = []
-    for mb in (100, 1000):
+    for mb in sizes_mb:
         path = tmp / f"corpus-{mb}mb.txt"
         with open(path, "wb") as f:
             written = 0
             while written < mb * 2**20:
-                f.write(text)
-                written += len(text)
+                f.write(text[: mb * 2**20 - written])
+                written += min(len(text), mb * 2**20 - written)
         proc = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(path), tok_info.path, "256"],
+            [sys.executable, "-c", MEMORY_CHILD, str(path), tok_info.path],
             capture_output=True,
             text=True,
             check=True,
@@ -469,14 +472,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--data_seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the full-size data sections: memory over 100 MB vs 1 GB (about 10 minutes more on "
+        "2 CPU cores) instead of 5 MB vs 50 MB, 1000 data batches instead of 200",
+    )
+    parser.add_argument("--data_batches", type=int, help="default 200, 1000 with --full")
     parser.add_argument("--skip_data", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--skip_streaming", action="store_true")
     parser.add_argument("--no_compile", action="store_true", help="leave out the compiled variants")
     parser.add_argument("--skip_variants", action="store_true")
     parser.add_argument("--json", help="also write every figure to this JSON file")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.data_batches = args.data_batches or (1000 if args.full else 200)
+    args.memory_mb = (100, 1000) if args.full else (5, 50)
+    return args
 
 
 def report_step(args, tok_info, corpus, device, dtype) -> list[dict]:
@@ -524,19 +536,29 @@ def report_flops(args, results, device, dtype) -> None:
 
 def report_data(args, tok_info, corpus) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the figure is per worker/core
-    d = bench_data(tok_info, corpus, args.data_seconds)
-    print("\n## Data pipeline (read + tokenize + pack + mask), one worker process")
+    d = bench_data(tok_info, corpus, args.data_batches)
+    print(
+        f"\n## Data pipeline (read + tokenize + pack + mask), one worker process, "
+        f"{d['batches']} batches of 128 x 128"
+    )
     print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
 
 
-def report_memory(tok_info, corpus, tmp) -> None:
-    rows = bench_memory(tok_info, corpus, tmp)
-    print("\n## Memory streaming a corpus (shard 0 of 256; read + tokenize + pack + mask)")
-    print("| corpus | peak RSS | seconds |")
-    print("|---|---|---|")
+def report_memory(args, tok_info, corpus, tmp) -> None:
+    small, large = args.memory_mb
+    rows = bench_memory(tok_info, corpus, tmp, (small, large))
+    print("\n## Memory over one training epoch of a corpus (read + tokenize + pack + mask)")
+    print("| corpus | batches | peak RSS | seconds |")
+    print("|---|---|---|---|")
     for row in rows:
-        print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
-    print(f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}")
+        print(
+            f"| {row['mb']} MB | {row['batches']} | {row['peak_rss_mb']:.0f} MB | "
+            f"{row['seconds']:.0f} |"
+        )
+    print(
+        f"peak RSS ratio {large} MB / {small} MB: "
+        f"{rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f} (flat: 1.00)"
+    )
 
 
 def report_streaming(tok_info, corpus) -> None:
@@ -549,7 +571,18 @@ def report_streaming(tok_info, corpus) -> None:
     )
 
 
+@contextmanager
+def section(name: str, walls: dict[str, float]):
+    """The wall time of one section of this run, printed after it (what the section costs here;
+    no figure is compared against it)."""
+    start = time.perf_counter()
+    yield
+    walls[name] = time.perf_counter() - start
+    print(f"[{name}: {walls[name]:.0f} s wall]")
+
+
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # in order with stream_bench's output, when piped
     args = parse_args()
     device = torch.device(args.device)
     # emulated bf16 on a CPU: the bf16 GEMM alone ran for tens of minutes on an AVX2-only EPYC
@@ -570,33 +603,46 @@ def main() -> None:
         f"threads {torch.get_num_threads()}; {args.precision}"
     )
 
+    walls: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        corpus = corpus_dir(tmp)
-        cache = Path(
-            os.environ.get("ELECTRA_BENCH_CACHE", Path(tempfile.gettempdir()) / "electra-bench")
-        )
-        cache.mkdir(exist_ok=True)
-        tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
-        print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
-
-        results = report_step(args, tok_info, corpus, device, dtype)
-        report_flops(args, results, device, dtype)
+        with section("setup (corpus, tokenizer)", walls):
+            corpus = corpus_dir(tmp)
+            cache = Path(
+                os.environ.get("ELECTRA_BENCH_CACHE", Path(tempfile.gettempdir()) / "electra-bench")
+            )
+            cache.mkdir(exist_ok=True)
+            tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
+            print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
+        with section("training step vs naive", walls):
+            results = report_step(args, tok_info, corpus, device, dtype)
+            report_flops(args, results, device, dtype)
         figures = {"machine": name, "torch": torch.__version__, "batch": args.batch}
         figures["step"] = results
         if not args.skip_variants:
-            figures["variants"] = report_variants(args, tok_info, corpus, device, results)
+            with section("the step against the machine", walls):
+                figures["variants"] = report_variants(args, tok_info, corpus, device, results)
         if args.json:
             import json
 
             Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
             print(f"\nwritten: {args.json}")
         if not args.skip_data:
-            report_data(args, tok_info, corpus)
+            with section("data pipeline", walls):
+                report_data(args, tok_info, corpus)
         if not args.skip_memory:
-            report_memory(tok_info, corpus, tmp)
+            with section("memory", walls):
+                report_memory(args, tok_info, corpus, tmp)
         if not args.skip_streaming:
-            report_streaming(tok_info, corpus)
+            with section("sharding and resume", walls):
+                report_streaming(tok_info, corpus)
+    print(
+        "\n## Wall time per section"
+        + ("" if args.full else " (--full: the full-size data sections)")
+    )
+    for name, seconds in walls.items():
+        print(f"{name}: {seconds:.0f} s")
+    print(f"total: {sum(walls.values()):.0f} s")
 
 
 if __name__ == "__main__":
