@@ -399,6 +399,20 @@ def bench_memory(tok_info, corpus: Path, tmp: Path, sizes_mb: tuple[int, int]) -
     return rows
 
 
+def print_variant_ratios(r: dict, median: dict, peak_fraction: float) -> None:
+    """One size's variants against each other, against the naive step and the GEMM peak."""
+    eager = median["eager fp32"]
+    print(
+        f"ELECTRA-{r['size']}: eager vs before {median['before: eager fp32'] / eager:.2f}x faster"
+    )
+    print(f"ELECTRA-{r['size']}: eager vs naive {r['naive_ms'] / 1000 / eager:.2f}x faster")
+    for variant in ("compiled fp32", "compiled bf16", "eager bf16"):
+        if variant in median:
+            base = median["eager bf16" if variant == "compiled bf16" else "eager fp32"]
+            print(f"ELECTRA-{r['size']}: {variant} vs its eager {base / median[variant]:.2f}x")
+    print(f"ELECTRA-{r['size']}: eager fp32 at {peak_fraction:.2f} of the GEMM peak")
+
+
 def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
     peaks = {"fp32": gemm_flops(device, torch.float32)}
     if not args.skip_bf16:
@@ -444,17 +458,8 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
                 + (f"{compile_s:.0f}" if compile_s is not None else "")
                 + f" | {row['syncs_per_step']} |"
             )
-        eager = median["eager fp32"]
-        print(
-            f"ELECTRA-{r['size']}: eager vs before {median['before: eager fp32'] / eager:.2f}x faster"
-        )
-        print(f"ELECTRA-{r['size']}: eager vs naive {r['naive_ms'] / 1000 / eager:.2f}x faster")
-        for variant in ("compiled fp32", "compiled bf16", "eager bf16"):
-            if variant in median:
-                base = median["eager bf16" if variant == "compiled bf16" else "eager fp32"]
-                print(f"ELECTRA-{r['size']}: {variant} vs its eager {base / median[variant]:.2f}x")
         fp32 = next(x for x in rows if x["size"] == r["size"] and x["variant"] == "eager fp32")
-        print(f"ELECTRA-{r['size']}: eager fp32 at {fp32['peak_fraction']:.2f} of the GEMM peak")
+        print_variant_ratios(r, median, fp32["peak_fraction"])
         shares = profile_step(next(v for v in found["variants"] if v.name == "eager fp32"))
         print(
             f"ELECTRA-{r['size']} eager fp32, share of the step's CPU time: "
@@ -581,11 +586,9 @@ def section(name: str, walls: dict[str, float]):
     print(f"[{name}: {walls[name]:.0f} s wall]")
 
 
-def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)  # in order with stream_bench's output, when piped
-    args = parse_args()
-    device = torch.device(args.device)
-    # emulated bf16 on a CPU: the bf16 GEMM alone ran for tens of minutes on an AVX2-only EPYC
+def settle_precision(args, device) -> torch.dtype:
+    """No bf16 rows on a CPU that only emulates bf16 (the bf16 GEMM alone ran for tens of
+    minutes on an AVX2-only EPYC): one line says so, and --precision bf16 becomes fp32."""
     args.skip_bf16 = device.type == "cpu" and bf16_is_emulated()
     if args.skip_bf16:
         print(
@@ -594,7 +597,14 @@ def main() -> None:
             + ("; --precision bf16 -> fp32" if args.precision == "bf16" else "")
         )
         args.precision = "fp32"
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    return torch.bfloat16 if args.precision == "bf16" else torch.float32
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # in order with stream_bench's output, when piped
+    args = parse_args()
+    device = torch.device(args.device)
+    dtype = settle_precision(args, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
