@@ -43,8 +43,8 @@ test: venv  ## the fast loop: unit and in-process tests (~2 min on 2 cores)
 test-all: venv  ## the full suite: + multi-process, end-to-end and experiment tests (what CI runs)
 	$(PY) -m pytest -q --durations=25
 
-bench: venv  ## benchmark: step time vs a naive baseline, data pipeline, memory, FLOPs (prints ratios)
-	$(PY) benchmarks/bench.py
+bench: venv  ## benchmark: step vs a naive baseline, data, memory, FLOPs (ratios; BENCH=full: full-size data sections)
+	$(PY) benchmarks/bench.py $(if $(filter full,$(BENCH)),--full)
 
 lint: venv  ## ruff check + format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -299,10 +300,9 @@ CATEGORIES = [  # (category, substrings of profiler op names), first match wins
 
 
 def syncs_per_step(variant: Variant) -> int:
-    """Host-device synchronisations in one step of the model and optimizer (the same spy as
-    tests/test_step.py, which covers Lightning's whole loop on CPU)."""
-    sys.path.insert(0, str(REPO))
-    from tests.test_step import SyncSpy
+    """Host-device synchronisations in one step of the model and optimizer (the spy
+    tests/test_step.py runs over Lightning's whole loop on CPU)."""
+    from tests.helpers import SyncSpy
 
     variant.step()
     spy = SyncSpy()
@@ -337,48 +337,50 @@ def profile_step(variant: Variant) -> list[tuple[str, float]]:
 # -- data pipeline and memory ----------------------------------------------------------------------
 
 
-def bench_data(tok_info, corpus: Path, seconds: float) -> dict:
+def bench_data(tok_info, corpus: Path, batches: int) -> dict:
+    """Tokens/s of the training stream over ``batches`` batches of 128 × 128 (after the first)."""
     sources = resolve_sources(str(corpus), "corpus")
     stream = PretrainingStream.build(sources, tok_info, max_seq_length=128, batch_size=128)
     tokens = 0
     it = iter(stream)
     next(it)  # tokenizer load, first chunk
     t = time.perf_counter()
-    while time.perf_counter() - t < seconds:
+    for _ in range(batches):
         batch = next(it)
         mask = attention_mask_of(batch)
         tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-    return {"tokens_per_sec": tokens / (time.perf_counter() - t)}
+    return {"tokens_per_sec": tokens / (time.perf_counter() - t), "batches": batches}
 
 
 MEMORY_CHILD = """
 import sys, time
-from electra_lightning.data.datamodule import PretrainingStream, load_tokenizer_info, resolve_sources
-from electra_lightning.model.masking import MaskingConfig
+from electra_lightning.data.stream import DATA_POSITION_KEY, PretrainingStream, load_tokenizer_info
 tok = load_tokenizer_info(sys.argv[2])
-stream = PretrainingStream.build(resolve_sources(sys.argv[1], "corpus"), tok, max_seq_length=128,
-                                 batch_size=128, shuffle=False, endless=False, rank=0,
-                                 world_size=int(sys.argv[3]))
-t = time.time(); n = sum(1 for _ in stream)
+stream = PretrainingStream.build([sys.argv[1]], tok, max_seq_length=128, batch_size=128)
+t, n = time.time(), 0
+for n, batch in enumerate(stream, 1):  # as training streams it (shuffled), one epoch
+    if batch[DATA_POSITION_KEY]["epoch"] > 0:
+        break
 # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited over fork+exec)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(n, hwm * 1024, time.time() - t)
 """
 
 
-def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
-    """Peak RSS streaming a 100 MB vs a 1 GB corpus (every document read; 1/256 tokenized)."""
+def bench_memory(tok_info, corpus: Path, tmp: Path, sizes_mb: tuple[int, int]) -> list[dict]:
+    """Peak RSS of one training epoch over a small vs a 10× larger corpus (the shared corpus
+    repeated into one file; every document read, tokenized, packed and masked)."""
     text = b"".join(p.read_bytes() for p in sorted(corpus.rglob("*.txt")))
     rows = []
-    for mb in (100, 1000):
+    for mb in sizes_mb:
         path = tmp / f"corpus-{mb}mb.txt"
         with open(path, "wb") as f:
             written = 0
             while written < mb * 2**20:
-                f.write(text)
-                written += len(text)
+                f.write(text[: mb * 2**20 - written])
+                written += min(len(text), mb * 2**20 - written)
         proc = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(path), tok_info.path, "256"],
+            [sys.executable, "-c", MEMORY_CHILD, str(path), tok_info.path],
             capture_output=True,
             text=True,
             check=True,
@@ -395,6 +397,20 @@ def bench_memory(tok_info, corpus: Path, tmp: Path) -> list[dict]:
         )
         path.unlink()
     return rows
+
+
+def print_variant_ratios(r: dict, median: dict, peak_fraction: float) -> None:
+    """One size's variants against each other, against the naive step and the GEMM peak."""
+    eager = median["eager fp32"]
+    print(
+        f"ELECTRA-{r['size']}: eager vs before {median['before: eager fp32'] / eager:.2f}x faster"
+    )
+    print(f"ELECTRA-{r['size']}: eager vs naive {r['naive_ms'] / 1000 / eager:.2f}x faster")
+    for variant in ("compiled fp32", "compiled bf16", "eager bf16"):
+        if variant in median:
+            base = median["eager bf16" if variant == "compiled bf16" else "eager fp32"]
+            print(f"ELECTRA-{r['size']}: {variant} vs its eager {base / median[variant]:.2f}x")
+    print(f"ELECTRA-{r['size']}: eager fp32 at {peak_fraction:.2f} of the GEMM peak")
 
 
 def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
@@ -442,17 +458,8 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
                 + (f"{compile_s:.0f}" if compile_s is not None else "")
                 + f" | {row['syncs_per_step']} |"
             )
-        eager = median["eager fp32"]
-        print(
-            f"ELECTRA-{r['size']}: eager vs before {median['before: eager fp32'] / eager:.2f}x faster"
-        )
-        print(f"ELECTRA-{r['size']}: eager vs naive {r['naive_ms'] / 1000 / eager:.2f}x faster")
-        for variant in ("compiled fp32", "compiled bf16", "eager bf16"):
-            if variant in median:
-                base = median["eager bf16" if variant == "compiled bf16" else "eager fp32"]
-                print(f"ELECTRA-{r['size']}: {variant} vs its eager {base / median[variant]:.2f}x")
         fp32 = next(x for x in rows if x["size"] == r["size"] and x["variant"] == "eager fp32")
-        print(f"ELECTRA-{r['size']}: eager fp32 at {fp32['peak_fraction']:.2f} of the GEMM peak")
+        print_variant_ratios(r, median, fp32["peak_fraction"])
         shares = profile_step(next(v for v in found["variants"] if v.name == "eager fp32"))
         print(
             f"ELECTRA-{r['size']} eager fp32, share of the step's CPU time: "
@@ -461,7 +468,7 @@ def report_variants(args, tok_info, corpus, device, results) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -470,7 +477,13 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--data_seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the full-size data sections: memory over 100 MB vs 1 GB instead of 5 MB vs 50 MB "
+        "(20x the work: a 1 GB epoch is tokenized whole), 1000 data batches instead of 200",
+    )
+    parser.add_argument("--data_batches", type=int, help="default 200, 1000 with --full")
     parser.add_argument("--skip_data", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--skip_streaming", action="store_true")
@@ -478,8 +491,104 @@ def main() -> None:
     parser.add_argument("--skip_variants", action="store_true")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    # emulated bf16 on a CPU: the bf16 GEMM alone ran for tens of minutes on an AVX2-only EPYC
+    args.data_batches = args.data_batches or (1000 if args.full else 200)
+    args.memory_mb = (100, 1000) if args.full else (5, 50)
+    return args
+
+
+def report_step(args, tok_info, corpus, device, dtype) -> list[dict]:
+    """Part 1: ours vs the naive step, per model size."""
+    print(
+        f"## Training step, batch {args.batch} x {args.seq}, median of {args.steps} interleaved A/B steps"
+    )
+    print(
+        "| model | ours ms/step | naive ms/step | ours tokens/s | naive tokens/s | speed-up (step) | speed-up (tokens/s) | naive real-token share |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    results = []
+    for size in args.sizes:
+        r = bench_step(size, args, tok_info, corpus, device, dtype)
+        results.append(r)
+        print(
+            f"| ELECTRA-{size} | {r['ours_ms']:.1f} | {r['naive_ms']:.1f} | {r['ours_tok_s']:,.0f} | "
+            f"{r['naive_tok_s']:,.0f} | {r['naive_ms'] / r['ours_ms']:.2f}x | "
+            f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x | {r['naive_real_frac']:.0%} |"
+        )
+    for r in results:
+        print(
+            f"ELECTRA-{r['size']}: speed-up {r['naive_ms'] / r['ours_ms']:.2f}x per step, "
+            f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x in real tokens/s"
+        )
+    return results
+
+
+def report_flops(args, results, device, dtype) -> None:
+    print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
+    peak = detect_peak_flops() if device.type == "cuda" else None
+    print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        mfu = (
+            f"{r['achieved_flops'] / peak:.1%}"
+            if peak and dtype == torch.bfloat16
+            else "n/a (no GPU peak)"
+        )
+        print(
+            f"| ELECTRA-{r['size']} | {r['flops_per_token']:.3g} | {r['flops_per_token'] * args.seq:.3g} | "
+            f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
+        )
+
+
+def report_data(args, tok_info, corpus) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the figure is per worker/core
+    d = bench_data(tok_info, corpus, args.data_batches)
+    print(
+        f"\n## Data pipeline (read + tokenize + pack + mask), one worker process, "
+        f"{d['batches']} batches of 128 x 128"
+    )
+    print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
+
+
+def report_memory(args, tok_info, corpus, tmp) -> None:
+    small, large = args.memory_mb
+    rows = bench_memory(tok_info, corpus, tmp, (small, large))
+    print("\n## Memory over one training epoch of a corpus (read + tokenize + pack + mask)")
+    print("| corpus | batches | peak RSS | seconds |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['mb']} MB | {row['batches']} | {row['peak_rss_mb']:.0f} MB | "
+            f"{row['seconds']:.0f} |"
+        )
+    print(
+        f"peak RSS ratio {large} MB / {small} MB: "
+        f"{rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f} (flat: 1.00)"
+    )
+
+
+def report_streaming(tok_info, corpus) -> None:
+    """Sharding and seeking resume (benchmarks/stream_bench.py, also runnable on its own)."""
+    print()
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/stream_bench.py"), str(corpus), tok_info.path],
+        check=True,
+        cwd=REPO,
+    )
+
+
+@contextmanager
+def section(name: str, walls: dict[str, float]):
+    """The wall time of one section of this run, printed after it (what the section costs here;
+    no figure is compared against it)."""
+    start = time.perf_counter()
+    yield
+    walls[name] = time.perf_counter() - start
+    print(f"[{name}: {walls[name]:.0f} s wall]")
+
+
+def settle_precision(args, device) -> torch.dtype:
+    """No bf16 rows on a CPU that only emulates bf16 (the bf16 GEMM alone ran for tens of
+    minutes on an AVX2-only EPYC): one line says so, and --precision bf16 becomes fp32."""
     args.skip_bf16 = device.type == "cpu" and bf16_is_emulated()
     if args.skip_bf16:
         print(
@@ -488,7 +597,14 @@ def main() -> None:
             + ("; --precision bf16 -> fp32" if args.precision == "bf16" else "")
         )
         args.precision = "fp32"
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    return torch.bfloat16 if args.precision == "bf16" else torch.float32
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # in order with stream_bench's output, when piped
+    args = parse_args()
+    device = torch.device(args.device)
+    dtype = settle_precision(args, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
@@ -497,92 +613,46 @@ def main() -> None:
         f"threads {torch.get_num_threads()}; {args.precision}"
     )
 
+    walls: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        corpus = corpus_dir(tmp)
-        cache = Path(
-            os.environ.get("ELECTRA_BENCH_CACHE", Path(tempfile.gettempdir()) / "electra-bench")
-        )
-        cache.mkdir(exist_ok=True)
-        tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
-        print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
-
-        print(
-            f"## Training step, batch {args.batch} x {args.seq}, median of {args.steps} interleaved A/B steps"
-        )
-        print(
-            "| model | ours ms/step | naive ms/step | ours tokens/s | naive tokens/s | speed-up (step) | speed-up (tokens/s) | naive real-token share |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        results = []
-        for size in args.sizes:
-            r = bench_step(size, args, tok_info, corpus, device, dtype)
-            results.append(r)
-            print(
-                f"| ELECTRA-{size} | {r['ours_ms']:.1f} | {r['naive_ms']:.1f} | {r['ours_tok_s']:,.0f} | "
-                f"{r['naive_tok_s']:,.0f} | {r['naive_ms'] / r['ours_ms']:.2f}x | "
-                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x | {r['naive_real_frac']:.0%} |"
+        with section("setup (corpus, tokenizer)", walls):
+            corpus = corpus_dir(tmp)
+            cache = Path(
+                os.environ.get("ELECTRA_BENCH_CACHE", Path(tempfile.gettempdir()) / "electra-bench")
             )
-        for r in results:
-            print(
-                f"ELECTRA-{r['size']}: speed-up {r['naive_ms'] / r['ours_ms']:.2f}x per step, "
-                f"{r['ours_tok_s'] / r['naive_tok_s']:.2f}x in real tokens/s"
-            )
-
-        print(f"\n## Model FLOPs (training, per token, seq {args.seq})")
-        peak = detect_peak_flops() if device.type == "cuda" else None
-        print("| model | FLOPs/token | FLOPs/sequence | achieved FLOP/s | seq/s | MFU |")
-        print("|---|---|---|---|---|---|")
-        for r in results:
-            mfu = (
-                f"{r['achieved_flops'] / peak:.1%}"
-                if peak and dtype == torch.bfloat16
-                else "n/a (no GPU peak)"
-            )
-            print(
-                f"| ELECTRA-{r['size']} | {r['flops_per_token']:.3g} | {r['flops_per_token'] * args.seq:.3g} | "
-                f"{r['achieved_flops']:.3g} | {r['ours_seq_s']:,.1f} | {mfu} |"
-            )
-
+            cache.mkdir(exist_ok=True)
+            tok_info = load_tokenizer_info(str(tokenizer_for(corpus, cache)))
+            print(f"corpus: {corpus} | tokenizer vocab {tok_info.vocab_size}\n")
+        with section("training step vs naive", walls):
+            results = report_step(args, tok_info, corpus, device, dtype)
+            report_flops(args, results, device, dtype)
         figures = {"machine": name, "torch": torch.__version__, "batch": args.batch}
         figures["step"] = results
         if not args.skip_variants:
-            figures["variants"] = report_variants(args, tok_info, corpus, device, results)
+            with section("the step against the machine", walls):
+                figures["variants"] = report_variants(args, tok_info, corpus, device, results)
         if args.json:
             import json
 
             Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
             print(f"\nwritten: {args.json}")
         if not args.skip_data:
-            os.environ["TOKENIZERS_PARALLELISM"] = (
-                "false"  # one core: the figure is per worker/core
-            )
-            d = bench_data(tok_info, corpus, args.data_seconds)
-            print("\n## Data pipeline (read + tokenize + pack + mask), one worker process")
-            print(f"tokens/s per worker: {d['tokens_per_sec']:,.0f}")
+            with section("data pipeline", walls):
+                report_data(args, tok_info, corpus)
         if not args.skip_memory:
-            rows = bench_memory(tok_info, corpus, tmp)
-            print("\n## Memory streaming a corpus (shard 0 of 256; read + tokenize + pack + mask)")
-            print("| corpus | peak RSS | seconds |")
-            print("|---|---|---|")
-            for row in rows:
-                print(f"| {row['mb']} MB | {row['peak_rss_mb']:.0f} MB | {row['seconds']:.0f} |")
-            print(
-                f"peak RSS ratio 1 GB / 100 MB: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}"
-            )
+            with section("memory", walls):
+                report_memory(args, tok_info, corpus, tmp)
         if not args.skip_streaming:
-            # sharding and seeking resume (benchmarks/stream_bench.py, also runnable on its own)
-            print()
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(REPO / "benchmarks/stream_bench.py"),
-                    str(corpus),
-                    tok_info.path,
-                ],
-                check=True,
-                cwd=REPO,
-            )
+            with section("sharding and resume", walls):
+                report_streaming(tok_info, corpus)
+    print(
+        "\n## Wall time per section"
+        + ("" if args.full else " (--full: the full-size data sections)")
+    )
+    for name, seconds in walls.items():
+        print(f"{name}: {seconds:.0f} s")
+    print(f"total: {sum(walls.values()):.0f} s")
 
 
 if __name__ == "__main__":

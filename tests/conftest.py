@@ -9,16 +9,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-# Subprocesses are bounded by their work (steps, examples); this only stops a hung one from
-# holding CI until its hard limit. Far above what any test takes on a loaded 2-core machine.
-HANG_GUARD = 1800
-
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# after the offline settings: tests.helpers imports lightning, which imports huggingface_hub
+from .helpers import REPO  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +25,6 @@ def no_inherited_wandb_service():
     after the subprocess exits, a resumed run refused). Dropped after each test."""
     yield
     os.environ.pop("WANDB_SERVICE", None)
-
-
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 @pytest.fixture(scope="session")

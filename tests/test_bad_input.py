@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,29 +16,7 @@ import torch
 from electra_lightning.cli.main import main
 from electra_lightning.common.checkpoint import DATA_STATE_KEY, load_checkpoint
 
-from .test_cli import REPO, tiny_args
-from .test_data import jsonl_with_bad_records
-
-
-@contextmanager
-def cwd(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def run_main(argv: list[str], workdir: Path, capsys) -> tuple[int, str]:
-    """``python -m electra_lightning ARGV`` in-process: (exit code, stderr)."""
-    capsys.readouterr()
-    with cwd(workdir):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit_:  # argument-parser errors
-            code = exit_.code
-    return code, capsys.readouterr().err
+from .helpers import REPO, cwd, jsonl_with_bad_records, run_main, tiny_args
 
 
 def finetune_args(init_from, train, val, *extra):

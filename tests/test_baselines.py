@@ -140,7 +140,7 @@ def test_gains_in_words(name, gain, words):
 
 
 def test_summary_states_the_gains(tmp_path):
-    from .test_compare import summary_of
+    from .helpers import summary_of
 
     rows = (
         "step,val/gen_acc,val/disc_recall,val/replaced_frac,val/disc_auc,"
@@ -160,8 +160,7 @@ def test_the_gains_are_logged_for_electra_and_mlm_to_csv_and_wandb(
     val/gen_context_gain (both) and val/disc_context_gain (ELECTRA) at every validation."""
     from electra_lightning.report.compare import read_wandb_run, table
 
-    from .conftest import REPO
-    from .test_cli import run_cli, tiny_args
+    from .helpers import REPO, run_cli, tiny_args
 
     electra = tmp_path / "electra"
     electra.mkdir()

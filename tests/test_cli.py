@@ -1,50 +1,13 @@
 """End to end through the command line: tokenizer → fit → validate → export → plain transformers."""
 
 import csv
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from .conftest import HANG_GUARD, REPO
-
-
-def run_cli(*args, cwd, check=True, env=None):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "electra_lightning", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
-def tiny_args(corpus_dir, tokenizer_dir, steps=30):
-    return [
-        "--config",
-        str(REPO / "configs" / "tiny.yaml"),
-        f"--data.train_files={corpus_dir / 'train.txt'}",
-        f"--data.val_files={corpus_dir / 'val.txt'}",
-        f"--data.tokenizer={tokenizer_dir}",
-        f"--trainer.max_steps={steps}",
-        "--trainer.val_check_interval=15",
-        "--trainer.limit_val_batches=2",
-        "--trainer.log_every_n_steps=5",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.callbacks.init_args.every_n_train_steps=15",
-        "--model.size.num_layers=2",
-        "--model.warmup_steps=5",
-        "--data.num_workers=0",
-    ]
+from .helpers import run_cli, tiny_args
 
 
 @pytest.mark.slow

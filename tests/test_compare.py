@@ -7,6 +7,8 @@ import pytest
 
 from electra_lightning.report.compare import DPI, compare, figure, read_run, table
 
+from .helpers import summary_of
+
 TITLES = [
     "total loss (1·MLM + 50·RTD)",
     "generator MLM loss",
@@ -79,15 +81,6 @@ def test_a_run_compared_with_itself_is_said(tmp_path, capsys, same):
     out = capsys.readouterr().out
     assert ("is the same run as" in out) == same
     assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def summary_of(tmp_path, rows: str, **kwargs) -> str:
-    from electra_lightning.report.summary import summarize
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.csv").write_text(rows)
-    return summarize(str(run), **kwargs)
 
 
 TRAIN_ONLY = (
@@ -169,8 +162,7 @@ def test_the_downstream_probe_is_logged_to_csv_and_wandb_and_compared(
     """configs/callbacks/probe.yaml added to a pretraining run: probe/sst2_acc in the CSV log and
     the offline W&B run at the probe steps, and in compare's table and figure."""
 
-    from .conftest import REPO, shared_data
-    from .test_cli import run_cli, tiny_args
+    from .helpers import REPO, run_cli, shared_data, tiny_args
 
     glue = shared_data("glue")
     probe = [
@@ -230,7 +222,7 @@ def test_the_probe_reads_glue_from_a_hub_dataset(tmp_path):
 
     from electra_lightning.finetune.probe import glue_split
 
-    from .conftest import shared_data
+    from .helpers import shared_data
 
     glue = str(shared_data("glue"))
     mirror = tmp_path / "glue"

@@ -13,7 +13,7 @@ import pytest
 
 from electra_lightning.data.datamodule import exclude_outputs
 
-from .test_cli import REPO, run_cli, tiny_args
+from .helpers import REPO, run_cli, tiny_args
 
 HEAVY = ("torch", "lightning", "transformers", "pytorch_lightning")
 HELP_COMMANDS = [
@@ -107,7 +107,7 @@ def test_a_short_fit_prints_no_library_noise_and_a_step_progress_bar(
 
 
 def test_every_run_keeps_its_own_config(tmp_path, corpus_dir, tokenizer_dir, capsys):
-    from .test_bad_input import run_main
+    from .helpers import run_main
 
     args = ["fit", *tiny_args(corpus_dir, tokenizer_dir, steps=2)]
     assert run_main(args, tmp_path, capsys)[0] == 0
@@ -122,7 +122,7 @@ def test_every_run_keeps_its_own_config(tmp_path, corpus_dir, tokenizer_dir, cap
 
 def test_output_directories_are_never_read_as_corpus(tmp_path, corpus_dir, tokenizer_dir, capsys):
     """A corpus directory that holds the run's own logs: those files are left out, with a warning."""
-    from .test_bad_input import run_main
+    from .helpers import run_main
 
     corpus = tmp_path / "corpus"
     (corpus / "runs/tiny/version_0").mkdir(parents=True)

@@ -16,7 +16,7 @@ from electra_lightning.data.datamodule import (
 )
 from electra_lightning.data.stream import attention_mask_of
 
-from .conftest import shared_data
+from .helpers import jsonl_with_bad_records, shared_data
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -429,21 +429,6 @@ def test_datamodule_with_two_workers_resumes_the_batch_order_after_odd_and_even_
     resumed.load_state_dict(stopped.state_dict())
     for got, expected in zip(take(resumed, 3), straight[taken:], strict=True):
         assert torch.equal(got, expected)
-
-
-def jsonl_with_bad_records(corpus_dir, path, bad_every=37):
-    """The demo corpus as JSONL, one document per 5 lines, with a broken line, a record without
-    the text field and a non-object every ``bad_every`` records."""
-    lines = [line.strip() for line in open(corpus_dir / "train.txt") if line.strip()]
-    bad, kinds = [], ['{"text": broken', '{"body": "no text"}', "[1, 2]"]
-    with open(path, "w") as f:
-        for n, start in enumerate(range(0, len(lines), 5), 1):
-            if n % bad_every == 0:
-                f.write(kinds[len(bad) % 3] + "\n")
-                bad.append(n)
-            else:
-                f.write(json.dumps({"text": "\n".join(lines[start : start + 5])}) + "\n")
-    return bad
 
 
 def test_bad_records_error_or_skip(tmp_path):

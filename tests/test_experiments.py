@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from .conftest import HANG_GUARD, REPO, shared_data
+from .helpers import HANG_GUARD, REPO, shared_data
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from electra_lightning.finetune.glue import GlueDataModule, read_examples
 from electra_lightning.finetune.tasks import TASKS, task_spec
 from electra_lightning.model.optim import layerwise_lr_groups
 
-from .conftest import shared_data
+from .helpers import shared_data
 
 # rows (excluding headers) of the shared GLUE copy, from its SOURCE.md
 COUNTS = {
@@ -155,7 +155,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
     and classify with the pipeline."""
     from electra_lightning.data.tokenizer import train_tokenizer
 
-    from .test_cli import REPO, run_cli, tiny_args
+    from .helpers import REPO, run_cli, tiny_args
 
     glue = shared_data("glue")
     corpus = tmp_path / "sst2-text"
@@ -232,7 +232,7 @@ def test_short_finetune_beats_majority_and_exports(tmp_path):
 
 @pytest.mark.slow
 def test_glue_command_multi_seed_table_and_submission(tmp_path, corpus_dir, tokenizer_dir):
-    from .test_cli import run_cli, tiny_args
+    from .helpers import run_cli, tiny_args
 
     glue = shared_data("glue")
     run_cli("fit", *tiny_args(corpus_dir, tokenizer_dir, steps=3), cwd=tmp_path)

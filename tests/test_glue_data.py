@@ -14,7 +14,7 @@ from electra_lightning.finetune.glue import GlueDataModule, read_examples
 from electra_lightning.finetune.glue_data import LAYOUTS
 from electra_lightning.finetune.tasks import task_spec
 
-from .conftest import shared_data
+from .helpers import shared_data
 
 ROWS = 12  # examples per split taken from the reference files
 # the Hub's text fields of each task (nyu-mll/glue's features)

@@ -10,7 +10,7 @@ import yaml
 from electra_lightning.cli.main import main
 from electra_lightning.train import hardware
 
-from .test_cli import tiny_args
+from .helpers import tiny_args
 
 AVX2_FLAGS = "flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
 

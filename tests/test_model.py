@@ -14,7 +14,8 @@ from electra_lightning.model.electra import (
     discriminator_config,
     generator_config,
 )
-from electra_lightning.model.masking import MaskingConfig, mask_tokens
+
+from .helpers import tiny_batch
 
 VOCAB, SEQ = 300, 32
 
@@ -30,19 +31,6 @@ def tiny_pair(**kwargs):
     args.update(kwargs)
     torch.manual_seed(0)
     return build_pretraining_model(**args)
-
-
-def tiny_batch(batch=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, VOCAB, (batch, SEQ), generator=g)
-    ids[:, 0], ids[:, SEQ // 2], ids[:, -5] = 2, 3, 3
-    attention = torch.ones(batch, SEQ, dtype=torch.long)
-    attention[0, -4:] = 0  # one padded example
-    ids[0, -4:] = 0
-    types = (torch.arange(SEQ) > SEQ // 2).long().expand(batch, SEQ).clone()
-    special = torch.isin(ids, torch.tensor([0, 1, 2, 3, 4]))
-    masked = mask_tokens(ids, special, MaskingConfig(0.25), 4, VOCAB, g)
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": attention, **masked}
 
 
 @pytest.mark.parametrize(
@@ -125,7 +113,7 @@ def reference_losses(pair, batch, sampled):
 
 def test_loss_equals_reference():
     pair = tiny_pair().eval()
-    batch = tiny_batch()
+    batch = tiny_batch(VOCAB, SEQ)
     g = torch.Generator().manual_seed(3)
     sampled = torch.randint(5, VOCAB, batch["masked_ids"].shape, generator=g)
     sampled[0, 0] = batch["masked_ids"][0, 0]  # a correct guess counts as original
@@ -141,7 +129,7 @@ def test_loss_equals_reference():
 
 
 def test_no_rtd_gradient_reaches_the_generator():
-    batch = tiny_batch()
+    batch = tiny_batch(VOCAB, SEQ)
     sampled = torch.randint(
         5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(1)
     )
@@ -161,11 +149,11 @@ def test_no_rtd_gradient_reaches_the_generator():
 
 def test_samples_come_from_the_generator_without_gradient():
     pair = tiny_pair()
-    out = pair(**tiny_batch())
+    out = pair(**tiny_batch(VOCAB, SEQ))
     assert not out.sampled_ids.requires_grad
     assert out.loss.requires_grad and torch.isfinite(out.loss)
     # generator head only at the masked positions: [B, N, V]
-    assert out.gen_logits.shape == (*tiny_batch()["masked_positions"].shape, VOCAB)
+    assert out.gen_logits.shape == (*tiny_batch(VOCAB, SEQ)["masked_positions"].shape, VOCAB)
 
 
 def test_gdes_embedding_sharing():
@@ -180,7 +168,7 @@ def test_gdes_embedding_sharing():
         disc_words.weight, gen_words.weight
     )
     assert pair.generator.generator_lm_head.weight is gen_words.weight  # head tied to the gen table
-    batch = tiny_batch()
+    batch = tiny_batch(VOCAB, SEQ)
     sampled = torch.randint(
         5, VOCAB, batch["masked_ids"].shape, generator=torch.Generator().manual_seed(2)
     )
@@ -209,7 +197,7 @@ def test_mlm_objective_is_its_own_discriminator_sized_model():
     assert isinstance(mlm, MaskedLM) and set(mlm.exports()) == {"mlm"}
     assert mlm.mlm.config.hidden_size == 64 and mlm.encoder is mlm.mlm.electra
     assert not hasattr(mlm, "discriminator")
-    batch = tiny_batch()
+    batch = tiny_batch(VOCAB, SEQ)
     out = mlm(**batch)
     assert out.disc_logits is None and torch.equal(out.loss, out.gen_loss)
     logits = mlm.mlm(

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_bad_input import run_main
-from .test_cli import REPO, tiny_args
+from .helpers import REPO, run_main, tiny_args
 
 
 def glue_dir(root: Path, train: list[tuple[str, int]], dev: list[tuple[str, int]]) -> Path:

@@ -40,8 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import HANG_GUARD, REPO, SHARED_DATA
-from .test_shipped import HUB_LAYOUT, write_hub_mirror
+from .helpers import HANG_GUARD, HUB_LAYOUT, REPO, SHARED_DATA, write_hub_mirror
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +192,7 @@ class Workspace:
             return [*args, "--trainer.max_epochs=1", "--data.limit_train_examples=64"]
         if size_config is None:
             return args
-        from .test_shipped import scaled_size
+        from .helpers import scaled_size
 
         config = REPO / size_config
         shipped = yaml.safe_load(config.read_text())["data"]

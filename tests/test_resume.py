@@ -14,7 +14,7 @@ import torch
 
 from electra_lightning.common.checkpoint import atomic_save, load_checkpoint
 
-from .test_cli import REPO, run_cli, tiny_args
+from .helpers import REPO, run_cli, tiny_args
 
 STEPS, EVERY = 40, 4
 
@@ -118,7 +118,7 @@ def test_sigint_and_sigusr1_save_and_exit_with_their_codes(
 ):
     from electra_lightning.cli.main import main
 
-    from .test_bad_input import cwd
+    from .helpers import cwd
 
     helper = json.dumps(
         {
@@ -248,7 +248,7 @@ def test_a_stop_signal_before_training_exits_with_its_code_and_saves_nothing(
     nothing written."""
     from electra_lightning.cli.main import main
 
-    from .test_bad_input import cwd
+    from .helpers import cwd
 
     helper = json.dumps(
         {
@@ -274,7 +274,7 @@ def test_sigterm_after_a_resume_restored_its_checkpoint_keeps_it(
 ):
     from electra_lightning.cli.main import main
 
-    from .test_bad_input import cwd
+    from .helpers import cwd
 
     ckpt = tmp_path / "runs/tiny/checkpoints/last.ckpt"
     with cwd(tmp_path):
@@ -308,7 +308,7 @@ def test_a_second_ctrl_c_while_saving_exits_130_and_leaves_no_temporary_file(
     import electra_lightning.common.checkpoint as checkpoint_module
     from electra_lightning.cli.main import main
 
-    from .test_bad_input import cwd
+    from .helpers import cwd
 
     real_save = torch.save
     calls = []
@@ -342,7 +342,7 @@ def test_a_second_ctrl_c_while_saving_exits_130_and_leaves_no_temporary_file(
 def _accumulating_run(workdir, corpus_dir, tokenizer_dir, *extra):
     from electra_lightning.cli.main import main
 
-    from .test_bad_input import cwd
+    from .helpers import cwd
 
     args = [
         *map(str, tiny_args(corpus_dir, tokenizer_dir, steps=6)),

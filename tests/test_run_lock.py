@@ -16,9 +16,7 @@ import pytest
 
 from electra_lightning.common.run_lock import LOCK_NAME, RunLock, process_start
 
-from .conftest import HANG_GUARD
-from .test_bad_input import run_main
-from .test_cli import tiny_args
+from .helpers import HANG_GUARD, run_main, tiny_args
 
 
 @pytest.fixture

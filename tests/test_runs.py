@@ -17,8 +17,7 @@ import torch
 
 from electra_lightning.common.runs import SAVED_CONFIG, WANDB_ID_FILE, resume_argv
 
-from .conftest import REPO
-from .test_cli import run_cli
+from .helpers import REPO, run_cli
 
 TINY = str(REPO / "configs" / "tiny.yaml")
 WANDB = str(REPO / "configs" / "logger" / "wandb.yaml")

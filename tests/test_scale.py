@@ -11,8 +11,7 @@ import time
 import pytest
 import torch
 
-from .conftest import HANG_GUARD
-from .test_cli import REPO, run_cli, tiny_args
+from .helpers import HANG_GUARD, REPO, run_cli, tiny_args
 
 pytestmark = pytest.mark.slow
 AUDIT = "tests.helpers.RankAudit"

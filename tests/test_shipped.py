@@ -29,39 +29,10 @@ import yaml
 
 from electra_lightning.train.hardware import BF16_ENV, usable_cpus
 
-from .conftest import HANG_GUARD, REPO
-from .test_cli import run_cli
+from .helpers import HANG_GUARD, REPO, run_cli, scaled_size, write_hub_mirror
 
 CONFIGS = REPO / "configs"
 pytestmark = pytest.mark.slow
-
-# The Hub datasets the shipped configs name, mirrored locally with the Hub's layout.
-HUB_LAYOUT = {
-    "Skylion007/openwebtext": ("plain_text", "train", 4),  # (config, split, file shards)
-    "Salesforce/wikitext": ("wikitext-103-raw-v1", "validation", 1),
-}
-
-
-def write_hub_mirror(root: Path, name: str, texts: list[str]) -> Path:
-    """A local directory that ``datasets.load_dataset(DIR, CONFIG, split=..., streaming=True)``
-    reads as it reads the Hub repository ``name``: parquet shards and a README's ``configs:``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    config, split, shards = HUB_LAYOUT[name]
-    directory = root / name
-    (directory / config).mkdir(parents=True, exist_ok=True)
-    for shard in range(shards):
-        pq.write_table(
-            pa.table({"text": texts[shard::shards]}),
-            directory / config / f"{split}-{shard:05d}-of-{shards:05d}.parquet",
-        )
-    default = "\n  default: true" if config == "plain_text" else ""
-    (directory / "README.md").write_text(
-        f"---\nconfigs:\n- config_name: {config}{default}\n  data_files:\n"
-        f"  - split: {split}\n    path: {config}/{split}-*\n---\n"
-    )
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -86,23 +57,6 @@ def local_sources(config: Path, hub_root: Path, corpus_dir: Path) -> list[str]:
         elif value:
             args.append(f"--data.{field}={corpus_dir / corpus_file}")
     return args
-
-
-def scaled_size(config: Path) -> list[str]:
-    """The model 2 layers deep and 1/4 as wide (min 32), keeping whether the embeddings are
-    narrower than the hidden layers (Small's embeddings_project)."""
-    from electra_lightning.model.electra import ModelSize
-
-    size = ModelSize(**yaml.safe_load(config.read_text())["model"]["size"]).resolved()
-    hidden = max(32, size.hidden_size // 4)
-    embedding = hidden if size.embedding_size == size.hidden_size else hidden // 2
-    return [
-        "--model.size.num_layers=2",
-        f"--model.size.hidden_size={hidden}",
-        f"--model.size.num_heads={max(1, size.num_heads // 4)}",
-        f"--model.size.intermediate_size={hidden * 4}",
-        f"--model.size.embedding_size={embedding}",
-    ]
 
 
 def checkpoint_step(path: Path) -> int:

@@ -4,50 +4,15 @@ not log, the fast AdamW by default, bf16-mixed on CPU, and ``model.compile``."""
 from __future__ import annotations
 
 import csv
-import traceback
 
 import lightning as L
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from electra_lightning import ElectraDataModule, ElectraPretraining
 from electra_lightning.model.electra import ModelSize
 
-# The ops through which a tensor's value reaches the host: on CUDA each one waits for the GPU.
-SYNC_OPS = {
-    torch.ops.aten._local_scalar_dense.default,  # .item(), float(t), int(t), bool(t)
-    torch.ops.aten.is_nonzero.default,  # `if t:`
-    torch.ops.aten.equal.default,  # torch.equal
-    torch.ops.aten._assert_async.default,
-    torch.ops.aten._assert_async.msg,
-}
-
-
-class SyncSpy(TorchDispatchMode):
-    """Records every op that reads a tensor's value on the host, with where it was called from.
-
-    How device syncs are told from host-only ones on a CPU run: the data is read in a DataLoader
-    worker (another process, not spied), so every tensor the spied process touches during the
-    step is one the training device would hold — the model's, the optimizer's, the batch after
-    the transfer, Lightning's logged values. A value read from any of them is counted; nothing
-    is excused. Copies to the CPU (``.cpu()``/``.to("cpu")``) are also a sync on CUDA: they are
-    counted when the source is not already a host tensor, which on a CPU run cannot be told, so
-    they are listed separately (``copies``) and must be 0 too."""
-
-    def __init__(self):
-        super().__init__()
-        self.syncs: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in SYNC_OPS:
-            frames = [
-                f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}"
-                for f in traceback.extract_stack()[:-1]
-                if "torch/utils/_python_dispatch" not in f.filename
-            ]
-            self.syncs.append(f"{func}: " + " <- ".join(reversed(frames[-6:])))
-        return func(*args, **(kwargs or {}))
+from .helpers import SyncSpy, tiny_batch
 
 
 class SpyOneStep(L.Callback):
@@ -104,18 +69,6 @@ def test_a_step_that_does_not_log_reads_nothing_back(corpus_dir, tokenizer_dir, 
     assert spy.spy.syncs == [], "\n".join(spy.spy.syncs)
 
 
-def tiny_batch(ids: torch.Tensor) -> dict:
-    """A pretraining batch for a 200-token vocabulary: positions 1–3 masked, no padding."""
-    return {
-        "input_ids": ids,
-        "token_type_ids": torch.zeros_like(ids),
-        "generator_input_ids": ids,
-        "masked_positions": torch.tensor([[1, 2, 3]] * len(ids)),
-        "masked_weights": torch.ones(len(ids), 3, dtype=torch.bool),
-        "masked_ids": ids[:, 1:4],
-    }
-
-
 def test_the_default_adamw_is_fused_and_steps_as_torch_does():
     """optim.AdamW (fused on CPU/CUDA) gives torch's single-tensor AdamW's numbers, and its state
     dict loads into either (the checkpoint format is torch's)."""
@@ -126,10 +79,10 @@ def test_the_default_adamw_is_fused_and_steps_as_torch_does():
         torch.manual_seed(0)
         pair = build_pretraining_model(200, 16, ModelSize(32, 2, 2, 64, 32, 16))
         optimizer = make_optimizer(param_groups(pair))
-        gen = torch.Generator().manual_seed(1)
-        for _ in range(5):
-            ids = torch.randint(5, 200, (4, 16), generator=gen)
-            pair(**tiny_batch(ids), sampled_ids=ids[:, 4:7]).loss.backward()
+        for step in range(5):
+            batch = tiny_batch(200, 16, seed=step)
+            replacements = batch["masked_ids"].roll(1, dims=0)  # given: no sampling noise
+            pair(**batch, sampled_ids=replacements).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
         return pair, optimizer
@@ -154,7 +107,7 @@ def _fit_resume_export(tmp_path, corpus_dir, tokenizer_dir, *extra):
     from electra_lightning.common.checkpoint import load_checkpoint
     from electra_lightning.train.loading import module_from_checkpoint
 
-    from .test_cli import run_cli, tiny_args
+    from .helpers import run_cli, tiny_args
 
     args = [*tiny_args(corpus_dir, tokenizer_dir, steps=4), *extra]
     run_cli("fit", *args, "--trainer.log_every_n_steps=1", cwd=tmp_path)
@@ -213,7 +166,7 @@ def test_bf16_autocast_computes_sampling_and_losses_in_fp32():
     seen = {}
     pair.discriminator.register_forward_hook(lambda m, i, o: seen.update(disc=o.logits))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = pair(**tiny_batch(torch.randint(5, 200, (4, 16))))
+        out = pair(**tiny_batch(200, 16))
     assert seen["disc"].dtype == torch.bfloat16  # the encoder ran in bf16
     assert out.gen_logits.dtype == torch.bfloat16
     for loss in (out.loss, out.gen_loss, out.disc_loss):

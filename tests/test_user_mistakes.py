@@ -9,7 +9,7 @@ import torch
 
 from electra_lightning.cli.main import main
 
-from .conftest import REPO
+from .helpers import REPO
 
 TINY = str(REPO / "configs" / "tiny.yaml")
 

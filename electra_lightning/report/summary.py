@@ -76,6 +76,144 @@ def context_gain_words(name: str, gain: float) -> str:
     return f"the {name} {what} {abs(gain):.2g} nats {direction} than {than}"
 
 
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, 78, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def _trained(run, log_dir, checkpoint, export_dir, plot_path) -> list[str]:
+    """What was trained, against the paper's budget, and where its files are."""
+    steps = max((s for points in run.history.values() for s, _ in points), default=0) + 1
+    tokens = _last(run, "train/tokens_seen") or 0.0
+    rate = _rate(run, "train/tokens_per_sec")
+    minutes = tokens / rate / 60 if rate else None
+    took = f" in {minutes:.1f} minutes" if minutes else ""
+    out = _wrap(
+        f"Trained: an ELECTRA discriminator ({_params(run)}) for {steps:,} steps on "
+        f"{tokens / 1e6:.2f} M tokens{took}. ELECTRA-Small's pretraining in the paper is "
+        f"{PAPER_SMALL_TOKENS / 1e9:.0f} B tokens, {PAPER_SMALL_TOKENS / max(tokens, 1):,.0f}x this."
+    )
+    out += ["", "Files:"]
+    if checkpoint:
+        out.append(f"  checkpoint  {checkpoint}  (resume: --ckpt_path last)")
+    if export_dir:
+        out.append(f"  export      {export_dir}/{{generator,discriminator}}  (Hugging Face format)")
+    out.append(f"  logs        {os.path.join(log_dir, 'metrics.csv')}")
+    out.append(f"  curves      {plot_path}")
+    return out
+
+
+def _predictions(run, after_predictions: bool) -> list[str]:
+    """What ``predict fill-mask`` / ``detect`` show, read from the last logged metrics: held-out
+    figures where the run validated, its training batches' otherwise (and said so)."""
+    held_out = "val/gen_acc" in run.history
+    split = "val" if held_out else "train"
+    where = "on held-out text" if held_out else "on its training batches (no validation logged)"
+    gen_acc = _last(run, f"{split}/gen_acc")
+    disc_acc = _last(run, f"{split}/disc_acc")
+    replaced = _last(run, f"{split}/replaced_frac")
+    recall = _last(run, f"{split}/disc_recall")
+    out = [
+        "",
+        "Reading the predictions above:"
+        if after_predictions
+        else "What its predictions will look like (predict fill-mask / detect), from its metrics:",
+    ]
+    if gen_acc is not None:
+        if gen_acc < 0.3:
+            out += _wrap(
+                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}. "
+                "This early it has learned mostly which words are frequent, so its top "
+                "guesses are common words and punctuation almost anywhere.",
+                "  ",
+            )
+        else:
+            out += _wrap(
+                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}.",
+                "  ",
+            )
+    if replaced is not None and recall is not None:
+        if recall < 0.05:
+            out += _wrap(
+                f"detect: {replaced:.0%} of tokens are replaced in training, and a discriminator "
+                f"this young scores nearly every token near that base rate (it flags "
+                f"{recall:.0%} of replaced tokens {where}). It has not learned to read "
+                "context yet: a token stands out only when it is rare.",
+                "  ",
+            )
+        else:
+            out += _wrap(
+                f"detect: the discriminator flags {recall:.0%} of replaced tokens {where} "
+                f"(accuracy {disc_acc:.1%} where {replaced:.0%} are replaced).",
+                "  ",
+            )
+    return out + _auc(run)
+
+
+def _auc(run) -> list[str]:
+    """val/disc_auc from the first validation to the last, and which way it went."""
+    auc = sorted(run.history.get("val/disc_auc", []))
+    if len(auc) >= 2:
+        (first_step, first), (last_step, last) = auc[0], auc[-1]
+        return _wrap(
+            f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {first:.2f} "
+            f"at step {first_step + 1:,}, {last:.2f} at step {last_step + 1:,} "
+            f"({auc_trend(first, last)}).",
+            "  ",
+        )
+    if auc:
+        return _wrap(
+            f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {auc[0][1]:.2f}"
+            f" at step {auc[0][0] + 1:,} (one validation: no trend yet).",
+            "  ",
+        )
+    return []
+
+
+def _above_baselines(run) -> list[str]:
+    """The logged context gains in words, then how much training moves them on 2 CPU cores."""
+    out = []
+    gains = [
+        (name, _last(run, f"val/{key}_context_gain"))
+        for name, key in (("generator", "gen"), ("discriminator", "disc"))
+    ]
+    if any(gain is not None for _, gain in gains):
+        out += ["", "Above the simplest baselines (val/*_context_gain, nats; > 0: reads context):"]
+        for name, gain in gains:
+            if gain is not None:
+                electra = any(k.startswith("val/disc_") for k in run.history)
+                name = "masked LM" if name == "generator" and not electra else name
+                out += _wrap(context_gain_words(name, gain) + ".", "  ")
+        out.append("")
+    return out + _wrap(
+        "How much training changes that, measured on 2 CPU cores (experiments/plateau): "
+        "configs/cpu-small-budget.yaml takes the generator past 0.5 nats above word "
+        "frequencies in 300-450 steps of 128 x 64 tokens (7-10 min) and to 0.9 in 1,500 (34 min); "
+        "no recipe tried there moved the discriminator off the base rate within that budget "
+        "(the paper's Small trains on 16 B tokens).",
+        "  ",
+    )
+
+
+def _next_commands(log_dir: str, export_dir: str | None) -> list[str]:
+    example = export_dir or "EXPORT"
+    return [
+        "",
+        "Next (in the project's environment: source .venv/bin/activate first):",
+        "  1. pretrain on your own text:",
+        "     python -m electra_lightning tokenizer --files 'corpus/*.txt' --output_dir tok",
+        "     python -m electra_lightning fit --config configs/electra-small.yaml \\",
+        "         --data.train_files 'corpus/*.txt' --data.val_files heldout.txt \\",
+        "         --data.tokenizer tok",
+        "  2. fine-tune the discriminator on GLUE (downloaded once into glue_data/):",
+        "     python -m electra_lightning glue-data --output_dir glue_data --tasks sst2",
+        "     python -m electra_lightning fit --config configs/finetune/sst2.yaml \\",
+        f"         --model.init_from {example}/discriminator --data.data_dir glue_data",
+        "  3. compare runs:",
+        f"     python -m electra_lightning compare {log_dir} OTHER_RUN \\",
+        "         --output compare.png",
+    ]
+
+
 def summarize(
     log_dir: str,
     checkpoint: str | None = None,
@@ -98,125 +236,13 @@ def summarize(
     run = read_csv_run(log_dir)
     plot_path = plot_path or os.path.join(log_dir, "curves.png")
     plot([run], plot_path)
-
-    steps = max((s for points in run.history.values() for s, _ in points), default=0) + 1
-    tokens = _last(run, "train/tokens_seen") or 0.0
-    rate = _rate(run, "train/tokens_per_sec")
-    minutes = tokens / rate / 60 if rate else None
-    # held-out figures where the run validated; training batches otherwise, and said so
-    held_out = "val/gen_acc" in run.history
-    split = "val" if held_out else "train"
-    where = "on held-out text" if held_out else "on its training batches (no validation logged)"
-    gen_acc = _last(run, f"{split}/gen_acc")
-    disc_acc = _last(run, f"{split}/disc_acc")
-    replaced = _last(run, f"{split}/replaced_frac")
-    recall = _last(run, f"{split}/disc_recall")
-
-    out = ["", "=" * 78, "What just happened", "=" * 78]
-
-    def say(text: str, indent: str = "") -> None:
-        out.extend(textwrap.wrap(text, 78, initial_indent=indent, subsequent_indent=indent + "  "))
-
-    took = f" in {minutes:.1f} minutes" if minutes else ""
-    say(
-        f"Trained: an ELECTRA discriminator ({_params(run)}) for {steps:,} steps on "
-        f"{tokens / 1e6:.2f} M tokens{took}. ELECTRA-Small's pretraining in the paper is "
-        f"{PAPER_SMALL_TOKENS / 1e9:.0f} B tokens, {PAPER_SMALL_TOKENS / max(tokens, 1):,.0f}x this."
+    text = "\n".join(
+        ["", "=" * 78, "What just happened", "=" * 78]
+        + _trained(run, log_dir, checkpoint, export_dir, plot_path)
+        + _predictions(run, after_predictions)
+        + _above_baselines(run)
+        + _next_commands(log_dir, export_dir)
     )
-    out += ["", "Files:"]
-    if checkpoint:
-        out.append(f"  checkpoint  {checkpoint}  (resume: --ckpt_path last)")
-    if export_dir:
-        out.append(f"  export      {export_dir}/{{generator,discriminator}}  (Hugging Face format)")
-    out.append(f"  logs        {os.path.join(log_dir, 'metrics.csv')}")
-    out.append(f"  curves      {plot_path}")
-    out += [
-        "",
-        "Reading the predictions above:"
-        if after_predictions
-        else "What its predictions will look like (predict fill-mask / detect), from its metrics:",
-    ]
-    if gen_acc is not None:
-        if gen_acc < 0.3:
-            say(
-                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}. "
-                "This early it has learned mostly which words are frequent, so its top "
-                "guesses are common words and punctuation almost anywhere.",
-                "  ",
-            )
-        else:
-            say(
-                f"fill-mask: the generator guesses {gen_acc:.0%} of masked words right {where}.",
-                "  ",
-            )
-    if replaced is not None and recall is not None:
-        if recall < 0.05:
-            say(
-                f"detect: {replaced:.0%} of tokens are replaced in training, and a discriminator "
-                f"this young scores nearly every token near that base rate (it flags "
-                f"{recall:.0%} of replaced tokens {where}). It has not learned to read "
-                "context yet: a token stands out only when it is rare.",
-                "  ",
-            )
-        else:
-            say(
-                f"detect: the discriminator flags {recall:.0%} of replaced tokens {where} "
-                f"(accuracy {disc_acc:.1%} where {replaced:.0%} are replaced).",
-                "  ",
-            )
-    auc = sorted(run.history.get("val/disc_auc", []))
-    if len(auc) >= 2:
-        (first_step, first), (last_step, last) = auc[0], auc[-1]
-        say(
-            f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {first:.2f} "
-            f"at step {first_step + 1:,}, {last:.2f} at step {last_step + 1:,} "
-            f"({auc_trend(first, last)}).",
-            "  ",
-        )
-    elif auc:
-        say(
-            f"Ranking replaced above original tokens (val/disc_auc, 0.5 = chance): {auc[0][1]:.2f}"
-            f" at step {auc[0][0] + 1:,} (one validation: no trend yet).",
-            "  ",
-        )
-    gains = [
-        (name, _last(run, f"val/{key}_context_gain"))
-        for name, key in (("generator", "gen"), ("discriminator", "disc"))
-    ]
-    if any(gain is not None for _, gain in gains):
-        out += ["", "Above the simplest baselines (val/*_context_gain, nats; > 0: reads context):"]
-        for name, gain in gains:
-            if gain is not None:
-                electra = any(k.startswith("val/disc_") for k in run.history)
-                name = "masked LM" if name == "generator" and not electra else name
-                say(context_gain_words(name, gain) + ".", "  ")
-        out.append("")
-    say(
-        "How much training changes that, measured on 2 CPU cores (experiments/plateau): "
-        "configs/cpu-small-budget.yaml takes the generator past 0.5 nats above word "
-        "frequencies in 300-450 steps of 128 x 64 tokens (7-10 min) and to 0.9 in 1,500 (34 min); "
-        "no recipe tried there moved the discriminator off the base rate within that budget "
-        "(the paper's Small trains on 16 B tokens).",
-        "  ",
-    )
-    example = export_dir or "EXPORT"
-    out += [
-        "",
-        "Next (in the project's environment: source .venv/bin/activate first):",
-        "  1. pretrain on your own text:",
-        "     python -m electra_lightning tokenizer --files 'corpus/*.txt' --output_dir tok",
-        "     python -m electra_lightning fit --config configs/electra-small.yaml \\",
-        "         --data.train_files 'corpus/*.txt' --data.val_files heldout.txt \\",
-        "         --data.tokenizer tok",
-        "  2. fine-tune the discriminator on GLUE (downloaded once into glue_data/):",
-        "     python -m electra_lightning glue-data --output_dir glue_data --tasks sst2",
-        "     python -m electra_lightning fit --config configs/finetune/sst2.yaml \\",
-        f"         --model.init_from {example}/discriminator --data.data_dir glue_data",
-        "  3. compare runs:",
-        f"     python -m electra_lightning compare {log_dir} OTHER_RUN \\",
-        "         --output compare.png",
-    ]
-    text = "\n".join(out)
     print(text)
     return text
 

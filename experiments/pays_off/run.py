@@ -359,21 +359,10 @@ def spread(values: list[float]) -> str:
     return f"{mean:.1f} ± {std:.1f}"
 
 
-def report(study: PaysOff) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = study.root if study.quick else EXPERIMENTS / NAME
-    results_dir = out / "results"
+def save_results(study: PaysOff, results_dir: Path, scores, curves, geometry) -> None:
+    """What the tables and the plot are made of, kept beside the README (runs/ is not
+    committed)."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    plan = study.plan
-    scores = {label: {n: study.results(label, n) for n in study.labels} for label in ENCODERS}
-    curves = {label: study.probe_curve(label) for label in ENCODERS}
-    geometry = {label: study.geometry(label) for label in ENCODERS}
-
-    # keep what the tables and the plot are made of beside the README (runs/ is not committed)
     shutil.copy(study.root / "plan.json", results_dir / "plan.json")
     shutil.copy(study.root / "corpus" / "check.json", results_dir / "corpus-check.json")
     (results_dir / "finetune.json").write_text(json.dumps(scores, indent=1) + "\n")
@@ -383,6 +372,13 @@ def report(study: PaysOff) -> None:
         if ENCODERS[label] is not None:
             history = study.history(label)
             shutil.copy(history / "metrics.csv", results_dir / f"pretrain-{run}.csv")
+
+
+def plot_probe_curves(curves, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5), dpi=100)
     for label, points in curves.items():
@@ -396,19 +392,28 @@ def report(study: PaysOff) -> None:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(out / "probe.png")
+    figure.savefig(path)
     plt.close(figure)
 
-    def name(n: int) -> str:
-        return f"{n:,}" if n else "all 67,349"
 
-    head = " | ".join(name(n) for n in study.labels)
+def labels_name(n: int) -> str:
+    return f"{n:,}" if n else "all 67,349"
+
+
+def finetune_table(study: PaysOff, scores) -> list[str]:
+    head = " | ".join(labels_name(n) for n in study.labels)
     table = [f"| encoder | {head} |", "|---" * (len(study.labels) + 1) + "|"]
     for metric in ("acc", "f1"):
         for label in ENCODERS:
             cells = [spread([100 * s[metric] for s in scores[label][n]]) for n in study.labels]
             table.append(f"| {label} ({metric}) | " + " | ".join(cells) + " |")
-    findings = []
+    return table
+
+
+def findings(study: PaysOff, scores) -> list[str]:
+    """Each pretrained encoder's accuracy gap to no pretraining, per label count, and whether
+    the seeds' ranges overlap."""
+    found = []
     for n in study.labels:
         base = [100 * s["acc"] for s in scores["no pretraining"][n]]
         for label in ENCODERS:
@@ -417,14 +422,19 @@ def report(study: PaysOff) -> None:
             values = [100 * s["acc"] for s in scores[label][n]]
             gap = statistics.mean(values) - statistics.mean(base)
             separate = min(values) > max(base) or max(values) < min(base)
-            findings.append(
-                f"{name(n)} labels, {label} − no pretraining: {gap:+.1f} accuracy points"
+            found.append(
+                f"{labels_name(n)} labels, {label} − no pretraining: {gap:+.1f} accuracy points"
                 + (
                     " (every seed on one side)"
                     if separate
                     else " (seed ranges overlap: no difference)"
                 )
             )
+    return found
+
+
+def pretraining_table(study: PaysOff, curves) -> list[str]:
+    plan = study.plan
     pre = ["| run | steps | pretraining FLOPs | val/disc_auc | val/gen_acc | last probe/sst2_acc |"]
     pre.append("|---|---|---|---|---|---|")
     for label in RUNS:
@@ -439,6 +449,10 @@ def report(study: PaysOff) -> None:
             f"{'—' if auc is None else f'{auc:.3f}'} | {'—' if gen is None else f'{gen:.3f}'} | "
             f"{curves[label][-1][1]:.1f} |"
         )
+    return pre
+
+
+def geometry_table(geometry) -> list[str]:
     depth = len(geometry["no pretraining"])
     shape = [
         "| encoder | " + " | ".join(["embeddings"] + [f"layer {i}" for i in range(1, depth)]) + " |"
@@ -447,7 +461,12 @@ def report(study: PaysOff) -> None:
     for label, layers in geometry.items():
         cells = [f"{g['cosine']:.3f} / {100 * g['sentence_specific']:.1f}%" for g in layers]
         shape.append(f"| {label} | " + " | ".join(cells) + " |")
-    check = study.check
+    return shape
+
+
+def command_line(study: PaysOff) -> str:
+    """The command that reproduces this README."""
+    plan = study.plan
     command = "python -m experiments.pays_off.run " + (
         "--quick"
         if study.quick
@@ -459,10 +478,16 @@ def report(study: PaysOff) -> None:
     )
     if study.cuda:
         command += " --device cuda"
-    notes = EXPERIMENTS / NAME / "NOTES.md"
+    return command
+
+
+def method(study: PaysOff) -> str:
+    """The README's head: the command, the machine, the text, the recipes."""
+    command = command_line(study)
+    plan, check = study.plan, study.check
     cpu = platform.processor() or platform.machine()
     per_step = plan["seconds_per_step"]
-    readme = f"""# Experiment 4 — does pretraining pay off?
+    return f"""# Experiment 4 — does pretraining pay off?
 
 - **Command**: `{command}` (resumes when re-run; `--quick` is the CI smoke test,
   `--device cuda --budget_minutes 5` the GPU version: ELECTRA-Small, bf16)
@@ -486,13 +511,26 @@ def report(study: PaysOff) -> None:
   3 epochs or at least {MIN_STEPS} steps for few labels (250: {math.ceil(MIN_STEPS / 8)} epochs, 1,000: 7), one epoch on the full set;
   scored once at the end on all 872 dev sentences; seeds 1–{study.seeds}, mean ± standard deviation.
 {"- **Quick smoke run: the numbers mean nothing.**" if study.quick else ""}
-## SST-2 dev after fine-tuning (mean ± std over {study.seeds} seed(s); columns: training examples)
+"""
 
-{chr(10).join(table)}
+
+def report(study: PaysOff) -> None:
+    out = study.root if study.quick else EXPERIMENTS / NAME
+    scores = {label: {n: study.results(label, n) for n in study.labels} for label in ENCODERS}
+    curves = {label: study.probe_curve(label) for label in ENCODERS}
+    geometry = {label: study.geometry(label) for label in ENCODERS}
+    save_results(study, out / "results", scores, curves, geometry)
+    plot_probe_curves(curves, out / "probe.png")
+    notes = EXPERIMENTS / NAME / "NOTES.md"
+    readme = (
+        method(study)
+        + f"""## SST-2 dev after fine-tuning (mean ± std over {study.seeds} seed(s); columns: training examples)
+
+{chr(10).join(finetune_table(study, scores))}
 
 Every seed's scores: `results/finetune.json`. The majority class scores 50.9% accuracy on dev.
 
-{chr(10).join(f"- {f}" for f in findings)}
+{chr(10).join(f"- {f}" for f in findings(study, scores))}
 
 ## DownstreamProbe over pretraining FLOPs
 
@@ -502,7 +540,7 @@ Logistic regression on the frozen discriminator's mean-pooled last layer, fitted
 {study.probe_limit} SST-2 training examples, scored on SST-2 dev, logged by the callback as
 `probe/sst2_acc` during pretraining (`results/pretrain-*.csv`, `results/probe-curves.json`).
 
-{chr(10).join(pre)}
+{chr(10).join(pretraining_table(study, curves))}
 
 ## What the encoders hand to fine-tuning
 
@@ -511,10 +549,11 @@ pairwise cosine similarity / the share of their energy that differs between sent
 is one vector common to all; 1.000 / 0% would be every sentence the same vector;
 `results/geometry.json`).
 
-{chr(10).join(shape)}
+{chr(10).join(geometry_table(geometry))}
 
 {notes.read_text().strip() if notes.exists() and not study.quick else ""}
 """
+    )
     (out / "README.md").write_text(readme)
     print(readme)
 
