@@ -193,7 +193,7 @@ def test_a_renamed_data_field_fails_at_start_up(
 def test_module_reads_nothing_from_the_data_module():
     """The contract is the only seam: train/pretraining.py never reaches into ``trainer.datamodule``."""
     source = (REPO / "electra_lightning" / "train" / "pretraining.py").read_text()
-    assert "trainer.datamodule" not in source and "getattr(self.trainer" not in source
+    assert "trainer.datamodule" not in source and "getattr(self.trainer," not in source
 
 
 @pytest.mark.parametrize("option", [["--config", "configs/tiny"], ["--config=configs/tiny"]])
