@@ -346,7 +346,17 @@ def report(study: PaysOff) -> None:
     keep_sources(
         study,
         out,
-        {"gates": gates, "grid": picks, "finetune": scores, "baselines": base, "layers": layers},
+        {
+            "gates": gates,
+            "grid": picks,
+            "grid-scores": {
+                label: {f"lr {lr:g} decay {d:g}": study.grid_score(label, lr, d) for lr, d in GRID}
+                for label in ENCODERS
+            },
+            "finetune": scores,
+            "baselines": base,
+            "layers": layers,
+        },
     )
     few = [n for n in study.labels if n]
     notes = EXPERIMENTS / NAME / "NOTES.md"
@@ -362,7 +372,7 @@ def report(study: PaysOff) -> None:
             *summary_table(study, acc, base, gates, picks),
             "",
             "Every seed's scores: `results/finetune.json` (accuracy, F1), `results/baselines.json`;",
-            "the grid's held-out scores: `runs/pays_off/grid/` (picks in `results/grid.json`).",
+            "the grid's held-out accuracies: `results/grid-scores.json` (picks: `results/grid.json`).",
             "",
             "## Paired seeds",
             "",
