@@ -201,15 +201,17 @@ def test_knob_probes_train_equal_tokens_and_read_the_gap_to_the_base_rate(tmp_pa
 
 @pytest.mark.slow
 def test_pays_off_quick(tmp_path):
-    """Experiment 4 end to end: the in-domain corpus holds no SST-2 dev/test text, the three
-    pretraining runs (equal FLOPs: MLM more steps) log the DownstreamProbe, every encoder is
-    fine-tuned at every label count, the report has the table, the plot and its source data; a
-    second run trains and fine-tunes nothing."""
+    """Experiment 4 end to end: the in-domain corpus holds no SST-2 dev/test text, the two
+    pretraining runs (equal FLOPs: MLM more steps) log their gates' metrics, every encoder gets a
+    grid pick and is fine-tuned on the same class-balanced subsets at every label count; the
+    report has the gates, the criteria, the baselines, the paired seeds and the per-layer probes;
+    a second run trains and fine-tunes nothing."""
     shared_data("glue", "SST-2")
     shared_data("movie_reviews_polarity")
     out = tmp_path / "pays_off"
     stdout = quick("pays_off", out)
-    assert trained(stdout) == {"mlm", "electra", "electra-wwm"}
+    assert trained(stdout) == {"mlm", "electra"}
+    assert "gates: ELECTRA: gen_context_gain" in stdout and "gates: MLM: gen_context_gain" in stdout
     check = json.loads((out / "corpus" / "check.json").read_text())
     assert check["sst2_dev_test_sentences_checked"] > 2000
     train = (out / "corpus" / "train.jsonl").read_text()
@@ -220,27 +222,40 @@ def test_pays_off_quick(tmp_path):
     # equal FLOPs at every point: MLM's interval is ELECTRA's times the cost ratio, rounded
     assert abs(plan["mlm_every"] - plan["electra_every"] * plan["flops_ratio"]) <= 0.5
     assert plan["mlm_steps"] == plan["mlm_every"] * plan["points"]
-    curves = json.loads((out / "results" / "probe-curves.json").read_text())
-    for name in ("ELECTRA", "MLM", "ELECTRA + whole-word masking"):
-        # the random encoder at 0 FLOPs, then the callback's probe at every point
-        assert len(curves[name]) == plan["points"] + 1 and curves[name][0][0] == 0
-        assert all(0 <= acc <= 100 for _, acc in curves[name])
-    wwm = (out / "pretrain/electra-wwm/version_0/hparams.yaml").read_text()
-    assert "whole_word_masking: true" in wwm
-    tuned = json.loads((out / "results" / "finetune.json").read_text())
-    assert set(tuned) == set(curves) | {"no pretraining"}
-    assert all(set(per) == {"250", "0"} for per in tuned.values())
-    assert {"acc", "f1"} <= tuned["MLM"]["250"][0].keys()
+    # the subsets: class-balanced, different per seed, none holding a held-out example
+    subsets = [(out / f"subsets/n250-s{s}/SST-2/train.tsv").read_text() for s in (1, 2)]
+    held_out = set((out / "subsets/grid/SST-2/dev.tsv").read_text().splitlines()[1:])
+    for text in subsets:
+        rows = text.splitlines()[1:]
+        assert len(rows) == 250 and sum(r.endswith("\t1") for r in rows) == 125
+        assert not held_out & set(rows)
+    assert subsets[0] != subsets[1]
+    results = out / "results"
+    gates = json.loads((results / "gates.json").read_text())
+    assert set(gates["ELECTRA"]["gates"]) == {"gen_context_gain", "disc_context_gain", "disc_auc"}
+    assert set(gates["MLM"]["gates"]) == {"gen_context_gain"}
+    tuned = json.loads((results / "finetune.json").read_text())
+    assert set(tuned) == {"no pretraining", "MLM", "ELECTRA"}
+    assert all(set(per) == {"250", "0"} and len(per["250"]) == 2 for per in tuned.values())
+    grid = json.loads((results / "grid.json").read_text())
+    assert all({"lr", "decay"} == set(pick) for pick in grid.values())
+    layers = json.loads((results / "layers.json").read_text())
+    for result in layers.values():  # embeddings + the 4 layers, 2 subsets each
+        assert [len(scores) for scores in result["probe"]["250"]] == [2] * 5
+        assert all(0 <= g["sentence_specific"] <= 1 for g in result["geometry"])
     report = (out / "README.md").read_text()
-    assert "| encoder | 250 | all 67,349 |" in report and "| MLM (f1) |" in report
-    assert (out / "probe.png").read_bytes()[:4] == b"\x89PNG"
-    geometry = json.loads((out / "results" / "geometry.json").read_text())
-    for layers in geometry.values():  # embeddings + the 4 layers, each a cosine and a share
-        assert len(layers) == 5
-        assert all(-1 <= g["cosine"] <= 1 and 0 <= g["sentence_specific"] <= 1 for g in layers)
-    assert "| no pretraining | 0.9" in report.split("What the encoders hand")[1]
+    for text in (
+        "## Criteria, fixed before the run",
+        "| Naive Bayes (bag of words) |",
+        "| majority class |",
+        "ELECTRA − MLM",
+        "Criterion 1, ELECTRA",
+        "layer 4",
+    ):
+        assert text in report, text
+    assert report.index("## Gates") < report.index("## SST-2 dev accuracy")
     again = quick("pays_off", out)
-    assert not trained(again) and " glue " not in again
+    assert not trained(again) and "$ finetune" not in again
 
 
 def test_pays_off_on_a_gpu_is_electra_small_in_bf16(tmp_path):
@@ -249,17 +264,17 @@ def test_pays_off_on_a_gpu_is_electra_small_in_bf16(tmp_path):
     from dataclasses import replace
 
     from electra_lightning.model.electra import OFFICIAL_SIZES, ModelSize
-    from experiments.pays_off import run
+    from experiments.pays_off import run, study
 
     shared_data("glue", "SST-2")
     shared_data("movie_reviews_polarity")
     args = run.parse_args(["--device", "cuda", "--quick", "--output_dir", str(tmp_path)])
-    study = run.PaysOff(args)
-    size = ModelSize(**study.sizes()).resolved()
-    assert size == replace(OFFICIAL_SIZES["small"], max_position_embeddings=run.SEQ)
+    paysoff = study.PaysOff(args)
+    size = ModelSize(**paysoff.sizes()).resolved()
+    assert size == replace(OFFICIAL_SIZES["small"], max_position_embeddings=study.SEQ)
     for setting in ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed"):
-        assert setting in study.extra_args and setting in study.finetune_args(250)
-    assert study.workers == 1
+        assert setting in paysoff.extra_args and setting in paysoff.finetune_args(250)
+    assert paysoff.workers == 1
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.common import EXPERIMENTS
-from experiments.pays_off.run import BATCH, CPU_SIZE, HELD_OUT, REVIEWS, SEQ, SST2, InDomainStudy
+from experiments.pays_off.study import BATCH, CPU_SIZE, HELD_OUT, REVIEWS, SEQ, SST2, InDomainStudy
 from experiments.runner import log, merge_history
 
 NAME = "plateau"
