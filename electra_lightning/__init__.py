@@ -21,6 +21,7 @@ __version__ = "0.2.0"
 
 def __getattr__(name: str):
     if name == "ElectraDataModule":
+        # imported on first use, so that --help stays light
         from electra_lightning.data.datamodule import ElectraDataModule
 
         return ElectraDataModule

@@ -23,6 +23,8 @@ import socket
 import sys
 import time
 
+from electra_lightning.common.checkpoint import check_writable
+
 LOCK_NAME = "run.lock"
 _HELD: set[str] = set()  # lock paths this process holds now
 
@@ -70,8 +72,6 @@ class RunLock:
         self.mine: dict | None = None
 
     def acquire(self) -> None:
-        from electra_lightning.common.checkpoint import check_writable
-
         check_writable(_shown(self.directory), "ModelCheckpoint.dirpath")
         pid = os.getpid()
         self.mine = {
