@@ -15,15 +15,6 @@ from contextlib import contextmanager
 
 from jsonargparse import CLI
 
-from electra_lightning.common.checkpoint import (
-    checkpoint_kind,
-    require_kind,
-    tokenizer_files_of,
-    write_tokenizer,
-)
-from electra_lightning.finetune.classifier import ElectraClassifier
-from electra_lightning.train.loading import load_any_checkpoint, module_from_checkpoint
-
 # torch, Lightning and the model are imported where they are used, so `export --help` is quick
 # (not to dodge a cycle: loading and finetune do not import this module).
 
@@ -126,6 +117,9 @@ def _running(pid: int) -> bool:
 
 def export_classifier(checkpoint: dict, output_dir: str, ckpt_path: str = "") -> str:
     """A fine-tuned ``ElectraClassifier`` checkpoint → ``ElectraForSequenceClassification`` dir."""
+    # torch/Lightning/transformers on first use: `export --help` stays light (test_console)
+    from electra_lightning.common.checkpoint import tokenizer_files_of, write_tokenizer
+    from electra_lightning.finetune.classifier import ElectraClassifier
 
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     hparams["init_from"] = None
@@ -152,7 +146,15 @@ def export(ckpt_path: str, output_dir: str) -> str:
             sharded (FSDP2) checkpoint directory.
         output_dir: Where to write the Hugging Face directories.
     """
-    import transformers
+    import transformers  # on first use, as above: `export --help` stays light
+
+    from electra_lightning.common.checkpoint import (
+        checkpoint_kind,
+        require_kind,
+        tokenizer_files_of,
+        write_tokenizer,
+    )
+    from electra_lightning.train.loading import load_any_checkpoint, module_from_checkpoint
 
     transformers.logging.disable_progress_bar()  # one small file per model: no shard bars
     checkpoint = load_any_checkpoint(ckpt_path)
