@@ -4,36 +4,31 @@
 
 from __future__ import annotations
 
-import csv
-import difflib
-import importlib
 import os
-import re
 import sys
 import warnings
 
-import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
+from electra_lightning.cli.messages import (
+    OneLineParser,
+)
+from electra_lightning.cli.run_config import (
+    apply_run_name,
+    continue_csv_log,
+    resume_changes,
+    run_dir_of,
+)
 from electra_lightning.common._compat import (
-    loads_config_group,
-    option_actions,
     subcommand_parser,
     wandb_init_args,
 )
 from electra_lightning.common.checkpoint import SafeCheckpointIO, check_writable, checkpoint_step
-from electra_lightning.common.config_files import config_files
 from electra_lightning.common.errors import NothingToDo
 from electra_lightning.common.run_lock import hold_checkpoint_dirs
 from electra_lightning.common.runs import (
-    DEFAULT_SAVE_DIR,
     SAVED_CONFIG,
-    check_run_name,
-    new_wandb_id,
-    read_wandb_id,
-    run_directory,
     write_wandb_id,
 )
 from electra_lightning.data.datamodule import ElectraDataModule
@@ -123,88 +118,6 @@ def use_wandb_offline_without_credentials() -> None:
     os.environ["WANDB_MODE"] = "offline"
 
 
-class OneLineParser(LightningArgumentParser):
-    """Options are spelled out (``--trainer.max_step`` is not taken as ``max_steps``), and a
-    mistake is one ``error:`` line with the nearest known options and a pointer to ``--help``,
-    not the ~90-line usage."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def parse_args(self, args=None, *rest, **kwargs):
-        self.argv = list(sys.argv[1:] if args is None else args)  # the --config files, on error
-        return super().parse_args(args, *rest, **kwargs)
-
-    def error(self, message: str, ex: Exception | None = None):
-        if not self.exit_on_error:  # jsonargparse parsing a nested value: it catches this
-            return super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        line = None
-        if re.search(r"(?:[Kk]ey|option) '[A-Za-z0-9_.]+'", str(message)):
-            line = unknown_config_keys_error(config_files(getattr(self, "argv", [])), parser)
-        print(line or one_line_error(message, parser), file=sys.stderr)
-        sys.exit(2)
-
-
-def unknown_keys(config: dict, known: set[str], groups: set[str], prefix: str = "") -> list[str]:
-    """The dotted keys of a config mapping that name no option: a group (``trainer``,
-    ``model.size``) is looked into, an option's value (a class's ``init_args``) is not."""
-    found = []
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if (
-            isinstance(value, dict)
-            and value
-            and (f"--{name}" in groups or f"--{name}" not in known)
-        ):
-            found += unknown_keys(value, known, groups, f"{name}.")
-        elif f"--{name}" not in known:
-            found.append(name)
-    return found
-
-
-def unknown_config_keys_error(files: list[tuple[str, dict]], parser) -> str | None:
-    """One line naming every unknown key of every ``--config`` file (jsonargparse stops at the
-    first), each with the nearest known option; None when the files hold none."""
-    actions = option_actions(parser)
-    known = {o for o in actions if o.startswith("--")}
-    groups = {o for o in known if loads_config_group(actions[o])}
-    parts = []
-    for path, config in files:
-        keys = []
-        for key in unknown_keys(config, known, groups):
-            near = difflib.get_close_matches(f"--{key}", known, n=1, cutoff=0.75)
-            keys.append(f"'{key}'" + (f" (did you mean {near[0]}?)" if near else ""))
-        if keys:
-            parts.append(f"{path}: unknown key{'s' if len(keys) > 1 else ''} {', '.join(keys)}")
-    if not parts:
-        return None
-    prog = parser.prog.replace(" [options]", "")
-    return f"error: {'; '.join(parts)} (all options: {prog} --help)"
-
-
-def one_line_error(message: str, parser) -> str:
-    """``error: <first line of message>`` + the known options nearest to each unknown one."""
-    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-    first = lines[0] if lines else "invalid arguments"
-    known = [o for o in option_actions(parser) if o.startswith("--")]  # the names to suggest
-    unknown = re.findall(r"(--[A-Za-z0-9_.+-]+)", " ".join(lines[:3]))
-    unknown += [
-        f"--{key}" for key in re.findall(r"(?:[Kk]ey|option) '([A-Za-z0-9_.]+)'", " ".join(lines))
-    ]
-    hints = []
-    for option in dict.fromkeys(unknown):
-        if option in known:
-            continue
-        hints += difflib.get_close_matches(option.split("=")[0], known, n=1, cutoff=0.75)
-    if len(lines) > 1 and not unknown:
-        first += f" ({lines[-1][:200]})"
-    hint = f"; did you mean {' or '.join(dict.fromkeys(hints))}?" if hints else ""
-    prog = parser.prog.replace(" [options]", "")
-    return f"error: {first}{hint} (all options: {prog} --help)"
-
-
 def check_fresh_or_resume(trainer, ckpt_path: str | None) -> int | None:
     """No run is lost by accident, and a resume with nothing to do says so.
 
@@ -272,120 +185,6 @@ def warn_unused_probe_options(probe) -> None:
             "(or --probe.tasks [sst2])",
             file=sys.stderr,
         )
-
-
-def _logger_specs(trainer_config) -> list:
-    """The ``class_path``/``init_args`` namespaces of ``trainer.logger`` (one, a list, or none)."""
-    loggers = trainer_config.get("logger")
-    loggers = loggers if isinstance(loggers, list) else [loggers]
-    return [spec for spec in loggers if getattr(spec, "class_path", None)]
-
-
-def _is_checkpoint_callback(spec) -> bool:
-    module, _, name = str(getattr(spec, "class_path", "")).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(cls, type) and issubclass(cls, ModelCheckpoint)
-
-
-def _save_dir(config) -> str:
-    """Where run directories go: the first logger's ``save_dir`` (``runs`` without one)."""
-    save_dirs = [
-        spec.init_args.get("save_dir") for spec in _logger_specs(config.trainer) if spec.init_args
-    ]
-    return next((str(d) for d in save_dirs if d), DEFAULT_SAVE_DIR)
-
-
-def run_dir_of(config) -> str | None:
-    """``SAVE_DIR/RUN_NAME`` of a parsed config, or None for a run without a name."""
-    name = config.get("run_name")
-    if not name:
-        return None
-    check_run_name(name)
-    return run_directory(_save_dir(config), name)
-
-
-def apply_run_name(config, subcommand: str) -> tuple[str | None, str | None]:
-    """Point a named run's logger and checkpoints into its directory ``SAVE_DIR/RUN_NAME``.
-
-    CSVLogger/TensorBoardLogger: ``save_dir/RUN_NAME`` itself (no ``version_N``; a ``validate``
-    or ``test`` writes to ``RUN_NAME/validate``, ``RUN_NAME/test``); WandbLogger: named
-    RUN_NAME, its files under ``save_dir/RUN_NAME/wandb``, and on a resumed ``fit`` the run's W&B
-    id (``wandb-run-id``) so the W&B run continues; every ``ModelCheckpoint`` without a
-    ``dirpath``: ``save_dir/RUN_NAME/checkpoints``. Returns (the run directory, the W&B id)."""
-    run_dir = run_dir_of(config)
-    if run_dir is None:
-        return None, None
-    name, root = config.run_name, _save_dir(config)
-    wandb_id = None
-    for spec in _logger_specs(config.trainer):
-        kind, args = spec.class_path.rpartition(".")[2], spec.init_args
-        if kind in ("CSVLogger", "TensorBoardLogger"):
-            args.save_dir, args.name = root, name
-            args.version = "" if subcommand == "fit" else subcommand
-        elif kind == "WandbLogger":
-            resuming = subcommand == "fit" and config.get("ckpt_path") is not None
-            wandb_id = (read_wandb_id(run_dir) if resuming else None) or new_wandb_id()
-            args.save_dir, args.name, args.id, args.version = run_dir, name, wandb_id, None
-            if "dir" in args:
-                args.dir = None
-    for spec in config.trainer.get("callbacks") or []:
-        if _is_checkpoint_callback(spec) and spec.init_args.get("dirpath") is None:
-            spec.init_args.dirpath = os.path.join(run_dir, "checkpoints")
-    return run_dir, wandb_id
-
-
-def resume_changes(parser, config, saved_path: str) -> list[str]:
-    """``key old → new`` for each setting of ``config`` that differs from the saved config."""
-    with open(saved_path, encoding="utf-8") as f:
-        saved = flatten(yaml.safe_load(f) or {})
-    now = flatten(yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {})
-    changes = []
-    for key in sorted(set(saved) | set(now)):
-        if key in ("ckpt_path", "config") or saved.get(key) == now.get(key):
-            continue
-        old, new = saved.get(key), now.get(key)
-        if isinstance(old, (list, dict)) or isinstance(new, (list, dict)):
-            changes.append(f"{key} (changed)")
-        else:
-            changes.append(f"{key} {old} → {new}")
-    return changes
-
-
-def continue_csv_log(logger, step: int) -> None:
-    """A resumed run's CSV log continues its ``metrics.csv``: CSVLogger deletes the file it finds
-    when it starts, so the rows of the steps before ``step`` (those a stopped or killed run logged
-    for steps it repeats are dropped) are written back and the logger appends to them."""
-    path = os.path.join(logger.log_dir, "metrics.csv")
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        rows = [row for row in reader if _before(row, step)]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists")
-        writer = logger.experiment  # deletes metrics.csv
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=header)
-        out.writeheader()
-        out.writerows(rows)
-    writer.metrics_keys = header  # the logger's next rows append under this header
-
-
-def _before(row: dict, step: int) -> bool:
-    """Logged before the resumed step: training and validation rows carry the 0-based index of
-    their step (``step - 1`` for the checkpoint's last one), probe rows the step count."""
-    try:
-        logged = int(float(row.get("step") or 0))
-    except ValueError:
-        return False
-    indexed = any(
-        k and k.startswith(("train/", "val/")) and v not in (None, "") for k, v in row.items()
-    )
-    return logged < step or (logged == step and not indexed)
 
 
 def check_log_dirs(trainer) -> None:
